@@ -1,0 +1,1 @@
+//! actix-web adapter: see issue 4.

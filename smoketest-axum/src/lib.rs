@@ -1,0 +1,130 @@
+//! Serve a [`Smoketest`] from axum or any tower stack, in one line.
+//!
+//! Two ways to mount, both thin: every status code, header and body comes from
+//! [`Smoketest::handle`], so axum and actix-web answer alike.
+//!
+//! - [`router`] returns an axum [`Router`] to [`merge`](Router::merge) into yours.
+//! - [`SmoketestLayer`] wraps any tower service: requests under the mount path are answered,
+//!   everything else passes through untouched.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use smoketest_core::Smoketest;
+//!
+//! let smoke = Smoketest::builder().build().expect("unique check names");
+//!
+//! // Either merge the router…
+//! let app: Router = Router::new()
+//!     .route("/orders", get(|| async { "[]" }))
+//!     .merge(smoketest_axum::router(smoke.clone()));
+//!
+//! // …or wrap the whole app in the layer.
+//! let app: Router = Router::new()
+//!     .route("/orders", get(|| async { "[]" }))
+//!     .layer(smoketest_axum::SmoketestLayer::new(smoke));
+//! # let _ = app;
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::routing::any;
+use bytes::Bytes;
+use smoketest_core::Smoketest;
+use tower::{Layer, Service};
+
+/// An axum router serving `smoke` at its mount path (default `/smoketest`) and below.
+pub fn router<S>(smoke: Smoketest) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let path = smoke.path().to_string();
+    let below = if path == "/" {
+        "/{*name}".to_string()
+    } else {
+        format!("{path}/{{*name}}")
+    };
+    let handler = move |request: Request| {
+        let smoke = smoke.clone();
+        async move { answer(&smoke, request).await }
+    };
+    Router::new()
+        .route(&path, any(handler.clone()))
+        .route(&below, any(handler))
+}
+
+async fn answer(smoke: &Smoketest, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    smoke.handle(&parts).await.map(Body::from)
+}
+
+/// A tower [`Layer`] that answers the smoketest endpoint and passes every other request to
+/// the service it wraps.
+#[derive(Clone, Debug)]
+pub struct SmoketestLayer {
+    smoke: Smoketest,
+}
+
+impl SmoketestLayer {
+    /// A layer serving `smoke` at its mount path.
+    pub fn new(smoke: Smoketest) -> Self {
+        SmoketestLayer { smoke }
+    }
+}
+
+impl<S> Layer<S> for SmoketestLayer {
+    type Service = SmoketestService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SmoketestService {
+            smoke: self.smoke.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service made by [`SmoketestLayer`].
+#[derive(Clone, Debug)]
+pub struct SmoketestService<S> {
+    smoke: Smoketest,
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for SmoketestService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<Bytes> + Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        if self.smoke.serves(request.uri().path()) {
+            let smoke = self.smoke.clone();
+            let (parts, _body) = request.into_parts();
+            Box::pin(async move { Ok(smoke.handle(&parts).await.map(ResBody::from)) })
+        } else {
+            // The inner service was driven to readiness; take it and leave a fresh clone.
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            Box::pin(inner.call(request))
+        }
+    }
+}

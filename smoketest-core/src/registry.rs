@@ -1,0 +1,366 @@
+//! The [`Smoketest`]: the checks of one service and how to run and serve them, built once
+//! at start-up with [`SmoketestBuilder`].
+//!
+//! The builder collects every `#[smoketest::check]` in the binary (unless told
+//! [`without_discovery`](SmoketestBuilder::without_discovery)), adds the checks registered
+//! explicitly with [`check`](SmoketestBuilder::check), and rejects duplicate names,
+//! naming where each was declared. A built `Smoketest` is cheap to clone (an `Arc`) and is
+//! what the axum and actix adapters mount.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use smoketest_core::{from_fn, Outcome, Smoketest};
+//!
+//! let smoke = Smoketest::builder()
+//!     .service("orders-api")
+//!     .version("1.4.2")
+//!     .release_id("9f2c1ab")
+//!     .default_timeout(Duration::from_secs(5))
+//!     .check(from_fn("cache::ping", |_ctx| Box::pin(async { Ok(Outcome::Pass) })).tag("cache"))
+//!     .build()
+//!     .expect("check names are unique");
+//! assert!(smoke.check_names().any(|n| n == "cache::ping"));
+//!
+//! // Two checks with one name: the error names both places.
+//! let err = Smoketest::builder()
+//!     .without_discovery()
+//!     .check(from_fn("twice", |_ctx| Box::pin(async { Ok(Outcome::Pass) })))
+//!     .check(from_fn("twice", |_ctx| Box::pin(async { Ok(Outcome::Pass) })))
+//!     .build()
+//!     .unwrap_err();
+//! assert!(err.to_string().starts_with("two checks are named `twice`"));
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::SmokeCheck;
+use crate::check::{RegisteredFn, discovered};
+use crate::report::Detail;
+
+/// Where a check was declared: a source location, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Source file.
+    pub file: &'static str,
+    /// Line.
+    pub line: u32,
+    /// `#[smoketest::check]` or `builder.check(…)`.
+    pub how: &'static str,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}:{}", self.how, self.file, self.line)
+    }
+}
+
+/// A registered check with the metadata read from it once at build time.
+pub(crate) struct Entry {
+    pub(crate) name: Arc<str>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) check: Arc<dyn SmokeCheck>,
+    pub(crate) origin: Origin,
+}
+
+/// Why a [`Smoketest`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Two checks share a name.
+    #[error(
+        "two checks are named `{name}`: {first} and {second}; rename one (`#[smoketest::check(name = \"…\")]` or the check's `name()`)"
+    )]
+    DuplicateName {
+        /// The shared name.
+        name: String,
+        /// The first declaration.
+        first: Origin,
+        /// The second declaration.
+        second: Origin,
+    },
+    /// A check's name cannot be used.
+    #[error("the check name `{name}` ({origin}) is not usable: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// Where it was declared.
+        origin: Origin,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Settings shared by every run.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) service: Option<String>,
+    pub(crate) version: Option<String>,
+    pub(crate) release_id: Option<String>,
+    pub(crate) default_timeout: Duration,
+    pub(crate) deadline: Duration,
+    pub(crate) concurrency: usize,
+    pub(crate) failure_status: StatusCode,
+    pub(crate) path: String,
+    pub(crate) anonymous_detail: Detail,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            service: None,
+            version: None,
+            release_id: None,
+            default_timeout: Duration::from_secs(10),
+            deadline: Duration::from_secs(25),
+            concurrency: 16,
+            failure_status: StatusCode::INTERNAL_SERVER_ERROR,
+            path: "/smoketest".to_string(),
+            anonymous_detail: Detail::Checks,
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) entries: Vec<Arc<Entry>>,
+    pub(crate) by_name: HashMap<Arc<str>, usize>,
+}
+
+/// A service's smoke checks, ready to run and serve. See the [module documentation](self).
+#[derive(Clone)]
+pub struct Smoketest {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Smoketest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Smoketest")
+            .field("path", &self.inner.config.path)
+            .field("checks", &self.check_names().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Smoketest {
+    /// Start building. Every `#[smoketest::check]` in the binary is included unless you call
+    /// [`SmoketestBuilder::without_discovery`].
+    pub fn builder() -> SmoketestBuilder {
+        SmoketestBuilder {
+            config: Config::default(),
+            discover: true,
+            explicit: Vec::new(),
+        }
+    }
+
+    /// The names of all checks, in run order.
+    pub fn check_names(&self) -> impl Iterator<Item = &str> {
+        self.inner.entries.iter().map(|e| &*e.name)
+    }
+
+    /// The tags of the check called `name`, if there is one.
+    pub fn check_tags(&self, name: &str) -> Option<&[String]> {
+        self.inner
+            .by_name
+            .get(name)
+            .map(|&i| self.inner.entries[i].tags.as_slice())
+    }
+
+    /// The mount path (default `/smoketest`).
+    pub fn path(&self) -> &str {
+        &self.inner.config.path
+    }
+
+    /// The service name, if configured.
+    pub fn service(&self) -> Option<&str> {
+        self.inner.config.service.as_deref()
+    }
+}
+
+/// Builds a [`Smoketest`]. See the [module documentation](self).
+#[must_use]
+pub struct SmoketestBuilder {
+    config: Config,
+    discover: bool,
+    explicit: Vec<(Arc<dyn SmokeCheck>, Origin)>,
+}
+
+impl SmoketestBuilder {
+    /// The service's name, shown in every report.
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.config.service = Some(name.into());
+        self
+    }
+
+    /// The service's version (e.g. `env!("CARGO_PKG_VERSION")`).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.config.version = Some(version.into());
+        self
+    }
+
+    /// The release the service runs (commit hash, image tag); lets a deploy gate tell a new
+    /// pod from an old one.
+    pub fn release_id(mut self, release_id: impl Into<String>) -> Self {
+        self.config.release_id = Some(release_id.into());
+        self
+    }
+
+    /// Timeout for checks that set none themselves. Default 10 s.
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.config.default_timeout = timeout;
+        self
+    }
+
+    /// The longest a whole run may take; checks still running then are reported as timed
+    /// out and the response goes out. Default 25 s (under common load-balancer timeouts).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.config.deadline = deadline;
+        self
+    }
+
+    /// How many checks of one run may execute at once. Default 16.
+    pub fn concurrency(mut self, limit: usize) -> Self {
+        self.config.concurrency = limit;
+        self
+    }
+
+    /// The HTTP status for a failing run. Default 500; 503 suits load balancers that treat
+    /// it as "take out of rotation".
+    pub fn failure_status(mut self, status: StatusCode) -> Self {
+        self.config.failure_status = status;
+        self
+    }
+
+    /// Where the endpoint is mounted. Default `/smoketest`.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.config.path = path.into();
+        self
+    }
+
+    /// What anonymous callers may see. Default [`Detail::Checks`]: names, statuses,
+    /// durations and error kinds, no messages.
+    pub fn anonymous_detail(mut self, detail: Detail) -> Self {
+        self.config.anonymous_detail = detail;
+        self
+    }
+
+    /// Do not collect `#[smoketest::check]` functions; run only checks added with
+    /// [`check`](Self::check).
+    pub fn without_discovery(mut self) -> Self {
+        self.discover = false;
+        self
+    }
+
+    /// Register a check explicitly (for checks that need configuration).
+    #[track_caller]
+    pub fn check(mut self, check: impl SmokeCheck) -> Self {
+        let location = Location::caller();
+        self.explicit.push((
+            Arc::new(check),
+            Origin {
+                file: location.file(),
+                line: location.line(),
+                how: "builder.check(…)",
+            },
+        ));
+        self
+    }
+
+    /// Build, rejecting duplicate or unusable names and out-of-range settings.
+    pub fn build(self) -> Result<Smoketest, BuildError> {
+        let config = self.config;
+        if config.concurrency == 0 {
+            return Err(BuildError::Config("concurrency must be at least 1".into()));
+        }
+        if config.deadline.is_zero() || config.default_timeout.is_zero() {
+            return Err(BuildError::Config(
+                "deadline and default timeout must be longer than zero".into(),
+            ));
+        }
+        if !config.path.starts_with('/') || (config.path.len() > 1 && config.path.ends_with('/')) {
+            return Err(BuildError::Config(format!(
+                "mount path `{}` must start with `/` and not end with one",
+                config.path
+            )));
+        }
+
+        let mut candidates: Vec<(Arc<dyn SmokeCheck>, Origin)> = Vec::new();
+        if self.discover {
+            let mut found: Vec<_> = discovered().map(|r| (r.check_name(), r)).collect();
+            // inventory's order depends on link order; sort for a stable run order.
+            found.sort_by(|(a, ra), (b, rb)| (a, ra.file, ra.line).cmp(&(b, rb.file, rb.line)));
+            for (name, reg) in found {
+                candidates.push((
+                    Arc::new(RegisteredFn {
+                        name,
+                        registration: reg,
+                    }),
+                    Origin {
+                        file: reg.file,
+                        line: reg.line,
+                        how: "#[smoketest::check]",
+                    },
+                ));
+            }
+        }
+        candidates.extend(self.explicit);
+
+        let mut entries: Vec<Arc<Entry>> = Vec::with_capacity(candidates.len());
+        let mut by_name: HashMap<Arc<str>, usize> = HashMap::new();
+        for (check, origin) in candidates {
+            let name: Arc<str> = Arc::from(check.name());
+            validate_name(&name).map_err(|reason| BuildError::InvalidName {
+                name: name.to_string(),
+                origin: origin.clone(),
+                reason,
+            })?;
+            if let Some(&i) = by_name.get(&name) {
+                return Err(BuildError::DuplicateName {
+                    name: name.to_string(),
+                    first: entries[i].origin.clone(),
+                    second: origin,
+                });
+            }
+            by_name.insert(name.clone(), entries.len());
+            entries.push(Arc::new(Entry {
+                name,
+                tags: check.tags(),
+                timeout: check.timeout(),
+                check,
+                origin,
+            }));
+        }
+
+        Ok(Smoketest {
+            inner: Arc::new(Inner {
+                config,
+                entries,
+                by_name,
+            }),
+        })
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("it contains white space or control characters");
+    }
+    if name.contains('/') || name.contains('?') || name.contains('#') {
+        return Err("`/`, `?` and `#` cannot appear in a name served as `/smoketest/{name}`");
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! The [`Report`] of one run: one serde type that every output format writes.
+//!
+//! Its JSON form is the contract that deploy pipelines and monitors parse (DESIGN.md §3, and
+//! `schema/report.schema.json` in the repository): fields are added, never renamed.
+//! [`Report::restrict`] removes what a caller may not see (see [`Detail`]) before any
+//! writer runs, so no format can leak more than another.
+//!
+//! # Example
+//!
+//! ```
+//! use smoketest_core::{Detail, Report, Status};
+//!
+//! let json = r#"{"status":"fail","service":"orders-api","started_at":"2026-11-22T08:40:41.123Z",
+//!   "duration_ms":12.4,"cached":false,
+//!   "summary":{"total":1,"passed":0,"warned":0,"failed":1,"skipped":0},
+//!   "checks":[{"name":"orders::db_write","status":"fail","duration_ms":3.2,"tags":["db"],
+//!     "error":{"kind":"assertion","message":"expected 1 row, found 0"}}]}"#;
+//! let report: Report = serde_json::from_str(json).unwrap();
+//! assert_eq!(report.status, Status::Fail);
+//!
+//! // Anonymous callers see the kind of a failure, not its message.
+//! let public = report.restrict(Detail::Checks);
+//! let error = public.checks[0].error.as_ref().unwrap();
+//! assert_eq!(error.kind, "assertion");
+//! assert!(error.message.is_none());
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Status of a run or of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Worked.
+    Pass,
+    /// Skipped (checks only): did not apply.
+    Skip,
+    /// Worked, degraded. Does not fail the run.
+    Warn,
+    /// Did not work.
+    Fail,
+}
+
+impl Status {
+    /// `"pass"`, `"warn"`, `"fail"` or `"skip"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+            Status::Skip => "skip",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How much of a report a caller may see.
+///
+/// Anonymous callers get the level the service opts into (default [`Detail::Checks`]);
+/// authorized callers get [`Detail::Full`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Detail {
+    /// Only the overall status and summary counts: no check names.
+    Status,
+    /// Names, statuses, durations, tags and error kinds; no messages, suggestions or
+    /// observed values.
+    #[default]
+    Checks,
+    /// Everything, messages included (secrets are redacted at every level).
+    Full,
+}
+
+/// Counts of checks by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Checks in the run.
+    pub total: usize,
+    /// Checks that passed.
+    pub passed: usize,
+    /// Checks that passed with a warning.
+    pub warned: usize,
+    /// Checks that failed.
+    pub failed: usize,
+    /// Checks that were skipped.
+    pub skipped: usize,
+}
+
+/// Why a check failed, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReport {
+    /// One of the documented [`ErrorKind`](crate::ErrorKind) names.
+    pub kind: String,
+    /// The sentence a person reads (omitted below [`Detail::Full`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// What to try next (omitted below [`Detail::Full`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<String>,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// The check's name.
+    pub name: String,
+    /// Its status.
+    pub status: Status,
+    /// How long it ran, in milliseconds.
+    pub duration_ms: f64,
+    /// Its tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Why it failed (status `fail` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReport>,
+    /// What is degraded (`warn`) or why it was skipped (`skip`); omitted below
+    /// [`Detail::Full`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Values the check recorded with `Context::observe`; omitted below [`Detail::Full`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub observed: BTreeMap<String, serde_json::Value>,
+}
+
+/// The result of one run. See the [module documentation](self).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// `pass` when no check failed (warnings pass), else `fail`.
+    pub status: Status,
+    /// The service's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The service's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The release (commit, image tag) the service runs; the CLI's `--require-release`
+    /// compares it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_id: Option<String>,
+    /// When the run started, RFC 3339 UTC with milliseconds.
+    pub started_at: String,
+    /// How long the whole run took, in milliseconds.
+    pub duration_ms: f64,
+    /// Whether this report was served from the cache or a background snapshot rather than
+    /// run for this request.
+    pub cached: bool,
+    /// Age of a cached report in milliseconds (present when `cached` is true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<f64>,
+    /// Counts by status.
+    pub summary: Summary,
+    /// Each check, in registration order.
+    pub checks: Vec<CheckReport>,
+}
+
+impl Report {
+    /// Build a report from check results, computing the status and summary.
+    pub fn from_checks(
+        started_at: std::time::SystemTime,
+        duration: std::time::Duration,
+        checks: Vec<CheckReport>,
+    ) -> Self {
+        let mut summary = Summary {
+            total: checks.len(),
+            ..Summary::default()
+        };
+        for c in &checks {
+            match c.status {
+                Status::Pass => summary.passed += 1,
+                Status::Warn => summary.warned += 1,
+                Status::Fail => summary.failed += 1,
+                Status::Skip => summary.skipped += 1,
+            }
+        }
+        Report {
+            status: if summary.failed > 0 {
+                Status::Fail
+            } else {
+                Status::Pass
+            },
+            service: None,
+            version: None,
+            release_id: None,
+            started_at: humantime::format_rfc3339_millis(started_at).to_string(),
+            duration_ms: millis(duration),
+            cached: false,
+            age_ms: None,
+            summary,
+            checks,
+        }
+    }
+
+    /// A copy holding only what a caller with `detail` may see.
+    pub fn restrict(&self, detail: Detail) -> Report {
+        let mut report = self.clone();
+        match detail {
+            Detail::Full => {}
+            Detail::Checks => {
+                for c in &mut report.checks {
+                    c.message = None;
+                    c.observed.clear();
+                    if let Some(e) = &mut c.error {
+                        e.message = None;
+                        e.suggestion = None;
+                    }
+                }
+            }
+            Detail::Status => report.checks.clear(),
+        }
+        report
+    }
+
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+}
+
+/// A duration in milliseconds with microsecond precision, as reports show it.
+pub fn millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
