@@ -40,7 +40,7 @@
 //! binary references, so checks declared in a library crate that the binary never names
 //! are silently missing. The remedy: name the crate once in the binary,
 //!
-//! ```ignore
+//! ```text
 //! use my_service_checks as _; // link the crate so its #[smoketest::check]s register
 //! ```
 //!

@@ -132,7 +132,8 @@ pub struct CheckReport {
 /// The result of one run. See the [module documentation](self).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
-    /// `pass` when no check failed (warnings pass), else `fail`.
+    /// `fail` when any check failed; else `warn` when any warned (a warning still passes:
+    /// HTTP 200); else `pass`.
     pub status: Status,
     /// The service's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,6 +183,8 @@ impl Report {
         Report {
             status: if summary.failed > 0 {
                 Status::Fail
+            } else if summary.warned > 0 {
+                Status::Warn
             } else {
                 Status::Pass
             },

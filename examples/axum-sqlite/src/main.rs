@@ -1,1 +1,92 @@
-fn main() {}
+//! An orders service with smoke checks: the example to copy.
+//!
+//! ```text
+//! cargo run -p smoketest-example-axum
+//! curl -i localhost:3000/smoketest
+//! ```
+//!
+//! Configuration (environment):
+//! - `DATABASE_URL`: `sqlite:…` or `postgres://…`; unset, an embedded SQLite file
+//!   `smoketest-example.db` in the working directory.
+//! - `SMOKETEST_EXAMPLE_ADDR`: where to listen (default `127.0.0.1:3000`).
+//! - `RELEASE_ID`: the release this process runs, shown in reports.
+
+mod checks;
+mod db;
+mod orders;
+
+use std::sync::OnceLock;
+
+use db::Db;
+use smoketest::Smoketest;
+
+static DATABASE: OnceLock<Db> = OnceLock::new();
+
+/// The pool, for checks. Set once in `main` before the server starts.
+fn database() -> &'static Db {
+    DATABASE
+        .get()
+        .expect("the database is connected before serving")
+}
+
+impl Db {
+    fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    if let Err(e) = run().await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let url =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite:smoketest-example.db".to_string());
+    let addr = std::env::var("SMOKETEST_EXAMPLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+
+    let db = Db::connect(&url).await?;
+    DATABASE.set(db.clone()).expect("connected once");
+
+    let mut builder = Smoketest::builder()
+        .service("orders-example")
+        .version(env!("CARGO_PKG_VERSION"));
+    if let Ok(release) = std::env::var("RELEASE_ID") {
+        builder = builder.release_id(release);
+    }
+    let smoke = builder
+        .anonymous_detail(smoketest::Detail::Full)
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let app = orders::routes(db).merge(smoketest::axum::router(smoke.clone()));
+
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    println!(
+        "orders-example on http://{local} ({} backend, {} smoke checks)\n  smoke checks: http://{local}{}",
+        database().backend(),
+        smoke.check_names().count(),
+        smoke.path()
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
