@@ -1,1 +1,228 @@
-//! actix-web adapter: see issue 4.
+//! Serve a [`Smoketest`] from actix-web, in one line.
+//!
+//! A thin translation: the actix request becomes [`http::request::Parts`] (method, URI with
+//! its query, version, headers), [`Smoketest::handle`] decides the answer, and its status,
+//! headers and body go back unchanged. Nothing here decides a status code, a header or a
+//! body, so actix-web and axum answer alike (the repository's conformance suite checks
+//! every row of the HTTP contract against both).
+//!
+//! - [`scope`] returns a service to pass to [`App::service`](actix_web::App::service); it
+//!   answers at the `Smoketest`'s mount path (default `/smoketest`) and below, and lets
+//!   every other request reach your routes untouched.
+//! - [`configure`] does the same for [`App::configure`](actix_web::App::configure).
+//!
+//! # Where the checks run
+//!
+//! Every actix worker is a single-threaded runtime. By default the checks of a run execute
+//! on a small runtime of their own, shared by the whole process (two threads named
+//! `smoketest-checks`, created on the first request): a check that burns CPU, or blocks
+//! its thread by mistake, then delays no other request of the worker that received the
+//! smoketest request. [`SmoketestScope::runtime`] picks another tokio runtime;
+//! [`SmoketestScope::on_worker`] runs the checks on the worker itself, concurrently as
+//! tasks but sharing its one thread. Either way, do blocking work inside a check with
+//! [`tokio::task::spawn_blocking`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer, web};
+//! use smoketest_core::Smoketest;
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let smoke = Smoketest::builder().service("orders-api").build().expect("unique check names");
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .route("/orders", web::get().to(|| async { "[]" }))
+//!             .service(smoketest_actix::scope(smoke.clone()))
+//!     })
+//!     .bind("127.0.0.1:8080")?
+//!     .run()
+//!     .await
+//! }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+use std::sync::OnceLock;
+
+use actix_web::dev::{AppService, HttpServiceFactory};
+use actix_web::http::StatusCode;
+use actix_web::http::Version;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, Scope, guard, web};
+use bytes::Bytes;
+use smoketest_core::Smoketest;
+use tokio::runtime::{Handle, Runtime};
+
+/// The smoketest endpoint as an actix-web service: `App::new().service(scope(smoke))`.
+///
+/// Requests for the mount path and below are answered by [`Smoketest::handle`]; all others
+/// (including `/smoketestx`) go on to the app's other services.
+pub fn scope(smoke: Smoketest) -> SmoketestScope {
+    SmoketestScope {
+        smoke,
+        runtime: Where::Shared,
+    }
+}
+
+/// The endpoint for [`App::configure`](actix_web::App::configure) or
+/// [`ServiceConfig::configure`](actix_web::web::ServiceConfig::configure):
+/// `App::new().configure(configure(smoke))`. Same as [`scope`].
+pub fn configure(smoke: Smoketest) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| {
+        config.service(scope(smoke));
+    }
+}
+
+/// The service made by [`scope`]; choose where the checks run, then pass it to
+/// [`App::service`](actix_web::App::service).
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct SmoketestScope {
+    smoke: Smoketest,
+    runtime: Where,
+}
+
+#[derive(Clone, Debug)]
+enum Where {
+    Shared,
+    Handle(Handle),
+    Worker,
+}
+
+impl SmoketestScope {
+    /// Run the checks on this tokio runtime (it must outlive the server; a runtime that has
+    /// shut down makes the checks run on the worker instead).
+    pub fn runtime(mut self, handle: Handle) -> Self {
+        self.runtime = Where::Handle(handle);
+        self
+    }
+
+    /// Run the checks on the actix worker that received the request: still concurrently (one
+    /// task per check), but on the worker's single thread, so a check that computes without
+    /// awaiting delays the worker's other requests meanwhile.
+    pub fn on_worker(mut self) -> Self {
+        self.runtime = Where::Worker;
+        self
+    }
+
+    fn into_scope(self) -> Scope {
+        let SmoketestScope { smoke, runtime } = self;
+        // `web::scope("")` is actix's spelling of "everything" for a mount path of `/`.
+        let prefix = if smoke.path() == "/" {
+            String::new()
+        } else {
+            smoke.path().to_string()
+        };
+        let guard_smoke = smoke.clone();
+        web::scope(&prefix)
+            // actix matches scopes on the percent-decoded path; ask the core, which reads the
+            // path as sent, so `/smoke%74est` falls through here as it does in axum.
+            .guard(guard::fn_guard(move |ctx| {
+                guard_smoke.serves(ctx.head().uri.path())
+            }))
+            .default_service(web::to(move |request: HttpRequest| {
+                let smoke = smoke.clone();
+                let runtime = runtime.clone();
+                async move { answer(smoke, runtime, &request).await }
+            }))
+    }
+}
+
+impl HttpServiceFactory for SmoketestScope {
+    fn register(self, config: &mut AppService) {
+        self.into_scope().register(config)
+    }
+}
+
+async fn answer(smoke: Smoketest, runtime: Where, request: &HttpRequest) -> HttpResponse {
+    let parts = parts(request);
+    let handle = match runtime {
+        Where::Worker => return response(smoke.handle(&parts).await),
+        Where::Handle(handle) => handle,
+        Where::Shared => shared_runtime().clone(),
+    };
+    let remote = smoke.clone();
+    let fallback = parts.clone();
+    let task = handle.spawn(async move { remote.handle(&parts).await });
+    match task.await {
+        Ok(answer) => response(answer),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The chosen runtime is shutting down: answer from the worker rather than not at all.
+        Err(_) => response(smoke.handle(&fallback).await),
+    }
+}
+
+/// The process-wide runtime for checks, created on first use and never shut down.
+fn shared_runtime() -> &'static Handle {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("smoketest-checks")
+                .enable_all()
+                .build()
+                .expect(
+                    "smoketest-actix could not start its runtime for checks (threads exhausted?); \
+                     pass one with `.runtime(handle)` or use `.on_worker()`",
+                )
+        })
+        .handle()
+}
+
+/// The actix request as the `http` 1 request head the core reads. actix-web 4 speaks `http`
+/// 0.2, so each part is carried over by its textual form.
+fn parts(request: &HttpRequest) -> http::request::Parts {
+    let mut head = http::Request::new(());
+    *head.method_mut() = http::Method::from_bytes(request.method().as_str().as_bytes())
+        .unwrap_or_else(|_| unreachable_conversion("method"));
+    *head.uri_mut() = request
+        .uri()
+        .to_string()
+        .parse()
+        .unwrap_or_else(|_| unreachable_conversion("URI"));
+    *head.version_mut() = match request.version() {
+        Version::HTTP_09 => http::Version::HTTP_09,
+        Version::HTTP_10 => http::Version::HTTP_10,
+        Version::HTTP_2 => http::Version::HTTP_2,
+        Version::HTTP_3 => http::Version::HTTP_3,
+        _ => http::Version::HTTP_11,
+    };
+    let headers = head.headers_mut();
+    for (name, value) in request.headers().iter() {
+        let name = http::HeaderName::from_bytes(name.as_str().as_bytes())
+            .unwrap_or_else(|_| unreachable_conversion("header name"));
+        let value = http::HeaderValue::from_bytes(value.as_bytes())
+            .unwrap_or_else(|_| unreachable_conversion("header value"));
+        headers.append(name, value);
+    }
+    head.into_parts().0
+}
+
+/// The core's response as an actix response: status, every header (repeated ones too) and
+/// the body, unchanged.
+fn response(answer: http::Response<Bytes>) -> HttpResponse {
+    let (parts, body) = answer.into_parts();
+    let status = StatusCode::from_u16(parts.status.as_u16())
+        .unwrap_or_else(|_| unreachable_conversion("status"));
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in &parts.headers {
+        let name = HeaderName::from_bytes(name.as_str().as_bytes())
+            .unwrap_or_else(|_| unreachable_conversion("header name"));
+        let value = HeaderValue::from_bytes(value.as_bytes())
+            .unwrap_or_else(|_| unreachable_conversion("header value"));
+        builder.append_header((name, value));
+    }
+    builder.body(body)
+}
+
+/// `http` 0.2 and 1 share their grammar for every part converted here, so a value valid in
+/// one is valid in the other.
+#[cold]
+fn unreachable_conversion(what: &str) -> ! {
+    panic!(
+        "smoketest-actix: the {what}, valid in `http` 0.2 was refused by `http` 1; please report this bug"
+    )
+}

@@ -57,9 +57,15 @@ where
         let smoke = smoke.clone();
         async move { answer(&smoke, request).await }
     };
-    Router::new()
+    let router = Router::new()
         .route(&path, any(handler.clone()))
-        .route(&below, any(handler))
+        .route(&below, any(handler.clone()));
+    // `{*name}` matches no empty rest: route `/smoketest/` too, as the core serves it.
+    if path == "/" {
+        router
+    } else {
+        router.route(&format!("{path}/"), any(handler))
+    }
 }
 
 async fn answer(smoke: &Smoketest, request: Request) -> Response {

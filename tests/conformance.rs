@@ -1,0 +1,294 @@
+//! One HTTP conformance suite, written once and run against every adapter (axum's router
+//! and layer, actix-web's scope, `configure` and on-worker mode) on real loopback sockets:
+//! each row of the HTTP contract (DESIGN.md §3) must get the expected answer, and the same
+//! answer, byte for byte once timings are normalised, from all of them.
+//!
+//! Adding a contract row is adding one line to [`cases`]. The machinery is in
+//! `conformance/harness.rs`. Run with `cargo test --features axum,actix --test conformance`.
+
+#[path = "conformance/harness.rs"]
+mod harness;
+
+use harness::{ActixMount, Case, Failure, Fixture, every_adapter, get, request, run, serve_actix};
+
+/// Every row of the contract. `.json()` / `.text()` also assert `Cache-Control: no-store`.
+fn cases() -> Vec<Case> {
+    vec![
+        // Paths.
+        get("/smoketest", 500)
+            .json()
+            .at("/status", "fail")
+            .at("/summary/total", 5)
+            .at("/summary/passed", 2)
+            .at("/summary/warned", 1)
+            .at("/summary/failed", 1)
+            .at("/summary/skipped", 1),
+        get("/smoketest", 500)
+            .json()
+            .at("/service", "conformance")
+            .at("/cached", false)
+            .at("/checks/2/name", "db::fail")
+            .at("/checks/2/error/kind", "assertion")
+            .at("/checks/0/tags/0", "fast"),
+        get("/smoketest/fast::ok", 200)
+            .json()
+            .at("/status", "pass")
+            .at("/summary/total", 1)
+            .at("/checks/0/name", "fast::ok"),
+        get("/smoketest/fast%3A%3Aok", 200)
+            .json()
+            .at("/checks/0/name", "fast::ok"),
+        get("/smoketest/odd:n%C3%A4me", 200)
+            .json()
+            .at("/checks/0/name", "odd:näme"),
+        get("/smoketest/db::fail", 500)
+            .json()
+            .at("/checks/0/status", "fail"),
+        get("/smoketest/", 500).json().at("/summary/total", 5),
+        get("/smoketest/nope", 404)
+            .json()
+            .at("/error/kind", "not_found"),
+        get("/smoketest/%FF", 404)
+            .json()
+            .at("/error/kind", "not_found"),
+        get("/smoketest/fast::ok/more", 404)
+            .json()
+            .at("/error/kind", "not_found"),
+        // Parameters.
+        get("/smoketest?tag=fast", 200)
+            .json()
+            .at("/status", "pass")
+            .at("/summary/total", 2)
+            .at("/summary/warned", 1),
+        get("/smoketest?tag=fast&tag=db", 500)
+            .json()
+            .at("/summary/total", 4),
+        get("/smoketest?tag=none", 200)
+            .json()
+            .at("/summary/total", 0),
+        get("/smoketest?check=fast::ok&check=odd%3An%C3%A4me", 200)
+            .json()
+            .at("/summary/total", 2),
+        get("/smoketest?check=nope", 404)
+            .json()
+            .at("/error/kind", "not_found"),
+        get("/smoketest?exclude=db::fail", 200)
+            .json()
+            .at("/summary/total", 4),
+        get("/smoketest?exclude=nope", 404)
+            .json()
+            .at("/error/kind", "not_found"),
+        get("/smoketest/fast::ok?tag=db", 200)
+            .json()
+            .at("/summary/total", 0),
+        get("/smoketest?bogus=1", 400)
+            .json()
+            .at("/error/kind", "bad_request")
+            .at("/error/parameter", "bogus"),
+        get("/smoketest?tag=", 400)
+            .json()
+            .at("/error/parameter", "tag"),
+        get("/smoketest?tag=%FF", 400)
+            .json()
+            .at("/error/parameter", "tag"),
+        get("/smoketest?%FF=1", 400)
+            .json()
+            .at("/error/kind", "bad_request"),
+        get("/smoketest?format=xml", 400)
+            .json()
+            .at("/error/parameter", "format"),
+        get("/smoketest?format=text&format=json", 400)
+            .json()
+            .at("/error/parameter", "format"),
+        get("/smoketest?format=text", 500).text().starts("FAIL\n"),
+        get("/smoketest?tag=fast&format=text", 200)
+            .text()
+            .starts("PASS\n[+]fast::ok ok "),
+        get("/smoketest?tag=fast&format=json", 200)
+            .with("accept", "text/plain")
+            .json(),
+        // Methods.
+        request("HEAD", "/smoketest?tag=fast", 200).json().body(""),
+        request("HEAD", "/smoketest", 500).json().body(""),
+        request("HEAD", "/smoketest/nope", 404).json().body(""),
+        request("POST", "/smoketest", 405)
+            .json()
+            .header("allow", "GET, HEAD")
+            .at("/error/kind", "method_not_allowed"),
+        request("PUT", "/smoketest", 405)
+            .json()
+            .header("allow", "GET, HEAD"),
+        request("DELETE", "/smoketest", 405)
+            .json()
+            .header("allow", "GET, HEAD"),
+        request("PATCH", "/smoketest/fast::ok", 405)
+            .json()
+            .header("allow", "GET, HEAD"),
+        request("OPTIONS", "/smoketest", 405)
+            .json()
+            .header("allow", "GET, HEAD"),
+        request("POST", "/smoketest/nope", 405)
+            .json()
+            .header("allow", "GET, HEAD"),
+        // Content negotiation.
+        get("/smoketest?tag=fast", 200)
+            .with("accept", "application/json")
+            .json(),
+        get("/smoketest?tag=fast", 200).with("accept", "*/*").json(),
+        get("/smoketest?tag=fast", 200)
+            .with("accept", "text/plain")
+            .text()
+            .starts("PASS\n"),
+        get("/smoketest?tag=fast", 200)
+            .with("accept", "text/*")
+            .text(),
+        get("/smoketest?tag=fast", 200)
+            .with("accept", "text/plain;q=0.5, application/json")
+            .json(),
+        get("/smoketest?tag=fast", 200)
+            .with("accept", "application/json;q=0.1, text/plain;q=0.9")
+            .text(),
+        get("/smoketest?tag=fast", 200)
+            .with("accept", "text/html, text/plain;q=0.8")
+            .text(),
+        get("/smoketest?tag=fast", 406)
+            .with("accept", "image/png")
+            .json()
+            .at("/error/kind", "not_acceptable")
+            .at("/error/parameter", "Accept"),
+        get("/smoketest?tag=fast", 406)
+            .with("accept", "application/json;q=0")
+            .json(),
+        get("/smoketest?tag=fast&format=text", 200)
+            .with("accept", "image/png")
+            .text(),
+        // Status codes.
+        get("/smoketest/fast::warn", 200)
+            .json()
+            .at("/status", "pass")
+            .at("/checks/0/status", "warn"),
+        get("/smoketest/db::skip", 200)
+            .json()
+            .at("/checks/0/status", "skip"),
+        get("/ops/smoke", 503).custom().json().at("/status", "fail"),
+        get("/ops/smoke?format=text", 503)
+            .custom()
+            .text()
+            .starts("FAIL\n"),
+        get("/ops/smoke/ok", 200).custom().json(),
+        request("HEAD", "/ops/smoke", 503).custom().json().body(""),
+        request("POST", "/ops/smoke", 405)
+            .custom()
+            .json()
+            .header("allow", "GET, HEAD"),
+        // Anonymous callers see error kinds, not messages.
+        get("/smoketest/db::fail", 500)
+            .json()
+            .at("/checks/0/error/kind", "assertion")
+            .absent("/checks/0/error/message")
+            .absent("/checks/0/error/suggestion"),
+        // Routes outside the mount path pass through to the app untouched.
+        get("/other", 200)
+            .body("other route")
+            .header("content-type", "text/plain; charset=utf-8"),
+        get("/smoketestx", 404).body("app fallback"),
+        get("/smoke%74est", 404).body("app fallback"),
+        get("/nowhere", 404).body("app fallback"),
+        get("/smoketest", 404).custom().body("app fallback"),
+        get("/ops", 404).custom().body("app fallback"),
+        get("/ops/smokes", 404).custom().body("app fallback"),
+    ]
+}
+
+async fn adapters() -> (Vec<harness::Server>, Vec<harness::Server>) {
+    (
+        every_adapter(Fixture::Default).await,
+        every_adapter(Fixture::Custom).await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_adapter_answers_every_contract_row_alike() {
+    let (default, custom) = adapters().await;
+    let failures = run(&cases(), &default, &custom).await;
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .map(|f| format!("{f:?}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// The suite itself: an actix adapter that changes one header no case names, and one that
+/// changes a status, must both be caught by the comparison between adapters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_an_adapter_that_alters_a_header_or_status() {
+    let reference = |fixture| async move {
+        harness::Server {
+            name: "axum router",
+            base: harness::serve_axum(fixture, false).await,
+        }
+    };
+    let tampered = |fixture, tamper| harness::Server {
+        name: "tampered actix",
+        base: serve_actix(fixture, ActixMount::Scope, Some(tamper)),
+    };
+
+    // `Vary` is named by no case: only the comparison can notice.
+    let vary: harness::Tamper = |response| {
+        response.headers_mut().insert(
+            actix_web::http::header::VARY,
+            actix_web::http::header::HeaderValue::from_static("Accept, Origin"),
+        );
+    };
+    let default = vec![
+        reference(Fixture::Default).await,
+        tampered(Fixture::Default, vary),
+    ];
+    let custom = vec![
+        reference(Fixture::Custom).await,
+        tampered(Fixture::Custom, vary),
+    ];
+    let failures = run(&cases(), &default, &custom).await;
+    assert!(
+        failures.iter().all(|f| matches!(f, Failure::Divergence(_))),
+        "{failures:#?}"
+    );
+    assert!(
+        failures
+            .iter()
+            .any(|f| matches!(f, Failure::Divergence(d) if d.contains("Accept, Origin"))),
+        "the altered Vary header went unnoticed: {failures:#?}"
+    );
+
+    // A 503 answered as 500: caught by the expectation and the comparison alike.
+    let status: harness::Tamper = |response| {
+        if response.status() == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
+            *response.response_mut().status_mut() =
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR;
+        }
+    };
+    let default = vec![
+        reference(Fixture::Default).await,
+        tampered(Fixture::Default, status),
+    ];
+    let custom = vec![
+        reference(Fixture::Custom).await,
+        tampered(Fixture::Custom, status),
+    ];
+    let failures = run(&cases(), &default, &custom).await;
+    assert!(
+        failures.iter().any(|f| matches!(f, Failure::Divergence(d) if d.starts_with("GET /ops/smoke (custom fixture)"))),
+        "the altered status went unnoticed by the comparison: {failures:#?}"
+    );
+    assert!(
+        failures.iter().any(
+            |f| matches!(f, Failure::Expectation(e) if e.contains("status 500 instead of 503"))
+        ),
+        "{failures:#?}"
+    );
+}

@@ -1,0 +1,542 @@
+//! The machinery of the conformance suite: the fixtures, one server per adapter on a
+//! loopback port, the client, and the comparison. The cases live in `conformance.rs`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use actix_web::dev::{Service as _, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use http::StatusCode;
+use serde_json::Value;
+use smoketest::{CheckError, ErrorKind, Outcome, Smoketest, from_fn};
+
+/// Which configured endpoint a case talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixture {
+    /// Mounted at `/smoketest`, failure status 500, checks that pass, warn, fail and skip.
+    Default,
+    /// Mounted at `/ops/smoke`, failure status 503.
+    Custom,
+}
+
+/// The checks both adapters serve.
+pub fn smoketest(fixture: Fixture) -> Smoketest {
+    let builder = Smoketest::builder()
+        .service("conformance")
+        .without_discovery();
+    match fixture {
+        Fixture::Default => builder
+            .check(from_fn("fast::ok", |_| Box::pin(async { Ok(Outcome::Pass) })).tag("fast"))
+            .check(
+                from_fn("fast::warn", |_| {
+                    Box::pin(async { Ok(Outcome::Warn("replica lag 3s".into())) })
+                })
+                .tag("fast"),
+            )
+            .check(
+                from_fn("db::fail", |_| {
+                    Box::pin(async {
+                        Err(CheckError::new(
+                            ErrorKind::Assertion,
+                            "expected 1 row, found 0",
+                        ))
+                    })
+                })
+                .tag("db"),
+            )
+            .check(
+                from_fn("db::skip", |_| {
+                    Box::pin(async { Ok(Outcome::Skip("no replica configured".into())) })
+                })
+                .tag("db"),
+            )
+            .check(from_fn("odd:näme", |_| Box::pin(async { Ok(Outcome::Pass) })).tag("odd"))
+            .build(),
+        Fixture::Custom => builder
+            .path("/ops/smoke")
+            .failure_status(StatusCode::SERVICE_UNAVAILABLE)
+            .check(from_fn("ok", |_| Box::pin(async { Ok(Outcome::Pass) })))
+            .check(from_fn("broken", |_| {
+                Box::pin(async { Err(CheckError::new(ErrorKind::Error, "boom")) })
+            }))
+            .build(),
+    }
+    .expect("fixture check names are unique")
+}
+
+/// One request and what its answer must be, on every adapter alike.
+#[derive(Debug, Clone)]
+pub struct Case {
+    fixture: Fixture,
+    method: &'static str,
+    target: &'static str,
+    headers: Vec<(&'static str, &'static str)>,
+    status: u16,
+    expects: Vec<Expect>,
+}
+
+#[derive(Debug, Clone)]
+enum Expect {
+    Header(&'static str, &'static str),
+    Json(&'static str, Value),
+    JsonAbsent(&'static str),
+    BodyStarts(&'static str),
+    BodyIs(&'static str),
+}
+
+/// `GET target`, expecting `status`.
+pub fn get(target: &'static str, status: u16) -> Case {
+    request("GET", target, status)
+}
+
+/// `method target`, expecting `status`.
+pub fn request(method: &'static str, target: &'static str, status: u16) -> Case {
+    Case {
+        fixture: Fixture::Default,
+        method,
+        target,
+        headers: Vec::new(),
+        status,
+        expects: Vec::new(),
+    }
+}
+
+impl Case {
+    /// Ask the [`Fixture::Custom`] endpoint.
+    pub fn custom(mut self) -> Self {
+        self.fixture = Fixture::Custom;
+        self
+    }
+
+    /// Send this request header.
+    pub fn with(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The answer carries this header value (and `Cache-Control: no-store`, asserted by
+    /// [`Case::endpoint`]).
+    pub fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.expects.push(Expect::Header(name, value));
+        self
+    }
+
+    /// An answer of the endpoint: `Cache-Control: no-store`.
+    pub fn endpoint(self) -> Self {
+        self.header("cache-control", "no-store")
+    }
+
+    /// An endpoint answer in JSON.
+    pub fn json(self) -> Self {
+        self.endpoint().header("content-type", "application/json")
+    }
+
+    /// An endpoint answer in plain text.
+    pub fn text(self) -> Self {
+        self.endpoint()
+            .header("content-type", "text/plain; charset=utf-8")
+    }
+
+    /// The JSON body has `value` at the JSON pointer `pointer`.
+    pub fn at(mut self, pointer: &'static str, value: impl Into<Value>) -> Self {
+        self.expects.push(Expect::Json(pointer, value.into()));
+        self
+    }
+
+    /// The JSON body has nothing at the JSON pointer `pointer`.
+    pub fn absent(mut self, pointer: &'static str) -> Self {
+        self.expects.push(Expect::JsonAbsent(pointer));
+        self
+    }
+
+    /// The body starts with `prefix`.
+    pub fn starts(mut self, prefix: &'static str) -> Self {
+        self.expects.push(Expect::BodyStarts(prefix));
+        self
+    }
+
+    /// The body is exactly `body`.
+    pub fn body(mut self, body: &'static str) -> Self {
+        self.expects.push(Expect::BodyIs(body));
+        self
+    }
+
+    fn label(&self) -> String {
+        let mut s = format!("{} {}", self.method, self.target);
+        for (k, v) in &self.headers {
+            let _ = write!(s, " [{k}: {v}]");
+        }
+        if self.fixture == Fixture::Custom {
+            s.push_str(" (custom fixture)");
+        }
+        s
+    }
+}
+
+/// An adapter serving a fixture on a loopback port.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Which adapter and mounting style.
+    pub name: &'static str,
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+}
+
+/// How the actix endpoint is mounted.
+#[derive(Debug, Clone, Copy)]
+pub enum ActixMount {
+    /// `App::service(scope(smoke))`: checks on the shared runtime.
+    Scope,
+    /// `App::configure(configure(smoke))`.
+    Configure,
+    /// `App::service(scope(smoke).on_worker())`: checks on the actix worker.
+    OnWorker,
+}
+
+/// A change a deliberately broken adapter makes to every response, to test the suite.
+pub type Tamper = fn(&mut ServiceResponse);
+
+/// Every adapter and mounting style, serving `fixture`. The first is the reference the
+/// others are compared with.
+pub async fn every_adapter(fixture: Fixture) -> Vec<Server> {
+    vec![
+        Server {
+            name: "axum router",
+            base: serve_axum(fixture, false).await,
+        },
+        Server {
+            name: "axum layer",
+            base: serve_axum(fixture, true).await,
+        },
+        Server {
+            name: "actix scope",
+            base: serve_actix(fixture, ActixMount::Scope, None),
+        },
+        Server {
+            name: "actix configure",
+            base: serve_actix(fixture, ActixMount::Configure, None),
+        },
+        Server {
+            name: "actix on_worker",
+            base: serve_actix(fixture, ActixMount::OnWorker, None),
+        },
+    ]
+}
+
+/// The app around the endpoint answers `/other` and has its own 404: pass-through requests
+/// must reach them untouched.
+const OTHER: &str = "other route";
+const APP_NOT_FOUND: &str = "app fallback";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Serve `fixture` from axum (the router merged into an app, or the layer around it).
+pub async fn serve_axum(fixture: Fixture, layer: bool) -> String {
+    use axum::routing::get;
+    let smoke = smoketest(fixture);
+    let app = axum::Router::new()
+        .route(
+            "/other",
+            get(|| async { ([("content-type", TEXT)], OTHER) }),
+        )
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                [("content-type", TEXT)],
+                APP_NOT_FOUND,
+            )
+        });
+    let app = if layer {
+        app.layer(smoketest::axum::SmoketestLayer::new(smoke))
+    } else {
+        app.merge(smoketest::axum::router(smoke))
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port for axum");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// Serve `fixture` from actix-web with ONE worker, on a thread of its own; `tamper` makes
+/// it a deliberately broken adapter.
+pub fn serve_actix(fixture: Fixture, mount: ActixMount, tamper: Option<Tamper>) -> String {
+    let smoke = smoketest(fixture);
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port for actix");
+    let addr = listener.local_addr().expect("local address");
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = match tamper {
+                None => HttpServer::new(move || mount_actix(App::new(), smoke.clone(), mount))
+                    .workers(1)
+                    .listen(listener)
+                    .expect("listen")
+                    .run(),
+                Some(tamper) => HttpServer::new(move || {
+                    let app = App::new().wrap_fn(move |request, service| {
+                        let answer = service.call(request);
+                        async move {
+                            let mut response = answer.await?;
+                            tamper(&mut response);
+                            Ok(response)
+                        }
+                    });
+                    mount_actix(app, smoke.clone(), mount)
+                })
+                .workers(1)
+                .listen(listener)
+                .expect("listen")
+                .run(),
+            };
+            server.await.expect("the actix server runs");
+        })
+    });
+    format!("http://{addr}")
+}
+
+fn mount_actix<T>(app: App<T>, smoke: Smoketest, mount: ActixMount) -> App<T>
+where
+    T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
+{
+    let app = app
+        .route(
+            "/other",
+            web::get().to(|| async { HttpResponse::Ok().content_type(TEXT).body(OTHER) }),
+        )
+        .default_service(web::to(|| async {
+            HttpResponse::NotFound()
+                .content_type(TEXT)
+                .body(APP_NOT_FOUND)
+        }));
+    match mount {
+        ActixMount::Scope => app.service(smoketest::actix::scope(smoke)),
+        ActixMount::Configure => app.configure(smoketest::actix::configure(smoke)),
+        ActixMount::OnWorker => app.service(smoketest::actix::scope(smoke).on_worker()),
+    }
+}
+
+/// What a server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Headers, lower-case names, sorted; `date` left out.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The answer with timings replaced, so two runs of the same checks compare equal.
+    fn normalized(&self) -> Answer {
+        let body = normalize_body(&self.body);
+        let timed = body != self.body;
+        Answer {
+            status: self.status,
+            // A report's length varies with its timings' digits.
+            headers: self
+                .headers
+                .iter()
+                .filter(|(n, _)| !(timed && n == "content-length"))
+                .cloned()
+                .collect(),
+            body,
+        }
+    }
+}
+
+/// One request, sent as is.
+pub async fn send(client: &reqwest::Client, base: &str, case: &Case) -> Answer {
+    let method = reqwest::Method::from_bytes(case.method.as_bytes()).expect("method");
+    let mut request = client.request(method, format!("{base}{}", case.target));
+    for (k, v) in &case.headers {
+        request = request.header(*k, *v);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{} {base}: {e}", case.label()));
+    let status = response.status().as_u16();
+    let mut headers: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .filter(|(n, _)| *n != "date")
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    headers.sort();
+    let body = response.bytes().await.expect("read the body").to_vec();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Replace what varies from run to run: `duration_ms`, `started_at`, `age_ms` in JSON, and
+/// `12.3ms` in text.
+pub fn normalize_body(body: &[u8]) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return body.to_vec();
+    };
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let line = ["\"duration_ms\": ", "\"started_at\": ", "\"age_ms\": "]
+            .iter()
+            .fold(line.to_string(), |line, key| match line.find(key) {
+                Some(at) => {
+                    let value_start = at + key.len();
+                    let rest = &line[value_start..];
+                    let end = rest.find([',', '}']).unwrap_or(rest.len());
+                    format!("{}#{}", &line[..value_start], &rest[end..])
+                }
+                None => line,
+            });
+        let words: Vec<String> = line
+            .split(' ')
+            .map(|w| match w.strip_suffix("ms") {
+                Some(n) if n.parse::<f64>().is_ok() => "#ms".to_string(),
+                _ => w.to_string(),
+            })
+            .collect();
+        out.push_str(&words.join(" "));
+    }
+    out.into_bytes()
+}
+
+/// Why the suite failed one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// An adapter answered against the case's expectation.
+    Expectation(String),
+    /// Two adapters answered differently.
+    Divergence(String),
+}
+
+/// Run every case against every server of its fixture; return what went wrong.
+pub async fn run(cases: &[Case], default: &[Server], custom: &[Server]) -> Vec<Failure> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("reqwest client");
+    let mut failures = Vec::new();
+    for case in cases {
+        let servers = match case.fixture {
+            Fixture::Default => default,
+            Fixture::Custom => custom,
+        };
+        let mut answers = Vec::new();
+        for server in servers {
+            answers.push((server, send(&client, &server.base, case).await));
+        }
+        for (server, answer) in &answers {
+            for problem in unmet(case, answer) {
+                failures.push(Failure::Expectation(format!(
+                    "{} on {}: {problem}",
+                    case.label(),
+                    server.name
+                )));
+            }
+        }
+        let (reference, first) = &answers[0];
+        let first = first.normalized();
+        for (server, answer) in &answers[1..] {
+            let answer = answer.normalized();
+            if answer != first {
+                failures.push(Failure::Divergence(format!(
+                    "{}: {} and {} differ\n  {}: {}\n  {}: {}",
+                    case.label(),
+                    reference.name,
+                    server.name,
+                    reference.name,
+                    show(&first),
+                    server.name,
+                    show(&answer),
+                )));
+            }
+        }
+    }
+    failures
+}
+
+fn show(answer: &Answer) -> String {
+    format!(
+        "{} {:?} {:?}",
+        answer.status,
+        answer.headers,
+        String::from_utf8_lossy(&answer.body)
+    )
+}
+
+fn unmet(case: &Case, answer: &Answer) -> Vec<String> {
+    let mut problems = Vec::new();
+    if answer.status != case.status {
+        problems.push(format!(
+            "status {} instead of {}",
+            answer.status, case.status
+        ));
+    }
+    let body = String::from_utf8_lossy(&answer.body);
+    for expect in &case.expects {
+        match expect {
+            Expect::Header(name, value) => {
+                if answer.header(name) != Some(value) {
+                    problems.push(format!(
+                        "header {name}: {:?} instead of {value:?}",
+                        answer.header(name)
+                    ));
+                }
+            }
+            Expect::Json(pointer, expected) => {
+                let found = json(&answer.body, pointer);
+                if found.as_ref() != Ok(&Some(expected.clone())) {
+                    problems.push(format!("{pointer} is {found:?} instead of {expected}"));
+                }
+            }
+            Expect::JsonAbsent(pointer) => {
+                let found = json(&answer.body, pointer);
+                if found != Ok(None) {
+                    problems.push(format!("{pointer} is {found:?}; it should be absent"));
+                }
+            }
+            Expect::BodyStarts(prefix) => {
+                if !body.starts_with(prefix) {
+                    problems.push(format!("body does not start with {prefix:?}: {body:?}"));
+                }
+            }
+            Expect::BodyIs(expected) => {
+                if body != *expected {
+                    problems.push(format!("body {body:?} instead of {expected:?}"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The value at `pointer` in a JSON body.
+fn json(body: &[u8], pointer: &str) -> Result<Option<Value>, String> {
+    let json: Value = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "the body is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(body)
+        )
+    })?;
+    Ok(json.pointer(pointer).cloned())
+}
