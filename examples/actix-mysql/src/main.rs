@@ -1,0 +1,88 @@
+//! An actix-web orders service with smoke checks, on MariaDB/MySQL or SQLite.
+//!
+//! ```text
+//! cargo run -p smoketest-example-actix
+//! curl -i localhost:3001/smoketest
+//! DATABASE_URL=mysql://root@127.0.0.1:3306/test cargo run -p smoketest-example-actix
+//! ```
+//!
+//! Configuration (environment):
+//! - `DATABASE_URL`: `mysql://…` (MariaDB or MySQL) or `sqlite:…`; unset, an embedded
+//!   SQLite file `smoketest-example-actix.db` in the working directory.
+//! - `SMOKETEST_EXAMPLE_ADDR`: where to listen (default `127.0.0.1:3001`, beside the axum
+//!   example's 3000).
+//! - `RELEASE_ID`: the release this process runs, shown in reports.
+
+mod checks;
+mod db;
+mod orders;
+
+use std::sync::OnceLock;
+
+use actix_web::{App, HttpServer, web};
+use db::Db;
+use smoketest::Smoketest;
+
+static DATABASE: OnceLock<Db> = OnceLock::new();
+
+/// The pool, for checks. Set once in `main` before the server starts.
+fn database() -> &'static Db {
+    DATABASE
+        .get()
+        .expect("the database is connected before serving")
+}
+
+#[actix_web::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    if let Err(e) = run().await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "sqlite:smoketest-example-actix.db".to_string());
+    let addr = std::env::var("SMOKETEST_EXAMPLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3001".into());
+
+    let db = Db::connect(&url).await?;
+    DATABASE.set(db.clone()).expect("connected once");
+
+    let mut builder = Smoketest::builder()
+        .service("orders-example-actix")
+        .version(env!("CARGO_PKG_VERSION"));
+    if let Ok(release) = std::env::var("RELEASE_ID") {
+        builder = builder.release_id(release);
+    }
+    let smoke = builder
+        .anonymous_detail(smoketest::Detail::Full)
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let path = smoke.path().to_string();
+    let checks = smoke.check_names().count();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(db.clone()))
+            .configure(orders::routes)
+            .service(smoketest::actix::scope(smoke.clone()))
+    })
+    .bind(&addr)
+    .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| format!("listening on {addr} gave no address"))?;
+    println!(
+        "orders-example-actix on http://{local} ({} backend, {checks} smoke checks)\n  smoke checks: http://{local}{path}",
+        database().backend(),
+    );
+    server.run().await.map_err(|e| e.to_string())
+}
