@@ -22,6 +22,12 @@
 //! tasks but sharing its one thread. Either way, do blocking work inside a check with
 //! [`tokio::task::spawn_blocking`].
 //!
+//! Measured with one worker (`cargo bench -p smoketest-actix --bench runtime`): while a
+//! check spins the CPU or sleeps its thread for 1 s, another route of the worker answers
+//! within 1 ms with the default and waits 0.9 s with `on_worker()`; a check that sleeps in
+//! `spawn_blocking` delays nothing in either mode. The hop to the shared runtime costs
+//! about 0.07 ms per smoketest request.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -58,7 +64,38 @@ use tokio::runtime::{Handle, Runtime};
 /// The smoketest endpoint as an actix-web service: `App::new().service(scope(smoke))`.
 ///
 /// Requests for the mount path and below are answered by [`Smoketest::handle`]; all others
-/// (including `/smoketestx`) go on to the app's other services.
+/// (including `/smoketestx`) go on to the app's other services. actix tries services in
+/// the order they are registered, so with a mount path of `/` register this one last.
+///
+/// ```
+/// use actix_web::{App, test, web};
+/// use smoketest_core::{Smoketest, from_fn, Outcome};
+///
+/// # #[actix_web::main]
+/// # async fn main() {
+/// let smoke = Smoketest::builder()
+///     .without_discovery()
+///     .path("/ops/smoke")
+///     .check(from_fn("ok", |_ctx| Box::pin(async { Ok(Outcome::Pass) })))
+///     .build()
+///     .unwrap();
+/// let app = test::init_service(
+///     App::new()
+///         .route("/orders", web::get().to(|| async { "[]" }))
+///         .service(smoketest_actix::scope(smoke)),
+/// )
+/// .await;
+///
+/// let request = test::TestRequest::get().uri("/ops/smoke?format=text").to_request();
+/// let response = test::call_service(&app, request).await;
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.headers().get("cache-control").unwrap(), "no-store");
+/// assert!(test::read_body(response).await.starts_with(b"PASS\n"));
+///
+/// let request = test::TestRequest::get().uri("/orders").to_request();
+/// assert_eq!(test::read_body(test::call_service(&app, request).await).await, "[]");
+/// # }
+/// ```
 pub fn scope(smoke: Smoketest) -> SmoketestScope {
     SmoketestScope {
         smoke,
@@ -92,8 +129,9 @@ enum Where {
 }
 
 impl SmoketestScope {
-    /// Run the checks on this tokio runtime (it must outlive the server; a runtime that has
-    /// shut down makes the checks run on the worker instead).
+    /// Run the checks on this tokio runtime instead of the shared one. It should outlive
+    /// the server: once it shuts down, checks run on the worker. (tokio refuses to drop a
+    /// runtime inside async code such as `#[actix_web::main]`; create it before, or leak it.)
     pub fn runtime(mut self, handle: Handle) -> Self {
         self.runtime = Where::Handle(handle);
         self

@@ -24,10 +24,10 @@ async fn start(database_url: &str) -> (Child, String) {
     tokio::spawn(async move {
         let mut found = Some(found);
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(url) = line.trim().strip_prefix("smoke checks: ") {
-                if let Some(found) = found.take() {
-                    let _ = found.send(url.to_string());
-                }
+            if let Some(url) = line.trim().strip_prefix("smoke checks: ")
+                && let Some(found) = found.take()
+            {
+                let _ = found.send(url.to_string());
             }
         }
     });
