@@ -73,6 +73,7 @@ pub struct Case {
     headers: Vec<(&'static str, &'static str)>,
     status: u16,
     expects: Vec<Expect>,
+    endpoint: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +99,7 @@ pub fn request(method: &'static str, target: &'static str, status: u16) -> Case 
         headers: Vec::new(),
         status,
         expects: Vec::new(),
+        endpoint: false,
     }
 }
 
@@ -121,8 +123,10 @@ impl Case {
         self
     }
 
-    /// An answer of the endpoint: `Cache-Control: no-store`.
-    pub fn endpoint(self) -> Self {
+    /// An answer of the endpoint: `Cache-Control: no-store`; for a GET, HEAD must answer
+    /// alike without a body.
+    pub fn endpoint(mut self) -> Self {
+        self.endpoint = true;
         self.header("cache-control", "no-store")
     }
 
@@ -155,10 +159,20 @@ impl Case {
         self
     }
 
-    /// The body is exactly `body`.
+    /// The body is exactly `body`, once timings are normalised (`3.1ms` reads `#ms`,
+    /// `"duration_ms": 3.1` reads `"duration_ms": #`).
     pub fn body(mut self, body: &'static str) -> Self {
         self.expects.push(Expect::BodyIs(body));
         self
+    }
+
+    /// The same request as HEAD: same status and headers, empty body.
+    fn head_twin(&self) -> Case {
+        let mut head = self.clone();
+        head.method = "HEAD";
+        head.expects.retain(|e| matches!(e, Expect::Header(..)));
+        head.expects.push(Expect::BodyIs(""));
+        head
     }
 
     fn label(&self) -> String {
@@ -428,7 +442,9 @@ pub enum Failure {
     Divergence(String),
 }
 
-/// Run every case against every server of its fixture; return what went wrong.
+/// Run every case against every server of its fixture; return what went wrong. Every GET
+/// to the endpoint is also sent as HEAD, which must answer the same status and headers
+/// with no body.
 pub async fn run(cases: &[Case], default: &[Server], custom: &[Server]) -> Vec<Failure> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -441,38 +457,73 @@ pub async fn run(cases: &[Case], default: &[Server], custom: &[Server]) -> Vec<F
             Fixture::Default => default,
             Fixture::Custom => custom,
         };
-        let mut answers = Vec::new();
-        for server in servers {
-            answers.push((server, send(&client, &server.base, case).await));
+        let gets = run_case(&client, case, servers, &mut failures).await;
+        if case.method != "GET" || !case.endpoint {
+            continue;
         }
-        for (server, answer) in &answers {
-            for problem in unmet(case, answer) {
+        let head = case.head_twin();
+        let heads = run_case(&client, &head, servers, &mut failures).await;
+        for ((server, get), head_answer) in servers.iter().zip(&gets).zip(&heads) {
+            let without_length = |a: &Answer| {
+                a.headers
+                    .iter()
+                    .filter(|(n, _)| n != "content-length")
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            if head_answer.status != get.status
+                || without_length(head_answer) != without_length(get)
+            {
                 failures.push(Failure::Expectation(format!(
-                    "{} on {}: {problem}",
-                    case.label(),
-                    server.name
-                )));
-            }
-        }
-        let (reference, first) = &answers[0];
-        let first = first.normalized();
-        for (server, answer) in &answers[1..] {
-            let answer = answer.normalized();
-            if answer != first {
-                failures.push(Failure::Divergence(format!(
-                    "{}: {} and {} differ\n  {}: {}\n  {}: {}",
-                    case.label(),
-                    reference.name,
+                    "{} on {}: HEAD answered {} where GET answered {}",
+                    head.label(),
                     server.name,
-                    reference.name,
-                    show(&first),
-                    server.name,
-                    show(&answer),
+                    show(head_answer),
+                    show(get)
                 )));
             }
         }
     }
     failures
+}
+
+/// Send `case` to every server; record unmet expectations and answers that differ from the
+/// first server's. Returns the answers in server order.
+async fn run_case(
+    client: &reqwest::Client,
+    case: &Case,
+    servers: &[Server],
+    failures: &mut Vec<Failure>,
+) -> Vec<Answer> {
+    let mut answers = Vec::new();
+    for server in servers {
+        let answer = send(client, &server.base, case).await;
+        for problem in unmet(case, &answer) {
+            failures.push(Failure::Expectation(format!(
+                "{} on {}: {problem}",
+                case.label(),
+                server.name
+            )));
+        }
+        answers.push(answer);
+    }
+    let first = answers[0].normalized();
+    for (server, answer) in servers.iter().zip(&answers).skip(1) {
+        let answer = answer.normalized();
+        if answer != first {
+            failures.push(Failure::Divergence(format!(
+                "{}: {} and {} differ\n  {}: {}\n  {}: {}",
+                case.label(),
+                servers[0].name,
+                server.name,
+                servers[0].name,
+                show(&first),
+                server.name,
+                show(&answer),
+            )));
+        }
+    }
+    answers
 }
 
 fn show(answer: &Answer) -> String {
@@ -521,8 +572,10 @@ fn unmet(case: &Case, answer: &Answer) -> Vec<String> {
                 }
             }
             Expect::BodyIs(expected) => {
-                if body != *expected {
-                    problems.push(format!("body {body:?} instead of {expected:?}"));
+                let normalized =
+                    String::from_utf8_lossy(&normalize_body(&answer.body)).into_owned();
+                if normalized != *expected {
+                    problems.push(format!("body {normalized:?} instead of {expected:?}"));
                 }
             }
         }
