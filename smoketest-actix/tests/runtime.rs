@@ -240,3 +240,25 @@ async fn checks_run_where_the_scope_says() {
     // Dropping a runtime inside an async context is refused; hand it to a plain thread.
     std::thread::spawn(move || drop(runtime));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_fall_back_to_the_worker_when_the_given_runtime_has_shut_down() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("gone")
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let handle = runtime.handle().clone();
+    runtime.shutdown_background();
+
+    let smoke = thread_reporting();
+    let base = serve(move || smoketest_actix::scope(smoke.clone()).runtime(handle.clone()));
+    let worker = reqwest::get(format!("{base}/thread"))
+        .await
+        .expect("GET /thread")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(check_thread(&base).await, worker);
+}
