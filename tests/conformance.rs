@@ -9,7 +9,9 @@
 #[path = "conformance/harness.rs"]
 mod harness;
 
-use harness::{ActixMount, Case, Failure, Fixture, every_adapter, get, request, run, serve_actix};
+use harness::{
+    ActixMount, Case, Failure, Fixture, every_adapter_and_fixture, get, request, run, serve_actix,
+};
 
 /// Every row of the contract, one line each. `.json()` / `.text()` also assert
 /// `Cache-Control: no-store` and the `Content-Type`; every GET to the endpoint is repeated
@@ -92,17 +94,9 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-async fn adapters() -> (Vec<harness::Server>, Vec<harness::Server>) {
-    (
-        every_adapter(Fixture::Default).await,
-        every_adapter(Fixture::Custom).await,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_adapter_answers_every_contract_row_alike() {
-    let (default, custom) = adapters().await;
-    let failures = run(&cases(), &default, &custom).await;
+    let failures = run(&cases(), &every_adapter_and_fixture().await).await;
     assert!(
         failures.is_empty(),
         "{} problem(s):\n{}",
@@ -119,15 +113,21 @@ async fn every_adapter_answers_every_contract_row_alike() {
 /// changes a status, must both be caught by the comparison between adapters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_suite_catches_an_adapter_that_alters_a_header_or_status() {
-    let reference = |fixture| async move {
-        harness::Server {
-            name: "axum router",
-            base: harness::serve_axum(fixture, false).await,
+    // Per fixture: the axum router, and actix with `tamper` around the adapter.
+    let against_tampered = async |tamper: harness::Tamper| {
+        let mut adapters = Vec::new();
+        for &fixture in Fixture::ALL {
+            let reference = harness::Server {
+                name: "axum router",
+                base: harness::serve_axum(fixture, false).await,
+            };
+            let tampered = harness::Server {
+                name: "tampered actix",
+                base: serve_actix(fixture, ActixMount::Scope, Some(tamper)),
+            };
+            adapters.push((fixture, vec![reference, tampered]));
         }
-    };
-    let tampered = |fixture, tamper| harness::Server {
-        name: "tampered actix",
-        base: serve_actix(fixture, ActixMount::Scope, Some(tamper)),
+        run(&cases(), &adapters).await
     };
 
     // No case names `X-Content-Type-Options`: only the comparison can notice it.
@@ -137,15 +137,7 @@ async fn the_suite_catches_an_adapter_that_alters_a_header_or_status() {
             actix_web::http::header::HeaderValue::from_static("nosniff"),
         );
     };
-    let default = vec![
-        reference(Fixture::Default).await,
-        tampered(Fixture::Default, added),
-    ];
-    let custom = vec![
-        reference(Fixture::Custom).await,
-        tampered(Fixture::Custom, added),
-    ];
-    let failures = run(&cases(), &default, &custom).await;
+    let failures = against_tampered(added).await;
     assert!(
         failures.iter().all(|f| matches!(f, Failure::Divergence(_))),
         "{failures:#?}"
@@ -164,17 +156,9 @@ async fn the_suite_catches_an_adapter_that_alters_a_header_or_status() {
                 actix_web::http::StatusCode::INTERNAL_SERVER_ERROR;
         }
     };
-    let default = vec![
-        reference(Fixture::Default).await,
-        tampered(Fixture::Default, status),
-    ];
-    let custom = vec![
-        reference(Fixture::Custom).await,
-        tampered(Fixture::Custom, status),
-    ];
-    let failures = run(&cases(), &default, &custom).await;
+    let failures = against_tampered(status).await;
     assert!(
-        failures.iter().any(|f| matches!(f, Failure::Divergence(d) if d.starts_with("GET /ops/smoke (custom fixture)"))),
+        failures.iter().any(|f| matches!(f, Failure::Divergence(d) if d.starts_with("GET /ops/smoke (Custom fixture)"))),
         "the altered status went unnoticed by the comparison: {failures:#?}"
     );
     assert!(
@@ -182,5 +166,39 @@ async fn the_suite_catches_an_adapter_that_alters_a_header_or_status() {
             |f| matches!(f, Failure::Expectation(e) if e.contains("status 500 instead of 503"))
         ),
         "{failures:#?}"
+    );
+}
+
+/// The comparison forgives timings and nothing else: a count or a name that differs still
+/// makes two answers differ.
+#[test]
+fn normalising_replaces_timings_only() {
+    use harness::normalize_text as n;
+    let json =
+        "{\"duration_ms\": 1.25, \"started_at\": \"2026-11-22T16:54:31.938Z\", \"total\": 3}";
+    assert_eq!(
+        n(json),
+        "{\"duration_ms\": #, \"started_at\": #, \"total\": 3}"
+    );
+    assert_eq!(
+        n(json),
+        n(&json.replace("1.25", "7").replace("31.938", "32.001"))
+    );
+    assert_ne!(n(json), n(&json.replace("\"total\": 3", "\"total\": 4")));
+    assert_eq!(
+        n("[+]db::ping ok 3.1ms\n2 checks: 2 passed in 4ms"),
+        "[+]db::ping ok #ms\n2 checks: 2 passed in #ms"
+    );
+    assert_eq!(n("<span>3.25 ms</span>"), "<span># ms</span>");
+    assert_eq!(
+        n("<testcase name=\"a\" time=\"0.003\"/><testcase name=\"b\" time=\"0.1\"/>"),
+        "<testcase name=\"a\" time=\"#\"/><testcase name=\"b\" time=\"#\"/>"
+    );
+    assert_eq!(n("db;dur=3.1, app;dur=4"), "db;dur=#, app;dur=#");
+    assert_eq!(
+        n(
+            "smoketest_check_duration_seconds{check=\"a\"} 0.0031\nsmoketest_check_up{check=\"a\"} 1"
+        ),
+        "smoketest_check_duration_seconds{check=\"a\"} #\nsmoketest_check_up{check=\"a\"} 1"
     );
 }

@@ -10,13 +10,19 @@ use http::StatusCode;
 use serde_json::Value;
 use smoketest::{CheckError, ErrorKind, Outcome, Smoketest, from_fn};
 
-/// Which configured endpoint a case talks to.
+/// Which configured endpoint a case talks to. A new configuration to test (auth, detail
+/// levels) is a new variant, its arm in [`smoketest`], and an entry in [`Fixture::ALL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fixture {
     /// Mounted at `/smoketest`, failure status 500, checks that pass, warn, fail and skip.
     Default,
     /// Mounted at `/ops/smoke`, failure status 503.
     Custom,
+}
+
+impl Fixture {
+    /// Every fixture; each is served by every adapter.
+    pub const ALL: &'static [Fixture] = &[Fixture::Default, Fixture::Custom];
 }
 
 /// The checks both adapters serve.
@@ -104,10 +110,15 @@ pub fn request(method: &'static str, target: &'static str, status: u16) -> Case 
 }
 
 impl Case {
-    /// Ask the [`Fixture::Custom`] endpoint.
-    pub fn custom(mut self) -> Self {
-        self.fixture = Fixture::Custom;
+    /// Ask the endpoint configured as `fixture` (default: [`Fixture::Default`]).
+    pub fn on(mut self, fixture: Fixture) -> Self {
+        self.fixture = fixture;
         self
+    }
+
+    /// Ask the [`Fixture::Custom`] endpoint.
+    pub fn custom(self) -> Self {
+        self.on(Fixture::Custom)
     }
 
     /// Send this request header.
@@ -180,8 +191,8 @@ impl Case {
         for (k, v) in &self.headers {
             let _ = write!(s, " [{k}: {v}]");
         }
-        if self.fixture == Fixture::Custom {
-            s.push_str(" (custom fixture)");
+        if self.fixture != Fixture::Default {
+            let _ = write!(s, " ({:?} fixture)", self.fixture);
         }
         s
     }
@@ -209,6 +220,15 @@ pub enum ActixMount {
 
 /// A change a deliberately broken adapter makes to every response, to test the suite.
 pub type Tamper = fn(&mut ServiceResponse);
+
+/// Every adapter and mounting style serving every fixture.
+pub async fn every_adapter_and_fixture() -> Vec<(Fixture, Vec<Server>)> {
+    let mut all = Vec::new();
+    for &fixture in Fixture::ALL {
+        all.push((fixture, every_adapter(fixture).await));
+    }
+    all
+}
 
 /// Every adapter and mounting style, serving `fixture`. The first is the reference the
 /// others are compared with.
@@ -355,12 +375,12 @@ impl Answer {
         let timed = body != self.body;
         Answer {
             status: self.status,
-            // A report's length varies with its timings' digits.
+            // A report's length varies with its timings' digits; `Server-Timing` has timings.
             headers: self
                 .headers
                 .iter()
                 .filter(|(n, _)| !(timed && n == "content-length"))
-                .cloned()
+                .map(|(n, v)| (n.clone(), normalize_text(v)))
                 .collect(),
             body,
         }
@@ -399,38 +419,99 @@ pub async fn send(client: &reqwest::Client, base: &str, case: &Case) -> Answer {
     }
 }
 
-/// Replace what varies from run to run: `duration_ms`, `started_at`, `age_ms` in JSON, and
-/// `12.3ms` in text.
+/// Where the formats put a timing: the text right before its value. A format that writes
+/// timings somewhere new adds its marker here (or a rule to [`normalize_text`]).
+const TIMING_MARKERS: &[&str] = &[
+    "\"duration_ms\": ",   // JSON report
+    "\"started_at\": ",    // JSON report
+    "\"age_ms\": ",        // JSON report, cached answers
+    "\"observedValue\": ", // health+json
+    "\"time\": ",          // health+json
+    "time=\"",             // JUnit
+    "timestamp=\"",        // JUnit
+    "dur=",                // Server-Timing
+];
+
+/// A body with its timings replaced by `#`, so two runs of the same checks compare equal.
 pub fn normalize_body(body: &[u8]) -> Vec<u8> {
-    let Ok(text) = std::str::from_utf8(body) else {
-        return body.to_vec();
-    };
-    let mut out = String::with_capacity(text.len());
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        let line = ["\"duration_ms\": ", "\"started_at\": ", "\"age_ms\": "]
-            .iter()
-            .fold(line.to_string(), |line, key| match line.find(key) {
-                Some(at) => {
-                    let value_start = at + key.len();
-                    let rest = &line[value_start..];
-                    let end = rest.find([',', '}']).unwrap_or(rest.len());
-                    format!("{}#{}", &line[..value_start], &rest[end..])
-                }
-                None => line,
-            });
-        let words: Vec<String> = line
-            .split(' ')
-            .map(|w| match w.strip_suffix("ms") {
-                Some(n) if n.parse::<f64>().is_ok() => "#ms".to_string(),
-                _ => w.to_string(),
-            })
-            .collect();
-        out.push_str(&words.join(" "));
+    match std::str::from_utf8(body) {
+        Ok(text) => normalize_text(text).into_bytes(),
+        Err(_) => body.to_vec(),
     }
-    out.into_bytes()
+}
+
+/// Replace timings: values after a [`TIMING_MARKERS`] entry, numbers followed by `ms`
+/// (`3.1ms`, `3.1 ms`), and the values of Prometheus samples named for durations or times.
+/// Counts and every other number stay, so the comparison still sees them.
+pub fn normalize_text(text: &str) -> String {
+    let lines: Vec<String> = text
+        .split('\n')
+        .map(|line| {
+            let mut line = line.to_string();
+            for marker in TIMING_MARKERS {
+                line = replace_values_after(&line, marker);
+            }
+            let words: Vec<&str> = line.split(' ').collect();
+            let mut out: Vec<String> = Vec::with_capacity(words.len());
+            for (i, word) in words.iter().enumerate() {
+                let next_is_ms = words.get(i + 1).is_some_and(|n| n.starts_with("ms"));
+                let replaced = match word.strip_suffix("ms") {
+                    Some(before) => hide_trailing_number(before).map(|w| w + "ms"),
+                    None if next_is_ms => hide_trailing_number(word),
+                    None => None,
+                };
+                out.push(replaced.unwrap_or_else(|| word.to_string()));
+            }
+            let line = out.join(" ");
+            let metric = line.split(['{', ' ']).next().unwrap_or("");
+            let timed_metric = !line.starts_with('#')
+                && ["duration", "seconds", "timestamp"]
+                    .iter()
+                    .any(|t| metric.contains(t));
+            match line.rsplit_once(' ') {
+                Some((name, value)) if timed_metric && number_like(value) => format!("{name} #"),
+                _ => line,
+            }
+        })
+        .collect();
+    lines.join("\n")
+}
+
+fn number_like(s: &str) -> bool {
+    s.parse::<f64>().is_ok()
+}
+
+/// `word` with the number it ends in replaced by `#` (`<span>3.25` → `<span>#`), if it ends
+/// in one.
+fn hide_trailing_number(word: &str) -> Option<String> {
+    let start = word
+        .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or(0, |i| i + 1);
+    let number = &word[start..];
+    number_like(number).then(|| format!("{}#", &word[..start]))
+}
+
+/// Every value that follows `marker` in `line`, replaced by `#`: a quoted string whole, or
+/// text up to the next delimiter.
+fn replace_values_after(line: &str, marker: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find(marker) {
+        let value_start = at + marker.len();
+        out.push_str(&rest[..value_start]);
+        let value = &rest[value_start..];
+        let end = if let Some(quoted) = value.strip_prefix('"') {
+            quoted.find('"').map(|q| q + 2).unwrap_or(value.len())
+        } else {
+            value
+                .find(|c: char| matches!(c, ',' | '}' | '"' | ';' | '<') || c.is_whitespace())
+                .unwrap_or(value.len())
+        };
+        out.push('#');
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Why the suite failed one case.
@@ -445,7 +526,7 @@ pub enum Failure {
 /// Run every case against every server of its fixture; return what went wrong. Every GET
 /// to the endpoint is also sent as HEAD, which must answer the same status and headers
 /// with no body.
-pub async fn run(cases: &[Case], default: &[Server], custom: &[Server]) -> Vec<Failure> {
+pub async fn run(cases: &[Case], adapters: &[(Fixture, Vec<Server>)]) -> Vec<Failure> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
@@ -453,9 +534,12 @@ pub async fn run(cases: &[Case], default: &[Server], custom: &[Server]) -> Vec<F
         .expect("reqwest client");
     let mut failures = Vec::new();
     for case in cases {
-        let servers = match case.fixture {
-            Fixture::Default => default,
-            Fixture::Custom => custom,
+        let Some((_, servers)) = adapters.iter().find(|(f, _)| *f == case.fixture) else {
+            panic!(
+                "{}: no server serves the {:?} fixture",
+                case.label(),
+                case.fixture
+            );
         };
         let gets = run_case(&client, case, servers, &mut failures).await;
         if case.method != "GET" || !case.endpoint {
