@@ -20,7 +20,8 @@
 //! smoketest request. [`SmoketestScope::runtime`] picks another tokio runtime;
 //! [`SmoketestScope::on_worker`] runs the checks on the worker itself, concurrently as
 //! tasks but sharing its one thread. Either way, do blocking work inside a check with
-//! [`tokio::task::spawn_blocking`].
+//! [`tokio::task::spawn_blocking`]: a check that blocks still holds one of the two shared
+//! threads, and with `on_worker()` the worker itself.
 //!
 //! Measured with one worker (`cargo bench -p smoketest-actix --bench runtime`): while a
 //! check spins the CPU or sleeps its thread for 1 s, another route of the worker answers
