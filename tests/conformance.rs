@@ -72,6 +72,13 @@ fn cases() -> Vec<Case> {
         get("/smoketest?tag=fast", 406).with("accept", "image/png").json().at("/error/kind", "not_acceptable").at("/error/parameter", "Accept"),
         get("/smoketest?tag=fast", 406).with("accept", "application/json;q=0").json(),
         get("/smoketest?tag=fast&format=text", 200).with("accept", "image/png").text(),
+        get("/smoketest?tag=fast", 200).raw().json().at("/summary/total", 2),
+        get("/smoketest?tag=fast", 200).raw().with("accept", "").json(),
+        get("/smoketest?tag=fast", 200).raw().with("Accept", "TEXT/PLAIN").text(),
+        // HTTP versions.
+        get("/smoketest?tag=fast", 200).http10().json().at("/status", "warn"),
+        get("/smoketest", 500).http10().with("accept", "text/plain").text().starts("FAIL\n"),
+        request("DELETE", "/smoketest", 405).http10().json().header("allow", "GET, HEAD"),
         // Status codes.
         get("/smoketest/fast::warn", 200).json().at("/status", "warn").at("/checks/0/status", "warn"),
         get("/smoketest/db::skip", 200).json().at("/checks/0/status", "skip"),

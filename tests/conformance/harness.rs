@@ -80,6 +80,9 @@ pub struct Case {
     status: u16,
     expects: Vec<Expect>,
     endpoint: bool,
+    /// `Some(version)`: sent over a plain socket with exactly the given headers (no
+    /// client defaults such as `Accept: */*`), as `HTTP/1.0` or `HTTP/1.1`.
+    raw: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +109,7 @@ pub fn request(method: &'static str, target: &'static str, status: u16) -> Case 
         status,
         expects: Vec::new(),
         endpoint: false,
+        raw: None,
     }
 }
 
@@ -186,8 +190,24 @@ impl Case {
         head
     }
 
+    /// Send over a plain socket with only `Host` and the headers given (reqwest adds
+    /// `Accept: */*`).
+    pub fn raw(mut self) -> Self {
+        self.raw = Some("HTTP/1.1");
+        self
+    }
+
+    /// Send as HTTP/1.0 over a plain socket.
+    pub fn http10(mut self) -> Self {
+        self.raw = Some("HTTP/1.0");
+        self
+    }
+
     fn label(&self) -> String {
         let mut s = format!("{} {}", self.method, self.target);
+        if let Some(version) = self.raw {
+            let _ = write!(s, " {version} (raw)");
+        }
         for (k, v) in &self.headers {
             let _ = write!(s, " [{k}: {v}]");
         }
@@ -389,6 +409,9 @@ impl Answer {
 
 /// One request, sent as is.
 pub async fn send(client: &reqwest::Client, base: &str, case: &Case) -> Answer {
+    if let Some(version) = case.raw {
+        return send_raw(base, case, version).await;
+    }
     let method = reqwest::Method::from_bytes(case.method.as_bytes()).expect("method");
     let mut request = client.request(method, format!("{base}{}", case.target));
     for (k, v) in &case.headers {
@@ -416,6 +439,54 @@ pub async fn send(client: &reqwest::Client, base: &str, case: &Case) -> Answer {
         status,
         headers,
         body,
+    }
+}
+
+/// One request written byte for byte on a fresh connection, `Connection: close`.
+async fn send_raw(base: &str, case: &Case, version: &str) -> Answer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.strip_prefix("http://").expect("an http:// base");
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{} {base}: {e}", case.label()));
+    let mut request = format!(
+        "{} {} {version}\r\nHost: {addr}\r\n",
+        case.method, case.target
+    );
+    for (k, v) in &case.headers {
+        let _ = write!(request, "{k}: {v}\r\n");
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write the request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .expect("the server closed the connection in time")
+        .expect("read the response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    let mut headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .filter(|(n, _)| n != "date")
+        .collect();
+    headers.sort();
+    Answer {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
     }
 }
 
