@@ -75,10 +75,12 @@ fn cases() -> Vec<Case> {
         get("/smoketest?tag=fast", 200).raw().json().at("/summary/total", 2),
         get("/smoketest?tag=fast", 200).raw().with("accept", "").json(),
         get("/smoketest?tag=fast", 200).raw().with("Accept", "TEXT/PLAIN").text(),
-        // HTTP versions.
+        // HTTP versions and the absolute-form target proxies send.
         get("/smoketest?tag=fast", 200).http10().json().at("/status", "warn"),
         get("/smoketest", 500).http10().with("accept", "text/plain").text().starts("FAIL\n"),
         request("DELETE", "/smoketest", 405).http10().json().header("allow", "GET, HEAD"),
+        get("http://smoke.test/smoketest/fast::ok?format=text", 200).raw().text().starts("PASS\n"),
+        get("http://smoke.test/other", 200).raw().body("other route"),
         // Status codes.
         get("/smoketest/fast::warn", 200).json().at("/status", "warn").at("/checks/0/status", "warn"),
         get("/smoketest/db::skip", 200).json().at("/checks/0/status", "skip"),
