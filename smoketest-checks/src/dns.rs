@@ -67,22 +67,36 @@ pub async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Resolut
         let result = tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await;
         (result, started.elapsed())
     };
-    let (system, direct) = tokio::join!(system, direct_lookup(host, timeout));
+    // The direct query runs alongside, but only matters when the system resolver fails:
+    // on success it is dropped (cancelled) at once, so it adds no latency.
+    let direct = direct_lookup(host, timeout);
+    tokio::pin!(system, direct);
+    let mut direct_result = None;
+    let system = loop {
+        tokio::select! {
+            result = &mut system => break result,
+            found = &mut direct, if direct_result.is_none() => direct_result = Some(found),
+        }
+    };
+    let failed = |error: Option<String>| async move {
+        let direct = match direct_result {
+            Some(found) => found,
+            None => direct.await,
+        };
+        failure(host, error, direct, timeout)
+    };
     match system {
         (Ok(Ok(addresses)), elapsed) => {
             let addresses: Vec<SocketAddr> = addresses.collect();
             if addresses.is_empty() {
-                return Err(failure(host, None, direct, timeout));
+                return Err(failed(None).await);
             }
             Ok(Resolution { addresses, elapsed })
         }
-        (Ok(Err(e)), _) => Err(failure(host, Some(e.to_string()), direct, timeout)),
-        (Err(_elapsed), _) => Err(failure(
-            host,
-            Some(format!("no answer within {}", human(timeout))),
-            direct,
-            timeout,
-        )),
+        (Ok(Err(e)), _) => Err(failed(Some(e.to_string())).await),
+        (Err(_elapsed), _) => {
+            Err(failed(Some(format!("no answer within {}", human(timeout)))).await)
+        }
     }
 }
 
@@ -193,5 +207,63 @@ impl SmokeCheck for DnsCheck {
             .collect();
         ctx.observe("addresses", addresses);
         Ok(Outcome::Pass)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diagnose(direct: Direct) -> Diagnosis {
+        failure(
+            "payments.internal",
+            Some("failed to lookup address information".into()),
+            direct,
+            Duration::from_secs(2),
+        )
+    }
+
+    #[test]
+    fn each_dns_failure_has_its_own_diagnosis() {
+        let cases = [
+            (
+                Direct::NxDomain,
+                "the name does not exist (NXDOMAIN)",
+                "typos",
+            ),
+            (
+                Direct::NoRecords,
+                "has no address (A or AAAA) records",
+                "A/AAAA record",
+            ),
+            (
+                Direct::NoAnswer,
+                "no DNS server answered within 2s",
+                "reachable",
+            ),
+            (
+                Direct::Failed("no connections available".into()),
+                "could not be queried: no connections available",
+                "/etc/resolv.conf",
+            ),
+            (
+                Direct::Found(vec!["10.0.0.7".parse().unwrap()]),
+                "in the system resolver (system resolver: failed to lookup address information), although the DNS servers answer 10.0.0.7",
+                "nsswitch.conf",
+            ),
+        ];
+        for (direct, message, suggestion) in cases {
+            let d = diagnose(direct);
+            assert_eq!(d.kind, ErrorKind::DnsFailure);
+            assert_eq!(d.layer, Layer::Dns);
+            assert!(
+                d.message
+                    .starts_with("DNS resolution failed for `payments.internal`"),
+                "{}",
+                d.message
+            );
+            assert!(d.message.contains(message), "{}", d.message);
+            assert!(d.suggestion.contains(suggestion), "{}", d.suggestion);
+        }
     }
 }
