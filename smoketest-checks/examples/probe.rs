@@ -4,7 +4,8 @@
 //! cargo run -p smoketest-checks --features http --example probe -- https://example.internal/health [more URLs]
 //! ```
 //!
-//! Exits 1 when any probe failed. `PROBE_TIMEOUT_MS` bounds each probe (default 10000).
+//! Exits 1 when any probe failed. `PROBE_TIMEOUT_MS` bounds each probe (default 10000);
+//! `PROBE_ROOT_CA_DER` names a DER-encoded CA certificate to trust besides the system's.
 
 use std::time::Duration;
 
@@ -27,7 +28,19 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis)
         .unwrap_or(Duration::from_secs(10));
-    let options = ProbeOptions::new().timeout(timeout);
+    let mut options = ProbeOptions::new().timeout(timeout);
+    if let Some(path) = std::env::var_os("PROBE_ROOT_CA_DER") {
+        match std::fs::read(&path) {
+            Ok(der) => options = options.root_certificate(der),
+            Err(e) => {
+                eprintln!(
+                    "cannot read PROBE_ROOT_CA_DER {}: {e}",
+                    path.to_string_lossy()
+                );
+                std::process::exit(2);
+            }
+        }
+    }
     let mut failed = false;
     for url in &urls {
         let result = probe(url, &options).await;

@@ -341,15 +341,15 @@ pub(crate) fn diagnose(host: &str, error: &rustls::Error, chain: &[CertificateIn
     let now = SystemTime::now();
     // A self-signed leaf is only ever trusted as itself; whatever webpki tripped over
     // while looking for an issuer (a system root with the same name, say), it is untrusted.
+    #[allow(deprecated)]
     let untrusted_self_signed = leaf.is_some_and(|c| c.is_self_signed())
-        && !matches!(
+        && matches!(
             cert_error,
-            CertificateError::Expired
-                | CertificateError::ExpiredContext { .. }
-                | CertificateError::NotValidYet
-                | CertificateError::NotValidYetContext { .. }
-                | CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. }
+            CertificateError::UnknownIssuer
+                | CertificateError::BadSignature
+                | CertificateError::UnsupportedSignatureAlgorithm
+                | CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+                | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
         );
     match cert_error {
         _ if untrusted_self_signed => tls(
@@ -438,8 +438,14 @@ pub(crate) fn diagnose(host: &str, error: &rustls::Error, chain: &[CertificateIn
             format!("TLS certificate of `{host}` has been revoked by its issuer"),
             "Install a newly issued certificate on the server.",
         ),
+        CertificateError::Other(e) if format!("{e:?}").contains("CaUsedAsEndEntity") => tls(
+            format!(
+                "TLS certificate of `{host}` is a CA certificate (basicConstraints CA:TRUE), which cannot serve as a server's own certificate"
+            ),
+            "Issue a server certificate (CA:FALSE) signed by that CA; `openssl req -x509` makes a CA certificate unless given `-addext basicConstraints=critical,CA:FALSE`.",
+        ),
         other => tls(
-            format!("TLS certificate of `{host}` was rejected: {other:?}"),
+            format!("TLS certificate of `{host}` was rejected: {other}"),
             "Check the server's certificate (expiry, issuer, names it covers, key usage) and that this host trusts its CA.",
         ),
     }

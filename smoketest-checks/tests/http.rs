@@ -391,3 +391,23 @@ async fn unknown_method_is_a_config_failure() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn ca_certificate_served_as_a_server_certificate_is_named_as_such() {
+    let (cert, key) = support::self_signed_ca(&["localhost"]);
+    let addr = support::https_server(cert.clone(), key, respond(200, "")).await;
+    // Even trusted as a root, a CA certificate cannot be the server's own.
+    let options = fast().root_certificate(cert);
+    let d = probe(&format!("https://localhost:{}/", addr.port()), &options)
+        .await
+        .diagnosis
+        .unwrap();
+    assert_eq!(d.kind, ErrorKind::TlsError);
+    assert!(
+        d.message
+            .contains("is a CA certificate (basicConstraints CA:TRUE)"),
+        "{}",
+        d.message
+    );
+    assert!(d.suggestion.contains("CA:FALSE"), "{}", d.suggestion);
+}

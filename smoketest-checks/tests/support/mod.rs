@@ -167,3 +167,17 @@ pub async fn full_listener() -> (SocketAddr, TcpListener, Vec<TcpStream>) {
     }
     (addr, listener, fillers)
 }
+
+/// A self-signed CA certificate (basicConstraints CA:TRUE) for `names`, as
+/// `openssl req -x509` makes by default.
+pub fn self_signed_ca(names: &[&str]) -> (Vec<u8>, Vec<u8>) {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, names[0]);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.der().to_vec(), key.serialize_der())
+}
