@@ -181,3 +181,24 @@ async fn certificate_from_an_unknown_ca_is_untrusted() {
             .contains("intermediate certificates")
     );
 }
+
+#[tokio::test]
+async fn certificate_not_valid_yet_points_at_the_clocks() {
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf(&["localhost"], 2, 90);
+    let addr = support::https_server(cert, key, respond(200, "")).await;
+    let error = TlsCheck::new(format!("localhost:{}", addr.port()))
+        .root_certificate(ca.der.clone())
+        .run(&mut ctx())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::TlsError);
+    assert!(
+        error
+            .message()
+            .starts_with("TLS certificate of `localhost` is not valid before "),
+        "{}",
+        error.message()
+    );
+    assert!(error.suggestion().unwrap().contains("clock"));
+}
