@@ -77,6 +77,57 @@ impl RedisCheck {
 
 meta_builders!(RedisCheck);
 
+/// Resolve and connect before speaking Redis, so DNS, refused and unanswered connections
+/// get their own kinds.
+async fn reach(shown: &str, host: &str, port: u16, timeout: Duration) -> Result<(), CheckError> {
+    let lookup = tokio::net::lookup_host((host, port));
+    let addresses: Vec<_> = match tokio::time::timeout(timeout, lookup).await {
+        Ok(Ok(addresses)) => addresses.collect(),
+        Ok(Err(e)) => {
+            return Err(CheckError::new(
+                ErrorKind::DnsFailure,
+                format!("Redis host `{host}` of {shown} does not resolve: {e}"),
+            ));
+        }
+        Err(_) => {
+            return Err(CheckError::new(
+                ErrorKind::DnsFailure,
+                format!(
+                    "Redis host `{host}` of {shown} did not resolve within {}",
+                    human(timeout)
+                ),
+            ));
+        }
+    };
+    let mut refused = false;
+    for address in &addresses {
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused = true,
+            Ok(Err(_)) => {}
+            Err(_) => break,
+        }
+    }
+    if refused {
+        return Err(CheckError::new(
+            ErrorKind::TcpRefused,
+            format!("Redis at {shown} refused the connection: nothing listens there"),
+        )
+        .with_suggestion(
+            "Check that Redis is running and that the URL's host and port are right.",
+        ));
+    }
+    Err(CheckError::new(
+        ErrorKind::TcpTimeout,
+        format!(
+            "Redis at {shown} did not accept a TCP connection within {}",
+            human(timeout)
+        ),
+    ))
+}
+
+const TIMEOUT_SUGGESTION: &str = "Redis is blocked or overloaded: check for slow commands (SLOWLOG), memory and persistence (fork) pauses.";
+
 fn diagnose(shown: &str, error: &redis::RedisError) -> CheckError {
     if error.is_connection_refusal() {
         return CheckError::new(
@@ -96,13 +147,14 @@ fn diagnose(shown: &str, error: &redis::RedisError) -> CheckError {
         )
         .with_suggestion("Check the password (and user) in the Redis URL against the server's requirepass or ACL.");
     }
-    let text = error.to_string();
-    if text.contains("lookup address") || text.contains("Name or service not known") {
+    if error.is_timeout() {
         return CheckError::new(
-            ErrorKind::DnsFailure,
-            format!("Redis host of {shown} does not resolve: {text}"),
-        );
+            ErrorKind::Timeout,
+            format!("Redis at {shown} did not answer in time: {error}"),
+        )
+        .with_suggestion(TIMEOUT_SUGGESTION);
     }
+    let text = error.to_string();
     CheckError::error(format!("Redis at {shown} failed: {text}"))
 }
 
@@ -124,20 +176,27 @@ impl SmokeCheck for RedisCheck {
         })?;
         let timeout = self.connect_timeout.min(budget(ctx));
         let started = Instant::now();
-        let mut connection =
-            match tokio::time::timeout(timeout, client.get_multiplexed_async_connection()).await {
-                Err(_) => {
-                    return Err(CheckError::new(
-                        ErrorKind::TcpTimeout,
-                        format!(
-                            "Redis at {shown} gave no connection within {}",
-                            human(timeout)
-                        ),
-                    ));
-                }
-                Ok(Err(e)) => return Err(diagnose(&shown, &e)),
-                Ok(Ok(connection)) => connection,
-            };
+        if let redis::ConnectionAddr::Tcp(host, port)
+        | redis::ConnectionAddr::TcpTls { host, port, .. } = client.get_connection_info().addr()
+        {
+            reach(&shown, host, *port, timeout).await?;
+        }
+        let timeout = self.connect_timeout.min(budget(ctx));
+        let connecting = client.get_multiplexed_async_connection();
+        let mut connection = match tokio::time::timeout(timeout, connecting).await {
+            Err(_) => {
+                return Err(CheckError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "Redis at {shown} accepted the TCP connection but did not complete the Redis handshake within {}",
+                        human(timeout)
+                    ),
+                )
+                .with_suggestion(TIMEOUT_SUGGESTION));
+            }
+            Ok(Err(e)) => return Err(diagnose(&shown, &e)),
+            Ok(Ok(connection)) => connection,
+        };
         ctx.observe("connect_ms", ms(started.elapsed()));
         let timeout = budget(ctx);
         let started = Instant::now();
@@ -149,7 +208,7 @@ impl SmokeCheck for RedisCheck {
                     ErrorKind::Timeout,
                     format!("Redis at {shown} accepted the connection but did not answer PING within {}", human(timeout)),
                 )
-                .with_suggestion("Redis is blocked or overloaded: check for slow commands (SLOWLOG), memory and persistence (fork) pauses."));
+                .with_suggestion(TIMEOUT_SUGGESTION));
             }
             Ok(Err(e)) => return Err(diagnose(&shown, &e)),
             Ok(Ok(reply)) => reply,

@@ -131,6 +131,7 @@ impl Trust {
         self.verifier = Arc::default();
     }
 
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn is_system(&self) -> bool {
         self.extra_roots.is_empty()
     }
