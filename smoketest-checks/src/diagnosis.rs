@@ -140,3 +140,21 @@ pub(crate) fn split_host_port(
         _ => Err(bad()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn targets_split_into_host_and_port() {
+        let ok = |t: &str, default| split_host_port(t, default).unwrap();
+        assert_eq!(ok("db.internal:5432", None), ("db.internal".into(), 5432));
+        assert_eq!(ok("[::1]:6379", None), ("::1".into(), 6379));
+        assert_eq!(ok("api.internal", Some(443)), ("api.internal".into(), 443));
+        assert_eq!(ok("[::1]", Some(443)), ("::1".into(), 443));
+        assert_eq!(ok("::1", Some(443)), ("::1".into(), 443));
+        for bad in ["db.internal", ":5432", "db:port", "[::1]x", ""] {
+            assert!(split_host_port(bad, None).is_err(), "{bad}");
+        }
+    }
+}

@@ -151,7 +151,7 @@ impl Probe {
 /// Cloning is cheap and shares the HTTP client built for extra root certificates.
 #[derive(Clone)]
 pub struct ProbeOptions {
-    method: Method,
+    method: String,
     headers: Vec<(String, String)>,
     body: Option<Vec<u8>>,
     timeout: Duration,
@@ -186,7 +186,7 @@ impl fmt::Debug for ProbeOptions {
 impl Default for ProbeOptions {
     fn default() -> Self {
         ProbeOptions {
-            method: Method::GET,
+            method: "GET".to_string(),
             headers: Vec::new(),
             body: None,
             timeout: Duration::from_secs(10),
@@ -210,8 +210,7 @@ impl ProbeOptions {
     /// The request method (default `GET`). An unknown method is reported as a `config`
     /// failure when the probe runs.
     pub fn method(mut self, method: impl AsRef<str>) -> Self {
-        self.method = Method::from_bytes(method.as_ref().to_ascii_uppercase().as_bytes())
-            .unwrap_or(Method::GET);
+        self.method = method.as_ref().to_ascii_uppercase();
         self
     }
 
@@ -314,7 +313,7 @@ impl ProbeOptions {
 pub async fn probe(url: &str, options: &ProbeOptions) -> Probe {
     let started = Instant::now();
     let mut probe = Probe {
-        url: url.to_string(),
+        url: redact_url(url),
         phases: Phases::default(),
         remote: None,
         status: None,
@@ -329,6 +328,68 @@ pub async fn probe(url: &str, options: &ProbeOptions) -> Probe {
     probe
 }
 
+/// `url` as it may be shown: without user and password, and with the values of query
+/// parameters that look like credentials (`token`, `key`, `secret`, `password`,
+/// `signature`, …) replaced by `***`.
+///
+/// ```
+/// use smoketest_checks::http::redact_url;
+///
+/// assert_eq!(
+///     redact_url("https://user:pw@api.example/v1?api_key=abc&page=2"),
+///     "https://api.example/v1?api_key=***&page=2"
+/// );
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = Url::parse(url) else {
+        // Not a URL: still never show what sits before an `@`.
+        return match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***{}", &url[..scheme + 3], &url[at..])
+            }
+            _ => url.to_string(),
+        };
+    };
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    if parsed.query().is_some() {
+        const SECRET: [&str; 9] = [
+            "token",
+            "key",
+            "secret",
+            "password",
+            "passwd",
+            "signature",
+            "sig",
+            "auth",
+            "credential",
+        ];
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let lower = name.to_ascii_lowercase();
+                if SECRET.iter().any(|s| lower.contains(s)) {
+                    (name.into_owned(), "***".to_string())
+                } else {
+                    (name.into_owned(), value.into_owned())
+                }
+            })
+            .collect();
+        let query: Vec<String> = pairs
+            .iter()
+            .map(|(n, v)| {
+                if v == "***" {
+                    format!("{n}=***")
+                } else {
+                    format!("{n}={v}")
+                }
+            })
+            .collect();
+        parsed.set_query(Some(&query.join("&")));
+    }
+    parsed.to_string()
+}
+
 fn config(message: String, suggestion: &'static str) -> Diagnosis {
     Diagnosis::new(Layer::Http, ErrorKind::Config, message, suggestion)
 }
@@ -341,7 +402,7 @@ async fn run_layers(
 ) -> Result<(), Diagnosis> {
     let parsed = Url::parse(url).map_err(|e| {
         config(
-            format!("`{url}` is not a valid URL: {e}"),
+            format!("`{}` is not a valid URL: {e}", probe.url),
             "Write an absolute URL such as `https://payments.internal/health`.",
         )
     })?;
@@ -350,7 +411,10 @@ async fn run_layers(
         "http" => false,
         other => {
             return Err(config(
-                format!("`{url}` has the scheme `{other}`; the HTTP probe speaks http and https"),
+                format!(
+                    "`{}` has the scheme `{other}`; the HTTP probe speaks http and https",
+                    probe.url
+                ),
                 "Use an http:// or https:// URL.",
             ));
         }
@@ -397,7 +461,13 @@ async fn run_layers(
     }
     // 4. HTTP
     let client = options.client()?;
-    let mut request = client.request(options.method.clone(), parsed.clone());
+    let method = Method::from_bytes(options.method.as_bytes()).map_err(|_| {
+        config(
+            format!("`{}` is not a valid HTTP method", options.method),
+            "Use a method such as GET, HEAD or POST.",
+        )
+    })?;
+    let mut request = client.request(method, parsed.clone());
     for (name, value) in &options.headers {
         let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             config(
@@ -416,7 +486,7 @@ async fn run_layers(
     if let Some(body) = &options.body {
         request = request.body(body.clone());
     }
-    let what = format!("`{} {url}`", options.method);
+    let what = format!("`{} {}`", options.method, probe.url);
     let sent = Instant::now();
     let timed_out = |phase: &str| {
         let budget = deadline.saturating_duration_since(sent);
@@ -667,7 +737,7 @@ impl HttpCheck {
                 u.host_str().unwrap_or_default(),
                 u.path().trim_end_matches('/')
             ),
-            Err(_) => format!("http::{url}"),
+            Err(_) => format!("http::{}", redact_url(&url)),
         };
         HttpCheck {
             meta: Meta::new(name, "http"),

@@ -350,3 +350,44 @@ async fn malformed_url_is_a_config_failure() {
     let d = probe("not a url", &fast()).await.diagnosis.unwrap();
     assert_eq!(d.kind, ErrorKind::Config);
 }
+
+#[tokio::test]
+async fn credentials_in_the_url_never_reach_the_diagnosis() {
+    let addr = support::http_server(respond(401, "")).await;
+    let url = format!("http://admin:hunter2@{addr}/api?token=s3cr3t&page=1");
+    let result = probe(&url, &fast()).await;
+    let d = result.diagnosis.clone().unwrap();
+    assert_eq!(d.kind, ErrorKind::HttpStatus);
+    assert!(
+        d.message.contains(&format!(
+            "`GET http://{addr}/api?token=***&page=1` answered 401"
+        )),
+        "{}",
+        d.message
+    );
+    let everything = format!("{result:?}");
+    assert!(
+        !everything.contains("hunter2") && !everything.contains("s3cr3t"),
+        "{everything}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_method_is_a_config_failure() {
+    let addr = support::http_server(respond(200, "")).await;
+    let d = probe(&format!("http://{addr}/"), &fast().method("NOT A METHOD"))
+        .await
+        .diagnosis
+        .unwrap();
+    assert_eq!(d.kind, ErrorKind::Config);
+    assert!(
+        d.message.contains("is not a valid HTTP method"),
+        "{}",
+        d.message
+    );
+    assert!(
+        probe(&format!("http://{addr}/"), &fast().method("head"))
+            .await
+            .is_ok()
+    );
+}
