@@ -40,7 +40,7 @@ use smoketest_core::{Context, ErrorKind, Outcome, SmokeCheck};
 use tokio::time::Instant;
 
 use crate::diagnosis::{Diagnosis, Layer};
-use crate::meta::{Meta, budget, human, ms};
+use crate::meta::{Meta, budget, human, ms, name_part};
 
 /// What a successful resolution found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,7 +170,7 @@ impl DnsCheck {
     pub fn new(host: impl Into<String>) -> Self {
         let host = host.into();
         DnsCheck {
-            meta: Meta::new(format!("dns::{host}"), "dns"),
+            meta: Meta::new(format!("dns::{}", name_part(&host)), "dns"),
             host,
         }
     }

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use smoketest_core::{CheckError, Context, ErrorKind, Outcome, SmokeCheck};
 
-use crate::meta::{Meta, budget, human};
+use crate::meta::{Meta, budget, human, name_part};
 
 /// Passes when a program is found on `PATH` (and new enough). See the
 /// [module documentation](self).
@@ -52,11 +52,17 @@ pub struct ExecutableCheck {
 
 impl ExecutableCheck {
     /// Require `program` (`ffmpeg`, or a path like `/usr/bin/convert`). Named
-    /// `exec::{program}`, tagged `exec`.
+    /// `exec::{file name}` (`exec::convert`), tagged `exec`.
     pub fn new(program: impl Into<String>) -> Self {
         let program = program.into();
         ExecutableCheck {
-            meta: Meta::new(format!("exec::{program}"), "exec"),
+            meta: Meta::new(
+                format!(
+                    "exec::{}",
+                    name_part(program.rsplit('/').next().unwrap_or(&program))
+                ),
+                "exec",
+            ),
             program,
             min_version: None,
             version_args: vec![vec!["--version".into()], vec!["-version".into()]],

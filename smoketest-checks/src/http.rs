@@ -73,7 +73,7 @@ use smoketest_core::{CheckError, Context, ErrorKind, Outcome, SmokeCheck};
 use tokio::time::Instant;
 
 use crate::diagnosis::{Diagnosis, Layer};
-use crate::meta::{Meta, budget, human, ms};
+use crate::meta::{Meta, budget, human, ms, name_part};
 use crate::tls::{CertificateInfo, Trust};
 
 /// How long each layer took. A layer that did not run (or failed) is `None`.
@@ -728,16 +728,21 @@ pub struct HttpCheck {
 }
 
 impl HttpCheck {
-    /// Probe `url`. Named `http::{host}{path}`, tagged `http`.
+    /// Probe `url`. Named `http::{host}`, or `http::{host}::{path}` with the path's
+    /// segments joined by `.` (`https://pay.internal/v1/health` → `http::pay.internal::v1.health`);
+    /// tagged `http`.
     pub fn new(url: impl Into<String>) -> Self {
         let url = url.into();
         let name = match Url::parse(&url) {
+            Ok(u) if u.path().trim_matches('/').is_empty() => {
+                format!("http::{}", name_part(u.host_str().unwrap_or_default()))
+            }
             Ok(u) => format!(
-                "http::{}{}",
-                u.host_str().unwrap_or_default(),
-                u.path().trim_end_matches('/')
+                "http::{}::{}",
+                name_part(u.host_str().unwrap_or_default()),
+                name_part(u.path())
             ),
-            Err(_) => format!("http::{}", redact_url(&url)),
+            Err(_) => format!("http::{}", name_part(&redact_url(&url))),
         };
         HttpCheck {
             meta: Meta::new(name, "http"),

@@ -20,6 +20,32 @@ impl Meta {
     }
 }
 
+/// A default name part made servable as `/smoketest/{name}`: a path's components joined
+/// with `.` (`/var/lib/app` → `var.lib.app`, `/` → `root`), and white space, control
+/// characters, `?` and `#` replaced by `_`.
+pub(crate) fn name_part(text: &str) -> String {
+    let joined = text
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join(".");
+    let cleaned: String = joined
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() || c == '?' || c == '#' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if cleaned.is_empty() {
+        "root".to_string()
+    } else {
+        cleaned
+    }
+}
+
 /// Adds `.name()`, `.tag()`, `.tags()` and `.timeout()` to a check type with a `meta` field.
 macro_rules! meta_builders {
     ($ty:ty) => {
@@ -94,5 +120,18 @@ pub(crate) fn human(d: Duration) -> String {
         format!("{}s", d.as_secs())
     } else {
         format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_part;
+
+    #[test]
+    fn name_parts_are_servable() {
+        assert_eq!(name_part("/var/lib/app/"), "var.lib.app");
+        assert_eq!(name_part("/"), "root");
+        assert_eq!(name_part("db.internal:5432"), "db.internal:5432");
+        assert_eq!(name_part("a b?c#d"), "a_b_c_d");
     }
 }

@@ -39,7 +39,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use smoketest_core::{CheckError, Context, ErrorKind, Outcome, SmokeCheck};
 
-use crate::meta::Meta;
+use crate::meta::{Meta, name_part};
 
 /// `1.5 GiB`, `300 MiB`, `12 KiB`.
 fn bytes(n: u64) -> String {
@@ -73,11 +73,14 @@ pub struct DiskSpaceCheck {
 
 impl DiskSpaceCheck {
     /// Check the filesystem holding `path`; by default it must have 5 % free. Named
-    /// `system::disk::{path}`, tagged `system`.
+    /// `system::disk::{path}` (path components joined with `.`: `system::disk::var.lib.app`), tagged `system`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
         DiskSpaceCheck {
-            meta: Meta::new(format!("system::disk::{}", path.display()), "system"),
+            meta: Meta::new(
+                format!("system::disk::{}", name_part(&path.to_string_lossy())),
+                "system",
+            ),
             path,
             min_free_bytes: None,
             min_free_percent: Some(5.0),
@@ -279,11 +282,14 @@ pub struct WritableDirCheck {
 }
 
 impl WritableDirCheck {
-    /// Check `dir`. Named `system::writable::{dir}`, tagged `system`.
+    /// Check `dir`. Named `system::writable::{dir}` (`system::writable::tmp`), tagged `system`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
         WritableDirCheck {
-            meta: Meta::new(format!("system::writable::{}", dir.display()), "system"),
+            meta: Meta::new(
+                format!("system::writable::{}", name_part(&dir.to_string_lossy())),
+                "system",
+            ),
             dir,
         }
     }

@@ -35,7 +35,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::diagnosis::{Diagnosis, Layer, split_host_port};
-use crate::meta::{Meta, budget, human, ms};
+use crate::meta::{Meta, budget, human, ms, name_part};
 
 /// An open connection and how it was made.
 #[derive(Debug)]
@@ -148,7 +148,7 @@ impl TcpCheck {
     pub fn new(target: impl Into<String>) -> Self {
         let target = target.into();
         TcpCheck {
-            meta: Meta::new(format!("tcp::{target}"), "tcp"),
+            meta: Meta::new(format!("tcp::{}", name_part(&target)), "tcp"),
             target,
             connect_timeout: Duration::from_secs(5),
         }

@@ -43,7 +43,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::diagnosis::{Diagnosis, Layer, split_host_port};
-use crate::meta::{Meta, budget, human, ms};
+use crate::meta::{Meta, budget, human, ms, name_part};
 
 /// What a certificate says about itself, read from the one the server presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -461,7 +461,7 @@ impl TlsCheck {
     pub fn new(target: impl Into<String>) -> Self {
         let target = target.into();
         TlsCheck {
-            meta: Meta::new(format!("tls::{target}"), "tls"),
+            meta: Meta::new(format!("tls::{}", name_part(&target)), "tls"),
             target,
             warn_days: 14,
             connect_timeout: Duration::from_secs(5),
