@@ -64,6 +64,7 @@ impl fmt::Display for Layer {
 /// Why a probe failed: the layer, the report's kind, a one-sentence diagnosis and a
 /// suggestion. Converts into a [`CheckError`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Diagnosis {
     /// The layer that failed.
     pub layer: Layer,

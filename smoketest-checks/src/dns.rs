@@ -44,6 +44,7 @@ use crate::meta::{Meta, budget, human, ms, name_part};
 
 /// What a successful resolution found.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Resolution {
     /// The addresses the system resolver returned, in its order, with the port.
     pub addresses: Vec<SocketAddr>,

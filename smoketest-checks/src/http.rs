@@ -78,6 +78,7 @@ use crate::tls::{CertificateInfo, Trust};
 
 /// How long each layer took. A layer that did not run (or failed) is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Phases {
     /// Name resolution (`None` for an IP address literal).
     pub dns: Option<Duration>,
@@ -94,6 +95,7 @@ pub struct Phases {
 /// What one [`probe`] saw. `diagnosis` is `None` when every layer passed and the response
 /// met the expectations.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Probe {
     /// The URL probed.
     pub url: String,

@@ -39,6 +39,7 @@ use crate::meta::{Meta, budget, human, ms, name_part};
 
 /// An open connection and how it was made.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Connection {
     /// The connected stream.
     pub stream: TcpStream,
@@ -48,8 +49,9 @@ pub struct Connection {
     pub elapsed: Duration,
 }
 
-/// Connect to the first of `addresses` that accepts within `timeout` (shared by all
-/// attempts). `host` names the target in the diagnosis.
+/// Connect to the first of `addresses` that accepts, trying them in order within
+/// `timeout` in all (each gets an equal share of what is left). `host` names the target in
+/// the diagnosis.
 pub async fn connect(
     host: &str,
     addresses: &[SocketAddr],
@@ -59,9 +61,12 @@ pub async fn connect(
     let mut refused = Vec::new();
     let mut other = Vec::new();
     let mut timed_out = Vec::new();
-    for &address in addresses {
+    for (i, &address) in addresses.iter().enumerate() {
         let started = Instant::now();
-        match tokio::time::timeout_at(deadline, TcpStream::connect(address)).await {
+        // Share what is left among the addresses still to try, so one blackholed address
+        // (an IPv6 route that drops packets, say) cannot use up the time of the others.
+        let share = deadline.saturating_duration_since(started) / (addresses.len() - i) as u32;
+        match tokio::time::timeout(share, TcpStream::connect(address)).await {
             Ok(Ok(stream)) => {
                 return Ok(Connection {
                     stream,
@@ -71,10 +76,7 @@ pub async fn connect(
             }
             Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => refused.push(address),
             Ok(Err(e)) => other.push((address, e)),
-            Err(_) => {
-                timed_out.push(address);
-                break;
-            }
+            Err(_) => timed_out.push(address),
         }
     }
     let list = |addresses: &[SocketAddr]| {

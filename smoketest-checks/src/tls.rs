@@ -47,6 +47,7 @@ use crate::meta::{Meta, budget, human, ms, name_part};
 
 /// What a certificate says about itself, read from the one the server presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CertificateInfo {
     /// The subject's distinguished name (`CN=api.internal`).
     pub subject: String,
