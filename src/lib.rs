@@ -86,3 +86,9 @@ pub use smoketest_axum as axum;
 /// The actix-web adapter ([`smoketest_actix`]).
 #[cfg(feature = "actix")]
 pub use smoketest_actix as actix;
+
+/// The built-in checks ([`smoketest_checks`]): HTTP upstreams probed layer by layer (feature
+/// `net`), disk, memory and writable directories (`system`), Redis (`redis`), environment
+/// variables and executables (any of these features, or `checks`).
+#[cfg(feature = "checks")]
+pub use smoketest_checks as checks;

@@ -107,6 +107,8 @@ pub enum ErrorKind {
     Config,
     /// A system resource is exhausted or unusable (disk, memory, a directory).
     Resource,
+    /// A program or server runs an older version than the check requires.
+    Version,
 }
 
 impl ErrorKind {
@@ -128,6 +130,7 @@ impl ErrorKind {
             ErrorKind::Cleanup => "cleanup",
             ErrorKind::Config => "config",
             ErrorKind::Resource => "resource",
+            ErrorKind::Version => "version",
         }
     }
 
@@ -170,6 +173,9 @@ impl ErrorKind {
             ErrorKind::Config => "Configure the missing resource when building the Smoketest.",
             ErrorKind::Resource => {
                 "Free up or enlarge the resource, or check the path and its permissions."
+            }
+            ErrorKind::Version => {
+                "Upgrade the program or server to at least the required version, or check that the intended installation is the one found."
             }
         })
     }
