@@ -96,7 +96,12 @@ pub struct WatchArgs {
 #[derive(Debug, Args, Clone)]
 pub struct ClientArgs {
     /// Bearer token sent as `Authorization: Bearer TOKEN`; never printed.
-    #[arg(long, env = "SMOKETEST_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "SMOKETEST_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
 
     /// Longest time to get one report, retries of transient faults included.
@@ -211,7 +216,11 @@ mod tests {
     #[test]
     fn only_http_urls_with_a_host_are_accepted() {
         assert!(parse_url("https://orders.internal/smoketest").is_ok());
-        assert!(parse_url("ftp://orders.internal/").unwrap_err().contains("ftp"));
+        assert!(
+            parse_url("ftp://orders.internal/")
+                .unwrap_err()
+                .contains("ftp")
+        );
         assert!(parse_url("orders.internal/smoketest").is_err());
     }
 

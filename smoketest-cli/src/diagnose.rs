@@ -47,7 +47,9 @@ fn classify(url: &Url, error: &reqwest::Error) -> EndpointError {
             format!("TCP connection to {host}:{port} refused"),
             "Nothing listens on that port: check that the service is running and the port is right.",
         )
-    } else if error.is_connect() && (error.is_timeout() || io_kind == Some(std::io::ErrorKind::TimedOut)) {
+    } else if error.is_connect()
+        && (error.is_timeout() || io_kind == Some(std::io::ErrorKind::TimedOut))
+    {
         (
             "tcp_timeout",
             format!("TCP connection to {host}:{port} not answered in time"),

@@ -136,9 +136,17 @@ impl Client {
             let delay = retry_after.unwrap_or_else(|| self.backoff.delay(attempts - 1));
             let remaining = deadline.saturating_duration_since(Instant::now());
             if delay >= remaining {
-                let cut_by_deadline = matches!(fault, Transient::AttemptTimeout(b) if b < self.attempt_timeout);
+                let cut_by_deadline =
+                    matches!(fault, Transient::AttemptTimeout(b) if b < self.attempt_timeout);
                 let error = self
-                    .give_up(url, fault, attempts, started.elapsed(), retry_after, remaining)
+                    .give_up(
+                        url,
+                        fault,
+                        attempts,
+                        started.elapsed(),
+                        retry_after,
+                        remaining,
+                    )
                     .await;
                 return Fetched {
                     answer: Answer::Error(error),
@@ -259,11 +267,21 @@ impl Client {
 
 fn not_a_report(status: StatusCode, detail: String) -> EndpointError {
     let suggestion = match status.as_u16() {
-        401 | 403 => "The endpoint wants a token: pass --token or set SMOKETEST_TOKEN (sent as Authorization: Bearer).",
-        404 => "Check the URL's path: the endpoint is mounted at /smoketest by default (https://host/smoketest).",
-        400 | 406 => "The endpoint refused the request: see the message, and check the URL's query parameters.",
-        200..=299 => "This URL answers, but not with a smoketest report: is it the smoketest endpoint of the right service?",
-        _ => "Something other than the smoketest endpoint answered (a proxy, or the service's error page): check the URL and the service's logs.",
+        401 | 403 => {
+            "The endpoint wants a token: pass --token or set SMOKETEST_TOKEN (sent as Authorization: Bearer)."
+        }
+        404 => {
+            "Check the URL's path: the endpoint is mounted at /smoketest by default (https://host/smoketest)."
+        }
+        400 | 406 => {
+            "The endpoint refused the request: see the message, and check the URL's query parameters."
+        }
+        200..=299 => {
+            "This URL answers, but not with a smoketest report: is it the smoketest endpoint of the right service?"
+        }
+        _ => {
+            "Something other than the smoketest endpoint answered (a proxy, or the service's error page): check the URL and the service's logs."
+        }
     };
     EndpointError {
         kind: "not_a_report".into(),
@@ -286,7 +304,10 @@ fn describe_body(content_type: &str, body: &[u8]) -> String {
     }
     if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
         return match e.error.message {
-            Some(message) => format!("the endpoint refused the request ({}): {message}", e.error.kind),
+            Some(message) => format!(
+                "the endpoint refused the request ({}): {message}",
+                e.error.kind
+            ),
             None => format!("the endpoint refused the request ({})", e.error.kind),
         };
     }
@@ -302,5 +323,8 @@ fn describe_body(content_type: &str, body: &[u8]) -> String {
     if text.chars().count() > 120 {
         excerpt.push('…');
     }
-    format!("a {content_type} body that is not a smoketest report: `{}`", excerpt.trim())
+    format!(
+        "a {content_type} body that is not a smoketest report: `{}`",
+        excerpt.trim()
+    )
 }

@@ -15,8 +15,14 @@ use crate::output::{Style, redact, use_color};
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     Pass,
-    Fail { failed: Vec<(String, String)>, count: usize },
-    Error { kind: String, http_status: Option<u16> },
+    Fail {
+        failed: Vec<(String, String)>,
+        count: usize,
+    },
+    Error {
+        kind: String,
+        http_status: Option<u16>,
+    },
 }
 
 impl State {

@@ -78,7 +78,8 @@ pub fn render(decision: &Decision, style: Style) -> String {
                 for check in &report.checks {
                     match check.status {
                         Status::Fail => {
-                            let _ = write!(out, "       {}", style.fail(&format!("[-]{}", check.name)));
+                            let _ =
+                                write!(out, "       {}", style.fail(&format!("[-]{}", check.name)));
                             match &check.error {
                                 Some(e) => {
                                     let _ = write!(out, "  {}", e.kind);

@@ -113,5 +113,7 @@ pub fn render(decision: &Decision) -> String {
         }
         junit.add_test_suite(suite);
     }
-    junit.to_string().expect("the JUnit report always serializes")
+    junit
+        .to_string()
+        .expect("the JUnit report always serializes")
 }
