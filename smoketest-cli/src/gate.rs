@@ -88,6 +88,9 @@ pub struct Gate {
     pub interval: Duration,
     /// Release every endpoint must report.
     pub require_release: Option<String>,
+    /// Print a line to standard error when the state changes between polls (for logs,
+    /// where there is no spinner).
+    pub log_progress: bool,
 }
 
 impl Gate {
@@ -97,6 +100,7 @@ impl Gate {
         let wait_deadline = self.wait.map(|w| started + w);
         let mut rounds = 0;
         let mut last: Vec<Option<Endpoint>> = vec![None; self.urls.len()];
+        let mut last_state = String::new();
         loop {
             rounds += 1;
             *progress.lock().unwrap() = match self.wait {
@@ -132,14 +136,16 @@ impl Gate {
                     wait: self.wait,
                 };
             }
-            let passing = endpoints
-                .iter()
-                .filter(|e| e.verdict == Some(Verdict::Pass))
-                .count();
-            *progress.lock().unwrap() = format!(
-                "round {rounds}: {passing} of {} endpoint(s) pass; polling again",
-                self.urls.len()
-            );
+            let state = waiting_state(&endpoints);
+            if self.log_progress && state != last_state {
+                eprintln!(
+                    "smoketest: {state} ({} elapsed; polling until pass or {} have passed)",
+                    crate::output::format_duration(started.elapsed()),
+                    humantime::format_duration(self.wait.unwrap_or_default()),
+                );
+            }
+            *progress.lock().unwrap() = format!("poll {rounds}: {state}");
+            last_state = state;
             tokio::time::sleep(self.interval).await;
         }
     }
@@ -178,6 +184,44 @@ impl Gate {
         }
         results
     }
+}
+
+/// While waiting: how many endpoints pass, and what the others say.
+fn waiting_state(endpoints: &[Endpoint]) -> String {
+    let passing = endpoints
+        .iter()
+        .filter(|e| e.verdict == Some(Verdict::Pass))
+        .count();
+    let mut state = format!("{passing} of {} endpoint(s) pass", endpoints.len());
+    for endpoint in endpoints
+        .iter()
+        .filter(|e| e.verdict != Some(Verdict::Pass))
+    {
+        let url = crate::cli::display_url(&endpoint.url);
+        let what = match endpoint.fetched.as_ref().map(|f| &f.answer) {
+            Some(Answer::Error(error)) => error.kind.clone(),
+            Some(Answer::Report { report, .. }) if report.status == Status::Fail => {
+                let failed: Vec<&str> = report
+                    .checks
+                    .iter()
+                    .filter(|c| c.status == Status::Fail)
+                    .map(|c| c.name.as_str())
+                    .collect();
+                if failed.is_empty() {
+                    "fail".to_string()
+                } else {
+                    format!("fail {}", failed.join(", "))
+                }
+            }
+            Some(Answer::Report { report, .. }) => format!(
+                "release {}",
+                report.release_id.as_deref().unwrap_or("(none)")
+            ),
+            None => "no answer".to_string(),
+        };
+        state.push_str(&format!("; {url}: {what}"));
+    }
+    state
 }
 
 /// One endpoint's verdict, and whether it runs the required release.

@@ -81,6 +81,8 @@ async fn check(args: CheckArgs) -> u8 {
         wait: args.wait,
         interval: args.interval,
         require_release: args.require_release.clone(),
+        // On a terminal the spinner shows progress; in a CI log, a line per change does.
+        log_progress: args.wait.is_some() && !std::io::stderr().is_terminal(),
     };
     let progress = Arc::new(Mutex::new(String::new()));
     let spinner = (args.format == Format::Human && std::io::stderr().is_terminal())

@@ -131,7 +131,8 @@ fn answers_that_are_not_reports_exit_2_without_retrying() {
 
 #[test]
 fn transient_faults_are_retried_until_the_report_comes() {
-    let faults: [(&str, fn() -> Action); 5] = [
+    type Fault = fn() -> Action;
+    let faults: [(&str, Fault); 5] = [
         ("503", || status(503)),
         ("502", || status(502)),
         ("504", || status(504)),
@@ -342,6 +343,10 @@ fn wait_fails_at_the_deadline_when_the_service_never_passes() {
     assert!(elapsed >= Duration::from_millis(850), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     assert!(json(&out)["rounds"].as_u64().unwrap() >= 3);
+    // In a log (no terminal), one progress line per change of state, not per poll.
+    let log = stderr(&out);
+    assert_eq!(log.matches("0 of 1 endpoint(s) pass").count(), 1, "{log}");
+    assert!(log.contains("fail orders::db_write"), "{log}");
 
     // Never reachable: exit 2 at the deadline.
     let url = format!("http://{}/smoketest", free_addr());
