@@ -116,6 +116,11 @@ pub struct ClientArgs {
     #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
     pub retry_base: Duration,
 
+    /// Trust this CA certificate (PEM file) besides the system's, e.g. a private CA.
+    /// Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Vec<std::path::PathBuf>,
+
     /// Longest delay between two retries (a longer Retry-After is still honoured).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub retry_max: Duration,

@@ -12,11 +12,14 @@ use crate::cli::ClientArgs;
 use crate::diagnose;
 use crate::retry::{Backoff, is_transient_status, parse_retry_after};
 
+/// The longest the layered diagnosis of an unreachable endpoint may take.
+const DIAGNOSIS_BUDGET: Duration = Duration::from_secs(5);
+
 /// Reports larger than this are not read to the end.
 const MAX_BODY: usize = 8 << 20;
 
 /// Why an endpoint gave no report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EndpointError {
     /// `not_a_report`, `timeout`, or a layer of the diagnosis (`dns_failure`,
     /// `tcp_refused`, `tcp_timeout`, `tls_error`, …).
@@ -29,6 +32,50 @@ pub struct EndpointError {
     /// The HTTP status of the last answer, when there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// The network layer that failed (`dns`, `tcp`, `tls`, `http`), when diagnosed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<&'static str>,
+    /// How long each layer took in the diagnosis probe (`dns_ms`, `connect_ms`,
+    /// `tls_ms`, `first_byte_ms`), for the layers that worked.
+    #[serde(skip_serializing_if = "LayerTimes::is_empty")]
+    pub phases: LayerTimes,
+}
+
+/// How long each network layer took in the diagnosis probe, in milliseconds; a layer that
+/// failed or did not run is absent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LayerTimes {
+    /// Name resolution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_ms: Option<f64>,
+    /// The TCP connect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<f64>,
+    /// The TLS handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ms: Option<f64>,
+    /// From the request to the response head.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_byte_ms: Option<f64>,
+}
+
+impl LayerTimes {
+    /// Whether no layer was timed.
+    pub fn is_empty(&self) -> bool {
+        self.layers().next().is_none()
+    }
+
+    /// `(layer, milliseconds)` in the order the layers run.
+    pub fn layers(&self) -> impl Iterator<Item = (&'static str, f64)> {
+        [
+            ("dns", self.dns_ms),
+            ("tcp", self.connect_ms),
+            ("tls", self.tls_ms),
+            ("http", self.first_byte_ms),
+        ]
+        .into_iter()
+        .filter_map(|(name, ms)| ms.map(|ms| (name, ms)))
+    }
 }
 
 /// What one endpoint answered.
@@ -65,6 +112,7 @@ pub struct Client {
     authorization: Option<HeaderValue>,
     backoff: Backoff,
     attempt_timeout: Duration,
+    root_certificates: Vec<Vec<u8>>,
 }
 
 /// A retryable fault seen on one attempt.
@@ -76,6 +124,28 @@ enum Transient {
         retry_after: Option<Duration>,
         detail: String,
     },
+}
+
+impl Transient {
+    /// A TLS failure (untrusted, expired or mismatched certificate, no common protocol)
+    /// fails the same way on every attempt: retrying it would only delay the diagnosis.
+    fn is_permanent(&self) -> bool {
+        let Transient::Transport(error) = self else {
+            return false;
+        };
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(s) = source {
+            if s.downcast_ref::<rustls::Error>().is_some() {
+                return true;
+            }
+            // `io::Error::source` skips the error it wraps: look inside.
+            source = match s.downcast_ref::<std::io::Error>() {
+                Some(io) => io.get_ref().map(|inner| inner as _),
+                None => s.source(),
+            };
+        }
+        false
+    }
 }
 
 impl Client {
@@ -93,9 +163,16 @@ impl Client {
                 Some(value)
             }
         };
+        let root_certificates = load_certificates(&args.ca_cert)?;
+        let extra_roots = root_certificates
+            .iter()
+            .map(|der| reqwest::Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("a --ca-cert certificate is not usable: {e}"))?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("smoketest-cli/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(args.attempt_timeout)
+            .tls_certs_merge(extra_roots)
             .build()
             .map_err(|e| format!("could not set up the HTTP client: {e}"))?;
         Ok(Client {
@@ -106,6 +183,7 @@ impl Client {
                 max: args.retry_max,
             },
             attempt_timeout: args.attempt_timeout,
+            root_certificates,
         })
     }
 
@@ -113,11 +191,12 @@ impl Client {
     pub async fn fetch(&self, url: &Url, deadline: Instant) -> Fetched {
         let started = Instant::now();
         let mut attempts = 0;
+        let mut previous: Option<Transient> = None;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let budget = remaining.min(self.attempt_timeout);
             attempts += 1;
-            let fault = match tokio::time::timeout(budget, self.attempt(url)).await {
+            let mut fault = match tokio::time::timeout(budget, self.attempt(url)).await {
                 Ok(Ok(answer)) => {
                     return Fetched {
                         answer,
@@ -129,13 +208,21 @@ impl Client {
                 Ok(Err(fault)) => fault,
                 Err(_) => Transient::AttemptTimeout(budget),
             };
+            let cut = matches!(fault, Transient::AttemptTimeout(b) if b < self.attempt_timeout);
+            if cut {
+                // The deadline, not the endpoint, ended this attempt: what the endpoint
+                // last said (a 503, a reset) is the better account.
+                if let Some(seen) = previous.take() {
+                    fault = seen;
+                }
+            }
             let retry_after = match &fault {
-                Transient::Status { retry_after, .. } => *retry_after,
+                Transient::Status { retry_after, .. } if !cut => *retry_after,
                 _ => None,
             };
             let delay = retry_after.unwrap_or_else(|| self.backoff.delay(attempts - 1));
             let remaining = deadline.saturating_duration_since(Instant::now());
-            if delay >= remaining {
+            if cut || delay >= remaining || fault.is_permanent() {
                 let cut_by_deadline =
                     matches!(fault, Transient::AttemptTimeout(b) if b < self.attempt_timeout);
                 let error = self
@@ -155,6 +242,7 @@ impl Client {
                     cut_by_deadline,
                 };
             }
+            previous = Some(fault);
             tokio::time::sleep(delay).await;
         }
     }
@@ -255,14 +343,46 @@ impl Client {
                     "The endpoint accepted the request but did not answer in time: look for a slow check or an overloaded service, or raise --attempt-timeout and --timeout.".into(),
                 ),
                 http_status: None,
+                layer: Some("http"),
+                phases: LayerTimes::default(),
             },
             Transient::Transport(error) => {
-                let mut diagnosis = diagnose::unreachable(url, &error, self.attempt_timeout).await;
+                let budget = self.attempt_timeout.min(DIAGNOSIS_BUDGET);
+                let mut diagnosis =
+                    diagnose::unreachable(url, &error, budget, &self.root_certificates).await;
                 diagnosis.message = format!("{} ({tried})", diagnosis.message);
                 diagnosis
             }
         }
     }
+}
+
+/// The DER certificates in each PEM file given with `--ca-cert`.
+fn load_certificates(paths: &[std::path::PathBuf]) -> Result<Vec<Vec<u8>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut all = Vec::new();
+    for path in paths {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read --ca-cert {}: {e}", path.display()))?;
+        let before = all.len();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| {
+                format!(
+                    "--ca-cert {} is not a PEM certificate file: {e}",
+                    path.display()
+                )
+            })?;
+            all.push(cert.to_vec());
+        }
+        if all.len() == before {
+            return Err(format!(
+                "--ca-cert {} holds no certificate (expected -----BEGIN CERTIFICATE-----)",
+                path.display()
+            ));
+        }
+    }
+    Ok(all)
 }
 
 fn not_a_report(status: StatusCode, detail: String) -> EndpointError {
@@ -288,6 +408,8 @@ fn not_a_report(status: StatusCode, detail: String) -> EndpointError {
         message: format!("HTTP {status}: {detail}"),
         suggestion: Some(suggestion.into()),
         http_status: Some(status.as_u16()),
+        layer: Some("http"),
+        phases: LayerTimes::default(),
     }
 }
 

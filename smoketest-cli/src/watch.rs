@@ -146,10 +146,9 @@ fn human_line(url: &str, fetched: &Fetched, style: Style) -> String {
                 .unwrap_or_default()
         ),
         Answer::Error(e) => format!(
-            "{time}  {url}  {}  {}: {}{}",
+            "{time}  {url}  {}  {}{}",
             style.warn("ERROR"),
-            e.kind,
-            e.message,
+            crate::output::human::error_line(e),
             e.suggestion
                 .as_deref()
                 .map(|s| format!(" → {s}"))

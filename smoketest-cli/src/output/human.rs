@@ -116,6 +116,14 @@ pub fn render(decision: &Decision, style: Style) -> String {
             }
             Answer::Error(error) => {
                 let _ = writeln!(out, "{label}  {url}  {}", error_line(error));
+                if !error.phases.is_empty() {
+                    let layers: Vec<String> = error
+                        .phases
+                        .layers()
+                        .map(|(name, ms)| format!("{name} {ms:.1}ms"))
+                        .collect();
+                    let _ = writeln!(out, "         layers that worked: {}", layers.join(", "));
+                }
                 if let Some(suggestion) = &error.suggestion {
                     let _ = writeln!(out, "         → {suggestion}");
                 }
@@ -148,7 +156,10 @@ pub fn render(decision: &Decision, style: Style) -> String {
     out
 }
 
-/// `kind: message` for an endpoint that gave no report.
+/// `kind (layer): message` for an endpoint that gave no report.
 pub fn error_line(error: &EndpointError) -> String {
-    format!("{}: {}", error.kind, error.message)
+    match error.layer {
+        Some(layer) => format!("{} ({layer} layer): {}", error.kind, error.message),
+        None => format!("{}: {}", error.kind, error.message),
+    }
 }

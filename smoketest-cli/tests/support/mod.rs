@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smoketest_core::{CheckError, Detail, Outcome, Smoketest, from_fn};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the server does with one request.
@@ -42,6 +42,7 @@ pub struct Server {
     seen: Arc<Mutex<Vec<Seen>>>,
     count: Arc<AtomicUsize>,
     script: Arc<Mutex<Arc<Script>>>,
+    tls: bool,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -54,6 +55,36 @@ impl Server {
     /// Like [`Server::start`], on a given address (a port chosen earlier).
     pub fn start_at(
         addr: SocketAddr,
+        script: impl Fn(usize) -> Action + Send + Sync + 'static,
+    ) -> Server {
+        Server::start_with(addr, None, script)
+    }
+
+    /// An HTTPS server with this certificate chain and key (DER).
+    pub fn start_tls(
+        chain: Vec<Vec<u8>>,
+        key: Vec<u8>,
+        script: impl Fn(usize) -> Action + Send + Sync + 'static,
+    ) -> Server {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                chain.into_iter().map(Into::into).collect(),
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let mut server = Server::start_with("127.0.0.1:0".parse().unwrap(), Some(acceptor), script);
+        server.tls = true;
+        server
+    }
+
+    fn start_with(
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
         script: impl Fn(usize) -> Action + Send + Sync + 'static,
     ) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -74,8 +105,18 @@ impl Server {
                         continue;
                     };
                     let (seen, count, script) = (seen.clone(), count.clone(), script.clone());
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        let _ = serve(stream, seen, count, script).await;
+                        match tls {
+                            None => {
+                                let _ = serve(stream, seen, count, script).await;
+                            }
+                            Some(acceptor) => {
+                                if let Ok(stream) = acceptor.accept(stream).await {
+                                    let _ = serve(stream, seen, count, script).await;
+                                }
+                            }
+                        }
                     });
                 }
             });
@@ -85,6 +126,7 @@ impl Server {
             seen,
             count,
             script,
+            tls: false,
             _runtime: runtime,
         }
     }
@@ -101,7 +143,11 @@ impl Server {
 
     /// The endpoint's URL.
     pub fn url(&self) -> String {
-        format!("http://{}/smoketest", self.addr)
+        if self.tls {
+            format!("https://127.0.0.1:{}/smoketest", self.addr.port())
+        } else {
+            format!("http://{}/smoketest", self.addr)
+        }
     }
 
     /// Requests received so far.
@@ -115,8 +161,26 @@ impl Server {
     }
 }
 
-async fn serve(
-    mut stream: TcpStream,
+/// A connection the server can reset.
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {
+    fn reset(self);
+}
+
+impl Conn for TcpStream {
+    fn reset(self) {
+        let _ = self.set_zero_linger();
+    }
+}
+
+impl Conn for tokio_rustls::server::TlsStream<TcpStream> {
+    fn reset(self) {
+        let (tcp, _) = self.into_inner();
+        let _ = tcp.set_zero_linger();
+    }
+}
+
+async fn serve<S: Conn>(
+    mut stream: S,
     seen: Arc<Mutex<Vec<Seen>>>,
     count: Arc<AtomicUsize>,
     script: Arc<Mutex<Arc<Script>>>,
@@ -150,8 +214,7 @@ async fn serve(
     let script = script.lock().unwrap().clone();
     let (status, extra, body) = match script(n) {
         Action::Reset => {
-            stream.set_zero_linger()?;
-            drop(stream);
+            stream.reset();
             return Ok(());
         }
         Action::Hang => {
