@@ -152,10 +152,15 @@ impl Client {
     /// A client for `args`; errors are configuration errors (a token that cannot be a
     /// header value, a TLS setup failure).
     pub fn new(args: &ClientArgs) -> Result<Client, String> {
-        let authorization = match &args.token {
+        let token = args
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let authorization = match token {
             None => None,
             Some(token) => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
                     .map_err(|_| {
                         "the token (from --token or SMOKETEST_TOKEN) contains characters an HTTP header cannot carry".to_string()
                     })?;
@@ -294,7 +299,13 @@ impl Client {
                 detail,
             });
         }
-        Ok(Answer::Error(not_a_report(status, detail)))
+        let mut error = not_a_report(status, detail);
+        if matches!(status.as_u16(), 401 | 403) && self.authorization.is_some() {
+            error.suggestion = Some(
+                "The endpoint refused the token: check that it is the one the service expects (--token or SMOKETEST_TOKEN).".into(),
+            );
+        }
+        Ok(Answer::Error(error))
     }
 
     /// The error for a fault that can no longer be retried before the deadline.
@@ -335,10 +346,17 @@ impl Client {
             }
             Transient::AttemptTimeout(budget) => EndpointError {
                 kind: "timeout".into(),
-                message: format!(
-                    "no answer within {} ({tried})",
-                    crate::output::format_duration(budget)
-                ),
+                message: if budget < self.attempt_timeout {
+                    format!(
+                        "no answer in the {} left before the deadline ({tried})",
+                        crate::output::format_duration(budget)
+                    )
+                } else {
+                    format!(
+                        "no answer within {} ({tried})",
+                        crate::output::format_duration(budget)
+                    )
+                },
                 suggestion: Some(
                     "The endpoint accepted the request but did not answer in time: look for a slow check or an overloaded service, or raise --attempt-timeout and --timeout.".into(),
                 ),

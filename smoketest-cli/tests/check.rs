@@ -645,6 +645,23 @@ fn the_token_is_sent_as_bearer_and_never_printed() {
         "the 401 hint: {}",
         stdout(&out)
     );
+    let out = smoketest(&["check", &server.url(), "--token", "wrong"]);
+    assert!(
+        stdout(&out).contains("refused the token"),
+        "{}",
+        stdout(&out)
+    );
+    let out = smoketest_with_env(&["check", &server.url()], &[("SMOKETEST_TOKEN", "")]);
+    assert!(
+        !server
+            .seen()
+            .last()
+            .unwrap()
+            .headers
+            .contains_key("authorization"),
+        "an empty token is no token"
+    );
+    assert!(stdout(&out).contains("pass --token"), "{}", stdout(&out));
     let help = smoketest_with_env(
         &["check", "--help"],
         &[("SMOKETEST_TOKEN", "s3cr3t-from-env")],
