@@ -77,8 +77,9 @@ fn fast_watch(url: &str, format: &str) -> Watch {
         url,
         "--interval",
         "50ms",
+        // Long enough that a busy machine does not turn a slow poll into a state change.
         "--timeout",
-        "300ms",
+        "1s",
         "--format",
         format,
     ];
