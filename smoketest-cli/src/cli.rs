@@ -48,7 +48,7 @@ pub struct CheckArgs {
 
     /// Keep polling until every endpoint passes or DURATION has passed (a rollout in
     /// progress). Without it a failing report exits 1 at once.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive)]
     pub wait: Option<Duration>,
 
     /// Pause between polls while waiting.
@@ -78,7 +78,7 @@ pub struct WatchArgs {
     pub urls: Vec<Url>,
 
     /// Pause between polls.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_interval)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive)]
     pub interval: Duration,
 
     /// Output format: a line of text, or one JSON object per line.
@@ -105,25 +105,25 @@ pub struct ClientArgs {
     pub token: Option<String>,
 
     /// Longest time to get one report, retries of transient faults included.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive)]
     pub timeout: Duration,
 
     /// Longest time one HTTP request may take before it is retried.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive)]
     pub attempt_timeout: Duration,
 
     /// First retry delay; it doubles on each retry (with jitter) up to --retry-max.
     #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
     pub retry_base: Duration,
 
+    /// Longest delay between two retries (a longer Retry-After is still honoured).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub retry_max: Duration,
+
     /// Trust this CA certificate (PEM file) besides the system's, e.g. a private CA.
     /// Repeatable.
     #[arg(long, value_name = "FILE")]
     pub ca_cert: Vec<std::path::PathBuf>,
-
-    /// Longest delay between two retries (a longer Retry-After is still honoured).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub retry_max: Duration,
 }
 
 /// When to colour the human output.
@@ -172,12 +172,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{text}` is not a duration ({e}); write it like 500ms, 30s or 5m"))
 }
 
-fn parse_interval(text: &str) -> Result<Duration, String> {
-    let interval = parse_duration(text)?;
-    if interval.is_zero() {
-        return Err("the interval must be longer than zero".into());
+/// A duration longer than zero.
+pub fn parse_positive(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("`{text}` is zero; this must be longer than zero"));
     }
-    Ok(interval)
+    Ok(duration)
 }
 
 /// An absolute http or https URL.
@@ -215,7 +216,7 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("5 parsecs").unwrap_err().contains("500ms"));
-        assert!(parse_interval("0s").is_err());
+        assert!(parse_positive("0s").is_err());
     }
 
     #[test]
