@@ -681,6 +681,7 @@ fn usage_errors_exit_64() {
         &["check", "not a url"][..],
         &["check", "--format", "yaml", "http://127.0.0.1:1/"][..],
         &["watch", "http://127.0.0.1:1/", "--interval", "0s"][..],
+        &["watch", "http://127.0.0.1:1/", "--ca-cert", "/nonexistent.pem"][..],
         &["check", "http://127.0.0.1:1/", "--wait", "0s"][..],
         &["check", "http://127.0.0.1:1/", "--timeout", "0ms"][..],
         &["deploy"][..],
