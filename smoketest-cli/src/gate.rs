@@ -104,7 +104,7 @@ impl Gate {
         loop {
             rounds += 1;
             *progress.lock().unwrap() = match self.wait {
-                Some(_) => format!("round {rounds}: asking {} endpoint(s)", self.urls.len()),
+                Some(_) => format!("poll {rounds}: asking {} endpoint(s)", self.urls.len()),
                 None => format!("asking {} endpoint(s)", self.urls.len()),
             };
             let round_deadline = match wait_deadline {
