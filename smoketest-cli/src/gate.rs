@@ -63,8 +63,8 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Each endpoint, in the order given.
     pub endpoints: Vec<Endpoint>,
-    /// Polling rounds (1 without `--wait`).
-    pub rounds: u32,
+    /// How many times the endpoints were asked (1 without `--wait`).
+    pub polls: u32,
     /// Time to the decision.
     pub elapsed: Duration,
     /// The release every endpoint had to report.
@@ -84,7 +84,7 @@ pub struct Gate {
     pub timeout: Duration,
     /// Poll until pass or this much time has passed.
     pub wait: Option<Duration>,
-    /// Pause between rounds.
+    /// Pause between polls.
     pub interval: Duration,
     /// Release every endpoint must report.
     pub require_release: Option<String>,
@@ -98,13 +98,13 @@ impl Gate {
     pub async fn run(&self, progress: Arc<Mutex<String>>) -> Decision {
         let started = Instant::now();
         let wait_deadline = self.wait.map(|w| started + w);
-        let mut rounds = 0;
+        let mut polls = 0;
         let mut last: Vec<Option<Endpoint>> = vec![None; self.urls.len()];
         let mut last_state = String::new();
         loop {
-            rounds += 1;
+            polls += 1;
             *progress.lock().unwrap() = match self.wait {
-                Some(_) => format!("poll {rounds}: asking {} endpoint(s)", self.urls.len()),
+                Some(_) => format!("poll {polls}: asking {} endpoint(s)", self.urls.len()),
                 None => format!("asking {} endpoint(s)", self.urls.len()),
             };
             let round_deadline = match wait_deadline {
@@ -130,7 +130,7 @@ impl Gate {
                 return Decision {
                     verdict,
                     endpoints,
-                    rounds,
+                    polls,
                     elapsed: started.elapsed(),
                     require_release: self.require_release.clone(),
                     wait: self.wait,
@@ -144,7 +144,7 @@ impl Gate {
                     humantime::format_duration(self.wait.unwrap_or_default()),
                 );
             }
-            *progress.lock().unwrap() = format!("poll {rounds}: {state}");
+            *progress.lock().unwrap() = format!("poll {polls}: {state}");
             last_state = state;
             tokio::time::sleep(self.interval).await;
         }

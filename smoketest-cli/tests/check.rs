@@ -377,7 +377,7 @@ fn wait_passes_once_a_slow_service_comes_up() {
     let out = handle.join().unwrap();
     assert_eq!(code(&out), 0, "{}", stdout(&out));
     let json = json(&out);
-    assert!(json["rounds"].as_u64().unwrap() >= 4, "{json}");
+    assert!(json["polls"].as_u64().unwrap() >= 4, "{json}");
     assert!(server.requests() >= 7);
 }
 
@@ -400,7 +400,7 @@ fn wait_fails_at_the_deadline_when_the_service_never_passes() {
     assert_eq!(code(&out), 1, "{}", stdout(&out));
     assert!(elapsed >= Duration::from_millis(850), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
-    assert!(json(&out)["rounds"].as_u64().unwrap() >= 3);
+    assert!(json(&out)["polls"].as_u64().unwrap() >= 3);
     // In a log (no terminal), one progress line per change of state, not per poll.
     let log = stderr(&out);
     assert_eq!(log.matches("0 of 1 endpoint(s) pass").count(), 1, "{log}");
@@ -681,7 +681,12 @@ fn usage_errors_exit_64() {
         &["check", "not a url"][..],
         &["check", "--format", "yaml", "http://127.0.0.1:1/"][..],
         &["watch", "http://127.0.0.1:1/", "--interval", "0s"][..],
-        &["watch", "http://127.0.0.1:1/", "--ca-cert", "/nonexistent.pem"][..],
+        &[
+            "watch",
+            "http://127.0.0.1:1/",
+            "--ca-cert",
+            "/nonexistent.pem",
+        ][..],
         &["check", "http://127.0.0.1:1/", "--wait", "0s"][..],
         &["check", "http://127.0.0.1:1/", "--timeout", "0ms"][..],
         &["deploy"][..],

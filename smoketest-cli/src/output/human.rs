@@ -130,26 +130,26 @@ pub fn render(decision: &Decision, style: Style) -> String {
             }
         }
     }
-    let rounds = if decision.wait.is_some() {
+    let polls = if decision.wait.is_some() {
         format!(
             " after {} poll{}",
-            decision.rounds,
-            if decision.rounds == 1 { "" } else { "s" }
+            decision.polls,
+            if decision.polls == 1 { "" } else { "s" }
         )
     } else {
         String::new()
     };
     let elapsed = format_duration(decision.elapsed);
     let _ = match decision.verdict {
-        Verdict::Pass => writeln!(out, "{} in {elapsed}{rounds} (exit 0)", style.pass("PASS")),
+        Verdict::Pass => writeln!(out, "{} in {elapsed}{polls} (exit 0)", style.pass("PASS")),
         Verdict::Fail => writeln!(
             out,
-            "{}: the service answered and failed; roll back ({elapsed}{rounds}, exit 1)",
+            "{}: the service answered and failed; roll back ({elapsed}{polls}, exit 1)",
             style.fail("FAIL")
         ),
         Verdict::Error => writeln!(
             out,
-            "{}: no report to decide on ({elapsed}{rounds}, exit 2)",
+            "{}: no report to decide on ({elapsed}{polls}, exit 2)",
             style.warn("ERROR")
         ),
     };

@@ -13,7 +13,7 @@ struct Output<'a> {
     decision: &'static str,
     exit_code: u8,
     elapsed_ms: f64,
-    rounds: u32,
+    polls: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     require_release: Option<&'a str>,
     endpoints: Vec<EndpointOutput<'a>>,
@@ -76,7 +76,7 @@ pub fn render(decision: &Decision) -> String {
         decision: decision.verdict.as_str(),
         exit_code: decision.verdict.exit_code(),
         elapsed_ms: smoketest_core::report::millis(decision.elapsed),
-        rounds: decision.rounds,
+        polls: decision.polls,
         require_release: decision.require_release.as_deref(),
         endpoints,
     };
