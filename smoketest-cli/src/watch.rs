@@ -1,0 +1,212 @@
+//! `smoketest watch`: poll forever, print one line each time an endpoint changes state.
+
+use std::time::{Instant, SystemTime};
+
+use futures_util::future::join_all;
+use serde::Serialize;
+use smoketest_core::Status;
+
+use crate::cli::{WatchArgs, WatchFormat, display_url};
+use crate::fetch::{Answer, Client, EndpointError, Fetched};
+use crate::output::{Style, redact, use_color};
+
+/// An endpoint's state, as far as a change is concerned: timings and messages may vary
+/// from poll to poll without it being news.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Pass,
+    Fail {
+        failed: Vec<(String, String)>,
+        count: usize,
+    },
+    Error {
+        kind: String,
+        http_status: Option<u16>,
+    },
+}
+
+impl State {
+    fn of(fetched: &Fetched) -> State {
+        match &fetched.answer {
+            Answer::Report { report, .. } if report.status == Status::Fail => State::Fail {
+                failed: report
+                    .checks
+                    .iter()
+                    .filter(|c| c.status == Status::Fail)
+                    .map(|c| {
+                        let kind = c.error.as_ref().map_or("error", |e| e.kind.as_str());
+                        (c.name.clone(), kind.to_string())
+                    })
+                    .collect(),
+                count: report.summary.failed,
+            },
+            Answer::Report { .. } => State::Pass,
+            Answer::Error(e) => State::Error {
+                kind: e.kind.clone(),
+                http_status: e.http_status,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    url: String,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    release_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failed: Vec<FailedCheck<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a EndpointError>,
+}
+
+#[derive(Serialize)]
+struct FailedCheck<'a> {
+    name: &'a str,
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+}
+
+/// Run until interrupted; returns the exit code (0).
+pub async fn run(args: WatchArgs, client: Client) -> u8 {
+    let style = Style {
+        color: use_color(args.color.color),
+    };
+    let mut last: Vec<Option<State>> = vec![None; args.urls.len()];
+    let mut stop = Box::pin(interrupted());
+    loop {
+        let deadline = Instant::now() + args.client.timeout;
+        let polls = join_all(args.urls.iter().map(|url| client.fetch(url, deadline)));
+        let fetched = tokio::select! {
+            fetched = polls => fetched,
+            () = &mut stop => return 0,
+        };
+        for ((url, fetched), last) in args.urls.iter().zip(&fetched).zip(&mut last) {
+            let state = State::of(fetched);
+            if last.as_ref() != Some(&state) {
+                let line = match args.format {
+                    WatchFormat::Human => human_line(&display_url(url), fetched, style),
+                    WatchFormat::Json => json_line(&display_url(url), fetched),
+                };
+                println!("{}", redact(line, args.client.token.as_deref()));
+                *last = Some(state);
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(args.interval) => {}
+            () = &mut stop => return 0,
+        }
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn human_line(url: &str, fetched: &Fetched, style: Style) -> String {
+    let time = now();
+    match &fetched.answer {
+        Answer::Report { report, .. } if report.status == Status::Fail => {
+            let failed: Vec<String> = report
+                .checks
+                .iter()
+                .filter(|c| c.status == Status::Fail)
+                .map(|c| match &c.error {
+                    Some(e) => match &e.message {
+                        Some(m) => format!("{} ({}: {m})", c.name, e.kind),
+                        None => format!("{} ({})", c.name, e.kind),
+                    },
+                    None => c.name.clone(),
+                })
+                .collect();
+            let what = if failed.is_empty() {
+                format!(
+                    "{} of {} checks failed",
+                    report.summary.failed, report.summary.total
+                )
+            } else {
+                failed.join(", ")
+            };
+            format!("{time}  {url}  {}  {what}", style.fail("FAIL "))
+        }
+        Answer::Report { report, .. } => format!(
+            "{time}  {url}  {}  {}/{} checks passed{}",
+            style.pass("PASS "),
+            report.summary.passed + report.summary.warned,
+            report.summary.total,
+            report
+                .release_id
+                .as_deref()
+                .map(|r| format!(" (release {r})"))
+                .unwrap_or_default()
+        ),
+        Answer::Error(e) => format!(
+            "{time}  {url}  {}  {}{}",
+            style.warn("ERROR"),
+            crate::output::human::error_line(e),
+            e.suggestion
+                .as_deref()
+                .map(|s| format!(" → {s}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+fn json_line(url: &str, fetched: &Fetched) -> String {
+    let mut line = Line {
+        time: now(),
+        url: url.to_string(),
+        state: "error",
+        service: None,
+        release_id: None,
+        failed: Vec::new(),
+        error: None,
+    };
+    match &fetched.answer {
+        Answer::Report { report, .. } => {
+            line.state = report.status.as_str();
+            line.service = report.service.as_deref();
+            line.release_id = report.release_id.as_deref();
+            line.failed = report
+                .checks
+                .iter()
+                .filter(|c| c.status == Status::Fail)
+                .map(|c| FailedCheck {
+                    name: &c.name,
+                    kind: c.error.as_ref().map_or("error", |e| e.kind.as_str()),
+                    message: c.error.as_ref().and_then(|e| e.message.as_deref()),
+                })
+                .collect();
+        }
+        Answer::Error(e) => line.error = Some(e),
+    }
+    serde_json::to_string(&line).expect("a watch line always serializes")
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
