@@ -584,13 +584,13 @@ fn check_body(
             "The upstream answered, but not with what was expected: check that the URL points at the right service and version, and what the body says.",
         )
     };
-    if let Some(text) = &options.body_contains {
-        if !String::from_utf8_lossy(body).contains(text.as_str()) {
-            return Err(mismatch(format!(
-                "{what} answered {status}, but its body does not contain `{text}` (body: `{}`)",
-                snippet(body)
-            )));
-        }
+    if let Some(text) = &options.body_contains
+        && !String::from_utf8_lossy(body).contains(text.as_str())
+    {
+        return Err(mismatch(format!(
+            "{what} answered {status}, but its body does not contain `{text}` (body: `{}`)",
+            snippet(body)
+        )));
     }
     if let Some((pointer, expected)) = &options.json_pointer {
         let json: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
@@ -691,18 +691,18 @@ fn diagnose_reqwest(
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return crate::tls::diagnose(host, tls, &[]);
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return Diagnosis::new(
-                    Layer::Tcp,
-                    ErrorKind::TcpRefused,
-                    format!(
-                        "{what}: the connection was refused ({})",
-                        smoketest_core::error::error_chain(error)
-                    ),
-                    "Check that the upstream (or the host it redirects to) is running and listening on that port.",
-                );
-            }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return Diagnosis::new(
+                Layer::Tcp,
+                ErrorKind::TcpRefused,
+                format!(
+                    "{what}: the connection was refused ({})",
+                    smoketest_core::error::error_chain(error)
+                ),
+                "Check that the upstream (or the host it redirects to) is running and listening on that port.",
+            );
         }
         source = e.source();
     }

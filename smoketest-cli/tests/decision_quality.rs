@@ -32,7 +32,7 @@ fn flaky(smoke: Smoketest, seed: u64) -> (Server, Arc<AtomicUsize>) {
         x ^= x >> 27;
         state.store(x, Ordering::SeqCst);
         let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32;
-        if r % 10 != 0 {
+        if !r.is_multiple_of(10) {
             return Action::Smoke(smoke.clone());
         }
         injected.fetch_add(1, Ordering::SeqCst);

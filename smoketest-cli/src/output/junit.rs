@@ -86,10 +86,10 @@ pub fn render(decision: &Decision) -> String {
                     let mut case = TestCase::new(check.name.as_str(), status);
                     case.set_classname(classname.as_str());
                     case.set_time(Duration::from_secs_f64(check.duration_ms.max(0.0) / 1000.0));
-                    if check.status == Status::Warn {
-                        if let Some(message) = &check.message {
-                            case.set_system_out(format!("warning: {message}"));
-                        }
+                    if check.status == Status::Warn
+                        && let Some(message) = &check.message
+                    {
+                        case.set_system_out(format!("warning: {message}"));
                     }
                     suite.add_test_case(case);
                 }

@@ -89,10 +89,10 @@ impl Format {
             let media = parts.next().unwrap_or("").to_ascii_lowercase();
             let mut q = 1.0f32;
             for p in parts {
-                if let Some((k, v)) = p.split_once('=') {
-                    if k.trim().eq_ignore_ascii_case("q") {
-                        q = v.trim().parse().unwrap_or(0.0);
-                    }
+                if let Some((k, v)) = p.split_once('=')
+                    && k.trim().eq_ignore_ascii_case("q")
+                {
+                    q = v.trim().parse().unwrap_or(0.0);
                 }
             }
             if q <= 0.0 {
