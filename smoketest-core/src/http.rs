@@ -128,10 +128,11 @@ pub struct EndpointRequest {
 }
 
 impl Smoketest {
-    /// Whether a request for `path` belongs to this endpoint (the mount path itself or
-    /// anything below it). Adapters that sit in front of other routes pass the rest on.
+    /// Whether a request for `path` belongs to this endpoint (the mount path itself,
+    /// anything below it, or a [group](crate::group)'s path). Adapters that sit in front of
+    /// other routes pass the rest on.
     pub fn serves(&self, path: &str) -> bool {
-        self.relative_path(path).is_some()
+        self.relative_path(path).is_some() || self.group_at(path).is_some()
     }
 
     fn relative_path<'a>(&self, path: &'a str) -> Option<&'a str> {
@@ -146,6 +147,9 @@ impl Smoketest {
 
     /// Answer one request to the endpoint. See the [module documentation](self).
     pub async fn handle(&self, parts: &Parts) -> Response<Bytes> {
+        if let Some(group) = self.group_at(parts.uri.path()) {
+            return self.handle_group(&group.clone(), parts).await;
+        }
         let request = match self.parse_request(parts) {
             Ok(request) => request,
             Err(e) => return e.into_response(),

@@ -9,6 +9,11 @@
 //! deadline whatever the checks do; a check that blocks its thread is reported as timed out.
 //! Results come back in registration order.
 //!
+//! Tracing: every run is a `smoketest.run` span (fields `checks`, `status`, `duration_ms`)
+//! and every check a `smoketest.check` span inside it (`check`, `status`, `duration_ms`),
+//! so a subscriber sees each outcome and timing without parsing reports. A failing check is
+//! logged once, at `warn`, with its kind and message; other outcomes at `debug`.
+//!
 //! # Example
 //!
 //! ```
@@ -44,6 +49,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
+use tracing::Instrument;
 
 use crate::registry::Entry;
 use crate::report::{CheckReport, ErrorReport, Report, Status, millis};
@@ -93,12 +99,23 @@ impl Smoketest {
     /// it (a client hanging up) does not interrupt checks or their clean-up.
     pub async fn run(&self, selection: &Selection) -> Result<Report, UnknownCheck> {
         let entries = self.select(selection)?;
+        Ok(self.run_selected(entries).await)
+    }
+
+    /// Run exactly `entries` (already selected) in a task of their own; see [`Smoketest::run`].
+    pub(crate) async fn run_selected(&self, entries: Vec<Arc<Entry>>) -> Report {
         let smoke = self.clone();
-        let handle = tokio::spawn(async move { smoke.run_entries(entries).await });
-        Ok(handle.await.unwrap_or_else(|e| {
+        let span = tracing::info_span!(
+            "smoketest.run",
+            checks = entries.len(),
+            status = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        let handle = tokio::spawn(async move { smoke.run_entries(entries).await }.instrument(span));
+        handle.await.unwrap_or_else(|e| {
             // Only a bug in the runner itself could get here: checks are isolated below.
             std::panic::resume_unwind(e.into_panic())
-        }))
+        })
     }
 
     pub(crate) fn select(&self, selection: &Selection) -> Result<Vec<Arc<Entry>>, UnknownCheck> {
@@ -135,13 +152,24 @@ impl Smoketest {
                 let entry = entry.clone();
                 let permits = permits.clone();
                 let default_timeout = config.default_timeout;
-                tokio::spawn(run_one(entry, permits, default_timeout, deadline))
+                let span = tracing::info_span!(
+                    "smoketest.check",
+                    check = %entry.name,
+                    status = tracing::field::Empty,
+                    duration_ms = tracing::field::Empty,
+                );
+                let task =
+                    run_one(entry, permits, default_timeout, deadline).instrument(span.clone());
+                (tokio::spawn(task), span)
             })
             .collect();
 
         let mut checks = Vec::with_capacity(entries.len());
-        for (entry, handle) in entries.iter().zip(handles) {
-            let report = match timeout_at(deadline, handle).await {
+        for (entry, (handle, span)) in entries.iter().zip(handles) {
+            let outcome = timeout_at(deadline, handle).await;
+            // run_one logged its own report; the fallbacks below are logged here, once.
+            let logged = matches!(outcome, Ok(Ok(_)));
+            let report = match outcome {
                 Ok(Ok(report)) => report,
                 Ok(Err(join_error)) => failed(
                     entry,
@@ -166,6 +194,9 @@ impl Smoketest {
                     ),
                 ),
             };
+            if !logged {
+                span.in_scope(|| log_finished(&report));
+            }
             checks.push(report);
         }
 
@@ -173,6 +204,9 @@ impl Smoketest {
         report.service = config.service.clone();
         report.version = config.version.clone();
         report.release_id = config.release_id.clone();
+        let span = tracing::Span::current();
+        span.record("status", report.status.as_str());
+        span.record("duration_ms", report.duration_ms);
         report
     }
 }
@@ -185,7 +219,7 @@ async fn run_one(
 ) -> CheckReport {
     let queued = Instant::now();
     let Ok(Ok(_permit)) = timeout_at(deadline, permits.acquire_owned()).await else {
-        return failed(
+        let report = failed(
             &entry,
             Duration::ZERO,
             CheckError::new(
@@ -201,6 +235,8 @@ async fn run_one(
                 "Raise the concurrency limit or the deadline, or shorten the slow checks.",
             ),
         );
+        log_finished(&report);
+        return report;
     };
 
     let start = Instant::now();
@@ -260,6 +296,16 @@ async fn run_one(
         }
     };
     report.observed = observed;
+    log_finished(&report);
+    report
+}
+
+/// Record a check's status and duration on the current (`smoketest.check`) span, and log
+/// it: a failure at `warn` with its message, anything else at `debug`.
+fn log_finished(report: &CheckReport) {
+    let span = tracing::Span::current();
+    span.record("status", report.status.as_str());
+    span.record("duration_ms", report.duration_ms);
     match report.status {
         Status::Fail => {
             let e = report.error.as_ref().expect("failed checks carry an error");
@@ -275,7 +321,6 @@ async fn run_one(
             tracing::debug!(check = %report.name, %status, duration_ms = report.duration_ms, "smoke check finished")
         }
     }
-    report
 }
 
 fn failed(entry: &Entry, duration: Duration, error: CheckError) -> CheckReport {
