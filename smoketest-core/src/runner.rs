@@ -166,10 +166,7 @@ impl Smoketest {
 
         let mut checks = Vec::with_capacity(entries.len());
         for (entry, (handle, span)) in entries.iter().zip(handles) {
-            let outcome = timeout_at(deadline, handle).await;
-            // run_one logged its own report; the fallbacks below are logged here, once.
-            let logged = matches!(outcome, Ok(Ok(_)));
-            let report = match outcome {
+            let report = match timeout_at(deadline, handle).await {
                 Ok(Ok(report)) => report,
                 Ok(Err(join_error)) => failed(
                     entry,
@@ -194,9 +191,9 @@ impl Smoketest {
                     ),
                 ),
             };
-            if !logged {
-                span.in_scope(|| log_finished(&report));
-            }
+            // Logged here rather than in the check's task: a task cut off by the deadline
+            // may still finish later, and must not log a second time.
+            span.in_scope(|| log_finished(&report));
             checks.push(report);
         }
 
@@ -219,7 +216,7 @@ async fn run_one(
 ) -> CheckReport {
     let queued = Instant::now();
     let Ok(Ok(_permit)) = timeout_at(deadline, permits.acquire_owned()).await else {
-        let report = failed(
+        return failed(
             &entry,
             Duration::ZERO,
             CheckError::new(
@@ -235,8 +232,6 @@ async fn run_one(
                 "Raise the concurrency limit or the deadline, or shorten the slow checks.",
             ),
         );
-        log_finished(&report);
-        return report;
     };
 
     let start = Instant::now();
@@ -296,7 +291,6 @@ async fn run_one(
         }
     };
     report.observed = observed;
-    log_finished(&report);
     report
 }
 
@@ -351,5 +345,161 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
         s.clone()
     } else {
         "(a panic payload that is not a string)".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Level, Subscriber};
+    use tracing_subscriber::layer::{Context as LayerContext, Layer, SubscriberExt};
+    use tracing_subscriber::registry::LookupSpan;
+
+    use crate::{CheckError, Outcome, Selection, Smoketest, Status, from_fn};
+
+    #[derive(Debug, Clone, Default)]
+    struct SpanRecord {
+        name: String,
+        parent: Option<String>,
+        fields: BTreeMap<String, String>,
+    }
+
+    /// A warning's message and fields.
+    type Warning = (String, BTreeMap<String, String>);
+
+    /// Every span with its final fields, and every warning with the span it was in.
+    #[derive(Clone, Default)]
+    struct Capture {
+        open: Arc<Mutex<BTreeMap<u64, SpanRecord>>>,
+        closed: Arc<Mutex<Vec<SpanRecord>>>,
+        warnings: Arc<Mutex<Vec<Warning>>>,
+    }
+
+    struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+    impl Visit for Fields<'_> {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.insert(field.name().to_string(), value.to_string());
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0
+                .insert(field.name().to_string(), format!("{value:?}"));
+        }
+    }
+
+    impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
+        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
+            let mut record = SpanRecord {
+                name: attrs.metadata().name().to_string(),
+                parent: ctx
+                    .span(id)
+                    .and_then(|s| s.parent())
+                    .map(|p| p.name().to_string()),
+                fields: BTreeMap::new(),
+            };
+            attrs.record(&mut Fields(&mut record.fields));
+            self.open.lock().unwrap().insert(id.into_u64(), record);
+        }
+
+        fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: LayerContext<'_, S>) {
+            if let Some(record) = self.open.lock().unwrap().get_mut(&id.into_u64()) {
+                values.record(&mut Fields(&mut record.fields));
+            }
+        }
+
+        fn on_event(&self, event: &Event<'_>, ctx: LayerContext<'_, S>) {
+            if *event.metadata().level() != Level::WARN {
+                return;
+            }
+            let mut fields = BTreeMap::new();
+            event.record(&mut Fields(&mut fields));
+            if let Some(span) = ctx.event_span(event) {
+                fields.insert("in_span".into(), span.name().to_string());
+            }
+            let message = fields.remove("message").unwrap_or_default();
+            self.warnings.lock().unwrap().push((message, fields));
+        }
+
+        fn on_close(&self, id: Id, _ctx: LayerContext<'_, S>) {
+            if let Some(record) = self.open.lock().unwrap().remove(&id.into_u64()) {
+                self.closed.lock().unwrap().push(record);
+            }
+        }
+    }
+
+    #[test]
+    fn one_span_per_run_and_per_check_and_each_failure_warned_once() {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(capture.clone());
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .deadline(Duration::from_millis(200))
+            .check(from_fn("ok", |_| Box::pin(async { Ok(Outcome::Pass) })))
+            .check(from_fn("broken", |_| {
+                Box::pin(async { Err(CheckError::assertion("expected 1 row, found 0")) })
+            }))
+            .check(from_fn("slow_cleanup", |ctx| {
+                // The cleanup outlives the run's deadline: the run reports the check itself.
+                ctx.defer(async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(())
+                });
+                Box::pin(async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(Outcome::Pass)
+                })
+            }))
+            .build()
+            .unwrap();
+
+        let report = tracing::subscriber::with_default(subscriber, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let report = runtime.block_on(smoke.run(&Selection::all())).unwrap();
+            // Let the cut-off check's task finish: it must not log again.
+            runtime.block_on(async { tokio::time::sleep(Duration::from_secs(7200)).await });
+            report
+        });
+        assert_eq!(report.status, Status::Fail);
+        drop(smoke);
+
+        let closed = capture.closed.lock().unwrap().clone();
+        let runs: Vec<_> = closed
+            .iter()
+            .filter(|s| s.name == "smoketest.run")
+            .collect();
+        assert_eq!(runs.len(), 1, "{closed:?}");
+        assert_eq!(runs[0].fields["status"], "fail");
+        assert_eq!(runs[0].fields["checks"], "3");
+        assert!(runs[0].fields.contains_key("duration_ms"));
+
+        let checks: BTreeMap<&str, &SpanRecord> = closed
+            .iter()
+            .filter(|s| s.name == "smoketest.check")
+            .map(|s| (s.fields["check"].as_str(), s))
+            .collect();
+        assert_eq!(checks.len(), 3, "{closed:?}");
+        for (name, status) in [("ok", "pass"), ("broken", "fail"), ("slow_cleanup", "fail")] {
+            let span = checks[name];
+            assert_eq!(span.fields["status"], status, "{name}");
+            assert_eq!(span.parent.as_deref(), Some("smoketest.run"), "{name}");
+            assert!(span.fields.contains_key("duration_ms"), "{name}");
+        }
+
+        let warnings = capture.warnings.lock().unwrap().clone();
+        let warned: Vec<&str> = warnings.iter().map(|(_, f)| f["check"].as_str()).collect();
+        assert_eq!(warned, ["broken", "slow_cleanup"], "{warnings:?}");
+        let (message, fields) = &warnings[0];
+        assert_eq!(message, "smoke check failed: expected 1 row, found 0");
+        assert_eq!(fields["kind"], "assertion");
+        assert_eq!(fields["in_span"], "smoketest.check");
     }
 }
