@@ -359,3 +359,30 @@ async fn a_panicking_hook_does_not_break_the_group() {
     assert_eq!(get(&smoke, "/monitor").await.status(), 200);
     assert_eq!(get(&smoke, "/monitor").await.status(), 200);
 }
+
+#[tokio::test]
+async fn group_reports_validate_against_the_committed_schema() {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../schema/report.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let db = Switch::default();
+    let smoke = builder(&db)
+        .group(Group::new("monitor").path("/monitor").detail(Detail::Full))
+        .build()
+        .unwrap();
+    get(&smoke, "/monitor").await;
+    db.fail(true);
+    let body = json(&get(&smoke, "/monitor").await);
+    assert_eq!(body["group"], "monitor");
+    assert!(body["history"]["db::ping"]["last_failure"].is_string());
+    let errors: Vec<String> = validator
+        .iter_errors(&body)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{body:#}");
+
+    // The schema checks history: a negative count is rejected.
+    let mut broken = body.clone();
+    broken["history"]["db::ping"]["consecutive_failures"] = serde_json::json!(-1);
+    assert!(!validator.is_valid(&broken));
+}
