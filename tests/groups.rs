@@ -386,3 +386,49 @@ async fn group_reports_validate_against_the_committed_schema() {
     broken["history"]["db::ping"]["consecutive_failures"] = serde_json::json!(-1);
     assert!(!validator.is_valid(&broken));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_over_a_real_socket_through_the_unchanged_axum_layer() {
+    let db = Switch::default();
+    db.fail(true);
+    let smoke = builder(&db)
+        .group(Group::live())
+        .group(Group::ready().tag("db").every(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    assert_eq!(
+        smoke.group_paths().collect::<Vec<_>>(),
+        ["/livez", "/readyz"]
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/hello", axum::routing::get(|| async { "hello" }))
+        .layer(smoketest_axum::SmoketestLayer::new(smoke));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let client = reqwest::Client::new();
+    let live = client
+        .get(format!("http://{addr}/livez"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let ready = client
+        .get(format!("http://{addr}/readyz"))
+        .header("accept", "*/*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "fail");
+    assert_eq!(body["group"], "ready");
+    let hello = client
+        .get(format!("http://{addr}/hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hello.text().await.unwrap(), "hello");
+}

@@ -487,6 +487,16 @@ impl Smoketest {
         self.inner.groups.list.iter().map(|g| g.name.as_str())
     }
 
+    /// The paths the groups are served at (`/livez`, `/readyz`), for adapters that route
+    /// by path rather than asking [`Smoketest::serves`].
+    pub fn group_paths(&self) -> impl Iterator<Item = &str> {
+        self.inner
+            .groups
+            .list
+            .iter()
+            .filter_map(|g| g.path.as_deref())
+    }
+
     /// The names of the checks in group `name`, or `None` if there is no such group.
     pub fn group_members(&self, name: &str) -> Option<Vec<&str>> {
         self.group_named(name)
