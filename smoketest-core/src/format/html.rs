@@ -91,6 +91,9 @@ pub fn write(report: &Report) -> Vec<u8> {
     if let Some(r) = &report.release_id {
         about.push(format!("release {}", escape(r)));
     }
+    if let Some(group) = &report.group {
+        about.push(format!("group {}", escape(group)));
+    }
     about.push(format!("started {}", escape(&report.started_at)));
     if report.cached {
         match report.age_ms {
@@ -117,6 +120,19 @@ pub fn write(report: &Report) -> Vec<u8> {
             if !c.tags.is_empty() {
                 let tags: Vec<_> = c.tags.iter().map(|t| escape(t)).collect();
                 let _ = write!(out, " · {}", tags.join(", "));
+            }
+            if let Some(h) = report.history.get(&c.name) {
+                if h.consecutive_failures > 1 {
+                    let _ = write!(out, " · failed {} runs in a row", h.consecutive_failures);
+                }
+                if c.status == Status::Fail {
+                    match &h.last_success {
+                        Some(when) => {
+                            let _ = write!(out, " · last passed {}", escape(when));
+                        }
+                        None => out.push_str(" · has not passed yet"),
+                    }
+                }
             }
             out.push_str("</span>");
             if let Some(e) = &c.error {
@@ -269,6 +285,23 @@ mod tests {
         ] {
             assert!(!out.contains(external), "page loads something: {external}");
         }
+    }
+
+    #[test]
+    fn group_history_is_shown_on_failing_checks() {
+        let mut report = fixtures::mixed();
+        report.group = Some("ready".into());
+        report.history.insert(
+            "orders::db_write".into(),
+            crate::report::CheckHistory {
+                consecutive_failures: 4,
+                last_success: Some("2026-11-22T08:40:41.500Z".into()),
+                last_failure: None,
+            },
+        );
+        let out = page(&report);
+        assert!(out.contains("group ready · started"));
+        assert!(out.contains(" · failed 4 runs in a row · last passed 2026-11-22T08:40:41.500Z"));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! | `smoketest_check_success` | `check` | 1 passed or warned, 0 failed; skipped checks are absent |
 //! | `smoketest_check_status` | `check`, `status` | 1 for the check's status, 0 for the other three |
 //! | `smoketest_check_duration_seconds` | `check` | how long the check ran |
+//! | `smoketest_check_consecutive_failures` | `check` | failed runs in a row (groups only) |
+//! | `smoketest_check_last_success_timestamp_seconds` | `check` | Unix time of the last pass (groups only) |
 //! | `smoketest_run_success` | | 1 when no check failed |
 //! | `smoketest_run_duration_seconds` | | how long the run took |
 //! | `smoketest_run_checks` | `status` | checks of the run by status |
@@ -139,6 +141,36 @@ pub fn write(report: &Report, dialect: Dialect) -> Vec<u8> {
         }
     }
 
+    if !report.history.is_empty() {
+        w.gauge(
+            "smoketest_check_consecutive_failures",
+            "Failed runs of the smoke check in a row, up to the latest (groups only).",
+            None,
+        );
+        for (name, history) in &report.history {
+            w.sample(
+                "smoketest_check_consecutive_failures",
+                &[("check", name)],
+                f64::from(history.consecutive_failures),
+            );
+        }
+        w.gauge(
+            "smoketest_check_last_success_timestamp_seconds",
+            "When the smoke check last passed or warned, as a Unix time (groups only; absent if never).",
+            Some("seconds"),
+        );
+        for (name, history) in &report.history {
+            let Some(when) = history.last_success.as_deref().and_then(unix_seconds) else {
+                continue;
+            };
+            w.sample(
+                "smoketest_check_last_success_timestamp_seconds",
+                &[("check", name)],
+                when,
+            );
+        }
+    }
+
     w.gauge(
         "smoketest_run_success",
         "Whether the run passed: 1 when no smoke check failed.",
@@ -209,6 +241,16 @@ pub fn write(report: &Report, dialect: Dialect) -> Vec<u8> {
         w.out.push_str("# EOF\n");
     }
     w.out.into_bytes()
+}
+
+/// An RFC 3339 time as Unix seconds.
+fn unix_seconds(rfc3339: &str) -> Option<f64> {
+    let time = humantime::parse_rfc3339(rfc3339).ok()?;
+    Some(
+        time.duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .ok()?
+            .as_secs_f64(),
+    )
 }
 
 /// Escape a label value as both dialects require: backslash, double quote, line feed.
@@ -421,6 +463,56 @@ mod tests {
                     .all(|(name, _)| !name.starts_with("smoketest_check_"))
             );
             assert_eq!(get(&s, "smoketest_run_success", &[]), Some(0.0));
+        }
+    }
+
+    #[test]
+    fn group_history_becomes_metrics() {
+        let mut report = fixtures::mixed();
+        report.history.insert(
+            "orders::db_write".into(),
+            crate::report::CheckHistory {
+                consecutive_failures: 3,
+                last_success: Some("2026-11-22T08:40:41.500Z".into()),
+                last_failure: Some("2026-11-22T08:45:00.000Z".into()),
+            },
+        );
+        report.history.insert(
+            "payments::api".into(),
+            crate::report::CheckHistory {
+                consecutive_failures: 1,
+                last_success: None,
+                last_failure: Some("2026-11-22T08:45:00.000Z".into()),
+            },
+        );
+        for dialect in [Dialect::OpenMetrics, Dialect::Text004] {
+            let s = parse(&report, dialect);
+            let check = |name| [("check", name)];
+            assert_eq!(
+                get(
+                    &s,
+                    "smoketest_check_consecutive_failures",
+                    &check("orders::db_write")
+                ),
+                Some(3.0)
+            );
+            assert_eq!(
+                get(
+                    &s,
+                    "smoketest_check_last_success_timestamp_seconds",
+                    &check("orders::db_write")
+                ),
+                Some(1_795_336_841.5)
+            );
+            assert_eq!(
+                get(
+                    &s,
+                    "smoketest_check_last_success_timestamp_seconds",
+                    &check("payments::api")
+                ),
+                None,
+                "never succeeded: no sample"
+            );
         }
     }
 
