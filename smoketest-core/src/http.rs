@@ -148,7 +148,7 @@ impl Smoketest {
     /// Answer one request to the endpoint. See the [module documentation](self).
     pub async fn handle(&self, parts: &Parts) -> Response<Bytes> {
         if let Some(group) = self.group_at(parts.uri.path()) {
-            return self.handle_group(&group.clone(), parts).await;
+            return self.handle_group(group, parts).await;
         }
         let request = match self.parse_request(parts) {
             Ok(request) => request,

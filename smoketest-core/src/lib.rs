@@ -35,6 +35,8 @@ pub mod error;
 pub mod format;
 pub mod group;
 pub mod http;
+#[cfg(feature = "metrics")]
+mod metrics;
 pub mod registry;
 pub mod report;
 pub mod runner;

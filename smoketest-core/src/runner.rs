@@ -14,6 +14,11 @@
 //! so a subscriber sees each outcome and timing without parsing reports. A failing check is
 //! logged once, at `warn`, with its kind and message; other outcomes at `debug`.
 //!
+//! With the `metrics` feature, every run is also recorded through the
+//! [`metrics`](https://docs.rs/metrics) facade, into whatever exporter the service installed:
+//! gauge `smoketest_check_success{check}`, histogram `smoketest_check_duration_seconds{check}`,
+//! counters `smoketest_check_failures_total{check,kind}` and `smoketest_runs_total{status}`.
+//!
 //! # Example
 //!
 //! ```
@@ -204,6 +209,8 @@ impl Smoketest {
         let span = tracing::Span::current();
         span.record("status", report.status.as_str());
         span.record("duration_ms", report.duration_ms);
+        #[cfg(feature = "metrics")]
+        crate::metrics::emit(&report);
         report
     }
 }
