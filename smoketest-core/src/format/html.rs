@@ -2,8 +2,8 @@
 //! phone.
 //!
 //! The overall status is the first thing on the page, in words and colour; then one card per
-//! check with its status, duration, tags, and — when the caller may see them — the error,
-//! the suggestion and observed values. The page loads nothing (styles are inline, no
+//! check — failures first, then warnings, skips and passes — with its status, duration,
+//! tags, and — when the caller may see them — the error, the suggestion and observed values. The page loads nothing (styles are inline, no
 //! scripts, no fonts, no images), so it works behind strict proxies and the endpoint can
 //! send it with `Content-Security-Policy: default-src 'none'`. Every value from the report is
 //! HTML-escaped: a check message is data, never markup.
@@ -107,8 +107,16 @@ pub fn write(report: &Report) -> Vec<u8> {
     let _ = writeln!(out, "<p>{}</p>\n</header>", about.join(" · "));
 
     if !report.checks.is_empty() {
+        // What needs attention first; registration order within each status.
+        let mut checks: Vec<_> = report.checks.iter().collect();
+        checks.sort_by_key(|c| match c.status {
+            Status::Fail => 0,
+            Status::Warn => 1,
+            Status::Skip => 2,
+            Status::Pass => 3,
+        });
         out.push_str("<ol>\n");
-        for c in &report.checks {
+        for c in checks {
             let status = c.status.as_str();
             let _ = write!(
                 out,
@@ -251,6 +259,16 @@ mod tests {
             );
         }
         assert!(out.contains("3.25 ms"));
+        let at = |name: &str| out.find(&format!(">{name}<")).unwrap();
+        assert!(
+            at("orders::db_write") < at("payments::api"),
+            "registration order within a status"
+        );
+        assert!(
+            at("payments::api") < at("disk::free"),
+            "failures before warnings"
+        );
+        assert!(at("disk::free") < at("mail::smtp") && at("mail::smtp") < at("db::ping"));
         assert!(out.contains("<strong>timeout</strong>: did not finish within 2s"));
         assert!(out.contains("<p class=\"note\">only 9% free</p>"));
         assert!(out.contains("<p class=\"note\">SMTP_HOST is not set</p>"));
