@@ -545,11 +545,14 @@ impl Smoketest {
     }
 
     /// Answer a request to a group's path: `GET`/`HEAD`, `?format=` and `Accept` as on the
-    /// mount path; selection parameters are refused (the group is the selection).
+    /// mount path; selection parameters are refused (the group is the selection). `caller`
+    /// is the detail the caller is entitled to beyond the group's own (an authorized
+    /// caller's), or `None` for the group's level.
     pub(crate) async fn handle_group(
         &self,
         group: &Arc<GroupRuntime>,
         parts: &Parts,
+        caller: Option<Detail>,
     ) -> Response<Bytes> {
         self.start_background();
         let (format, head) = match parse_group_request(group, parts) {
@@ -561,8 +564,9 @@ impl Smoketest {
         } else {
             self.run_group_shared(group.clone()).await
         };
-        let report = report.restrict(group.detail);
-        format.response(&report, group.detail, group.failure_status, head)
+        let detail = caller.map_or(group.detail, |d| d.max(group.detail));
+        let report = report.restrict(detail);
+        format.response(&report, detail, group.failure_status, head)
     }
 
     /// The latest snapshot of a background group, marked cached with its age; the first

@@ -12,6 +12,7 @@
 //! | `GET /smoketest/{name}` | run one check; 404 if there is none of that name |
 //! | `?tag=a&tag=b`, `?check=a`, `?exclude=a` | narrow the selection; an unknown check name is 404 |
 //! | `?format=json\|text\|html\|health+json\|prometheus\|openmetrics\|junit` | overrides `Accept` (see [`format`](crate::format)); an unsatisfiable `Accept` is 406 |
+//! | a [group](crate::group)'s path (`/livez`, `/readyz`) | that group: its checks, status mapping and detail level; live or its background snapshot |
 //! | `HEAD` | as `GET`, without the body |
 //! | other methods | 405 with `Allow: GET, HEAD` |
 //! | unknown or malformed parameters | 400 with a JSON error naming the parameter |
@@ -148,7 +149,7 @@ impl Smoketest {
     /// Answer one request to the endpoint. See the [module documentation](self).
     pub async fn handle(&self, parts: &Parts) -> Response<Bytes> {
         if let Some(group) = self.group_at(parts.uri.path()) {
-            return self.handle_group(group, parts).await;
+            return self.handle_group(group, parts, None).await;
         }
         let request = match self.parse_request(parts) {
             Ok(request) => request,
