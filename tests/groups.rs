@@ -432,3 +432,40 @@ async fn probes_over_a_real_socket_through_the_unchanged_axum_layer() {
         .unwrap();
     assert_eq!(hello.text().await.unwrap(), "hello");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_schedule_alone_raises_the_alarm_after_the_threshold() {
+    let db = Switch::default();
+    let changes: Arc<Mutex<Vec<Status>>> = Arc::default();
+    let seen = changes.clone();
+    let smoke = builder(&db)
+        .group(
+            Group::new("monitor")
+                .path("/monitor")
+                .tag("db")
+                .every(Duration::from_secs(10))
+                .failure_threshold(3)
+                .on_status_change(move |change| seen.lock().unwrap().push(change.current)),
+        )
+        .build()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    db.fail(true);
+    // Failed runs at 10 s and 20 s stay below the threshold; the one at 30 s crosses it.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(*changes.lock().unwrap(), [Status::Pass]);
+    assert_eq!(get(&smoke, "/monitor").await.status(), 200);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(*changes.lock().unwrap(), [Status::Pass, Status::Fail]);
+    let response = get(&smoke, "/monitor").await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = json(&response);
+    assert_eq!(body["cached"], true);
+    assert_eq!(body["history"]["db::ping"]["consecutive_failures"], 3);
+    assert_eq!(db.runs(), 4, "no request ran the checks");
+
+    let (parts, ()) = Request::head("/monitor").body(()).unwrap().into_parts();
+    let head = smoke.handle(&parts).await;
+    assert_eq!(head.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(head.body().is_empty());
+}
