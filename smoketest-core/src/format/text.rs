@@ -62,7 +62,7 @@ pub fn write(report: &Report) -> Vec<u8> {
     }
     let s = &report.summary;
     let cached = match (report.cached, report.age_ms) {
-        (true, Some(age)) => format!(" (cached, {}s old)", (age / 100.0).round() / 10.0),
+        (true, Some(age)) => format!(" (cached), {}s old", (age / 100.0).round() / 10.0),
         (true, None) => " (cached)".to_string(),
         (false, _) => String::new(),
     };
@@ -113,6 +113,6 @@ mod tests {
         let mut report = fixtures::passing();
         report.cached = true;
         report.age_ms = Some(2_449.0);
-        assert!(text(&report).ends_with(" in 5ms (cached, 2.4s old)\n"));
+        assert!(text(&report).ends_with(" in 5ms (cached), 2.4s old\n"));
     }
 }
