@@ -387,6 +387,32 @@ async fn group_reports_validate_against_the_committed_schema() {
     assert!(!validator.is_valid(&broken));
 }
 
+/// One HTTP/1.1 request over a fresh loopback connection: status, lower-cased headers, body.
+async fn raw_get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<(String, String)>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_over_a_real_socket_through_the_unchanged_axum_layer() {
     let db = Switch::default();
@@ -407,30 +433,14 @@ async fn probes_over_a_real_socket_through_the_unchanged_axum_layer() {
         .layer(smoketest_axum::SmoketestLayer::new(smoke));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let client = reqwest::Client::new();
-    let live = client
-        .get(format!("http://{addr}/livez"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), 200);
-    let ready = client
-        .get(format!("http://{addr}/readyz"))
-        .header("accept", "*/*")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
-    assert_eq!(ready.headers()["cache-control"], "no-store");
-    let body: serde_json::Value = ready.json().await.unwrap();
-    assert_eq!(body["status"], "fail");
-    assert_eq!(body["group"], "ready");
-    let hello = client
-        .get(format!("http://{addr}/hello"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(hello.text().await.unwrap(), "hello");
+    let (status, _, _) = raw_get(addr, "/livez").await;
+    assert_eq!(status, 200);
+    let (status, headers, body) = raw_get(addr, "/readyz?format=text").await;
+    assert_eq!(status, 503);
+    assert!(headers.contains(&("cache-control".into(), "no-store".into())));
+    assert!(body.starts_with("FAIL\n"), "{body}");
+    let (_, _, hello) = raw_get(addr, "/hello").await;
+    assert_eq!(hello, "hello");
 }
 
 #[tokio::test(start_paused = true)]
