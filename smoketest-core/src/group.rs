@@ -591,10 +591,10 @@ impl Smoketest {
             let _running = group.running.lock().await;
             {
                 let state = lock(&group.state);
-                if state.completed > seen {
-                    if let Some((report, _)) = &state.latest {
-                        return report.clone();
-                    }
+                if state.completed > seen
+                    && let Some((report, _)) = &state.latest
+                {
+                    return report.clone();
                 }
             }
             let report = smoke.run_selected(group.entries.clone()).await;

@@ -236,10 +236,10 @@ impl Format {
             // The most specific matching range decides this format's q; the first wins a tie.
             let mut decided: Option<(u8, usize, f32)> = None;
             for (position, range) in ranges.iter().enumerate() {
-                if let Some(s) = format.specificity(range) {
-                    if decided.is_none_or(|(ds, _, _)| s > ds) {
-                        decided = Some((s, position, range.q));
-                    }
+                if let Some(s) = format.specificity(range)
+                    && decided.is_none_or(|(ds, _, _)| s > ds)
+                {
+                    decided = Some((s, position, range.q));
                 }
             }
             let Some((specificity, position, q)) = decided else {
@@ -324,10 +324,10 @@ impl Format {
                 HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
             );
         }
-        if detail == Detail::Full {
-            if let Ok(value) = HeaderValue::from_str(&server_timing::header_value(report)) {
-                headers.insert(HeaderName::from_static("server-timing"), value);
-            }
+        if detail == Detail::Full
+            && let Ok(value) = HeaderValue::from_str(&server_timing::header_value(report))
+        {
+            headers.insert(HeaderName::from_static("server-timing"), value);
         }
         response
     }
