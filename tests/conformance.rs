@@ -87,6 +87,11 @@ fn cases() -> Vec<Case> {
         get("/ops/smoke", 503).custom().json().at("/status", "fail"),
         get("/ops/smoke?format=text", 503).custom().text().starts("FAIL\n"),
         get("/ops/smoke/ok", 200).custom().json(),
+        // Groups mounted on their own paths answer alike on every adapter.
+        get("/livez", 200).custom().json().at("/status", "pass"),
+        get("/livez?format=text", 200).custom().text().starts("PASS\n"),
+        get("/readyz", 503).custom().json().at("/status", "fail"),
+        request("POST", "/readyz", 405).custom().json().header("allow", "GET, HEAD"),
         request("POST", "/ops/smoke", 405).custom().json().header("allow", "GET, HEAD"),
         // Headers and bodies: anonymous callers see error kinds, not messages.
         get("/smoketest?tag=db", 500).json().header("vary", "Accept").at("/checks/0/error/kind", "assertion").absent("/checks/0/error/message").absent("/checks/0/error/suggestion"),

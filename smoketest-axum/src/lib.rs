@@ -48,6 +48,7 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let path = smoke.path().to_string();
+    let groups: Vec<String> = smoke.group_paths().map(str::to_string).collect();
     let below = if path == "/" {
         "/{*name}".to_string()
     } else {
@@ -57,15 +58,23 @@ where
         let smoke = smoke.clone();
         async move { answer(&smoke, request).await }
     };
-    let router = Router::new()
+    let mut router = Router::new()
         .route(&path, any(handler.clone()))
         .route(&below, any(handler.clone()));
     // `{*name}` matches no empty rest: route `/smoketest/` too, as the core serves it.
-    if path == "/" {
-        router
-    } else {
-        router.route(&format!("{path}/"), any(handler))
+    if path != "/" {
+        router = router.route(&format!("{path}/"), any(handler.clone()));
     }
+    // Groups mounted on their own paths (`/livez`, `/readyz`), outside the mount path.
+    for group_path in groups.iter().filter(|g| !smoke_covers(&path, g)) {
+        router = router.route(group_path, any(handler.clone()));
+    }
+    router
+}
+
+/// Whether the routes above already match `group_path`.
+fn smoke_covers(mount: &str, group_path: &str) -> bool {
+    mount == "/" || group_path == mount || group_path.starts_with(&format!("{mount}/"))
 }
 
 async fn answer(smoke: &Smoketest, request: Request) -> Response {

@@ -11,12 +11,16 @@
 //! | `GET /smoketest` | run every check: 200 when none failed, else the failure status (500) |
 //! | `GET /smoketest/{name}` | run one check; 404 if there is none of that name |
 //! | `?tag=a&tag=b`, `?check=a`, `?exclude=a` | narrow the selection; an unknown check name is 404 |
-//! | `?format=json\|text` | overrides `Accept`; an unsatisfiable `Accept` is 406 |
+//! | `?format=json\|text\|html\|health+json\|prometheus\|openmetrics\|junit` | overrides `Accept` (see [`format`](crate::format)); an unsatisfiable `Accept` is 406 |
+//! | a [group](crate::group)'s path (`/livez`, `/readyz`) | that group: its checks, status mapping and detail level; live or its background snapshot |
 //! | `HEAD` | as `GET`, without the body |
 //! | other methods | 405 with `Allow: GET, HEAD` |
 //! | unknown or malformed parameters | 400 with a JSON error naming the parameter |
 //!
-//! Every answer carries `Cache-Control: no-store`.
+//! Every answer carries `Cache-Control: no-store`. The Prometheus formats always answer 200
+//! (scrapers discard other statuses; the failure is in the metrics). Callers who may see
+//! [`Detail::Full`](crate::Detail::Full) also get a `Server-Timing` header with each
+//! check's duration.
 //!
 //! # Example
 //!
@@ -50,7 +54,7 @@ use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
 use crate::format::Format;
-use crate::{Selection, Smoketest, Status};
+use crate::{Selection, Smoketest};
 
 const PARAMETERS: &str = "tag, check, exclude, format";
 
@@ -125,10 +129,11 @@ pub struct EndpointRequest {
 }
 
 impl Smoketest {
-    /// Whether a request for `path` belongs to this endpoint (the mount path itself or
-    /// anything below it). Adapters that sit in front of other routes pass the rest on.
+    /// Whether a request for `path` belongs to this endpoint (the mount path itself,
+    /// anything below it, or a [group](crate::group)'s path). Adapters that sit in front of
+    /// other routes pass the rest on.
     pub fn serves(&self, path: &str) -> bool {
-        self.relative_path(path).is_some()
+        self.relative_path(path).is_some() || self.group_at(path).is_some()
     }
 
     fn relative_path<'a>(&self, path: &'a str) -> Option<&'a str> {
@@ -143,6 +148,9 @@ impl Smoketest {
 
     /// Answer one request to the endpoint. See the [module documentation](self).
     pub async fn handle(&self, parts: &Parts) -> Response<Bytes> {
+        if let Some(group) = self.group_at(parts.uri.path()) {
+            return self.handle_group(group, parts, None).await;
+        }
         let request = match self.parse_request(parts) {
             Ok(request) => request,
             Err(e) => return e.into_response(),
@@ -157,27 +165,14 @@ impl Smoketest {
                 .into_response();
             }
         };
-        let report = report.restrict(self.inner.config.anonymous_detail);
-        let status = if report.status == Status::Fail {
-            self.inner.config.failure_status
-        } else {
-            StatusCode::OK
-        };
-        let body = if request.head {
-            Bytes::new()
-        } else {
-            Bytes::from(request.format.write(&report))
-        };
-        let mut response = Response::new(body);
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(request.format.content_type()),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::VARY, HeaderValue::from_static("Accept"));
-        response
+        let detail = self.inner.config.anonymous_detail;
+        let report = report.restrict(detail);
+        request.format.response(
+            &report,
+            detail,
+            self.inner.config.failure_status,
+            request.head,
+        )
     }
 
     /// Parse and validate a request without running anything: method, path, query and

@@ -33,7 +33,10 @@ pub mod check;
 pub mod context;
 pub mod error;
 pub mod format;
+pub mod group;
 pub mod http;
+#[cfg(feature = "metrics")]
+mod metrics;
 pub mod registry;
 pub mod report;
 pub mod runner;
@@ -42,6 +45,7 @@ pub use async_trait::async_trait;
 pub use check::{CheckFuture, FnCheck, SmokeCheck, from_fn};
 pub use context::Context;
 pub use error::{CheckError, ErrorKind, Outcome, Result, ResultExt};
+pub use group::{Group, StatusChange};
 pub use registry::{BuildError, Origin, Smoketest, SmoketestBuilder};
 pub use report::{Detail, Report, Status};
 pub use runner::{Selection, UnknownCheck};

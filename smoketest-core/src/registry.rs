@@ -100,6 +100,18 @@ pub enum BuildError {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A [`Group`](crate::Group) names a check or tag that no registered check has.
+    #[error(
+        "group `{group}` names {member}, but no registered check has it ({known}); fix the spelling or register the check"
+    )]
+    UnknownGroupMember {
+        /// The group.
+        group: String,
+        /// What it named: "the check `…`" or "the tag `…`".
+        member: String,
+        /// The checks or tags there are.
+        known: String,
+    },
 }
 
 /// Settings shared by every run.
@@ -136,6 +148,7 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) entries: Vec<Arc<Entry>>,
     pub(crate) by_name: HashMap<Arc<str>, usize>,
+    pub(crate) groups: crate::group::Groups,
 }
 
 /// A service's smoke checks, ready to run and serve. See the [module documentation](self).
@@ -161,6 +174,7 @@ impl Smoketest {
             config: Config::default(),
             discover: true,
             explicit: Vec::new(),
+            groups: Vec::new(),
         }
     }
 
@@ -194,6 +208,7 @@ pub struct SmoketestBuilder {
     config: Config,
     discover: bool,
     explicit: Vec<(Arc<dyn SmokeCheck>, Origin)>,
+    groups: Vec<crate::group::Group>,
 }
 
 impl SmoketestBuilder {
@@ -277,6 +292,13 @@ impl SmoketestBuilder {
         self
     }
 
+    /// Add a [`Group`](crate::Group): a named selection served on its own path (`/livez`,
+    /// `/readyz`), optionally run in the background. Its members are checked at build.
+    pub fn group(mut self, group: crate::group::Group) -> Self {
+        self.groups.push(group);
+        self
+    }
+
     /// Build, rejecting duplicate or unusable names and out-of-range settings.
     pub fn build(self) -> Result<Smoketest, BuildError> {
         let config = self.config;
@@ -342,13 +364,17 @@ impl SmoketestBuilder {
             }));
         }
 
-        Ok(Smoketest {
+        let groups = crate::group::resolve(self.groups, &entries, &config)?;
+        let smoke = Smoketest {
             inner: Arc::new(Inner {
                 config,
                 entries,
                 by_name,
+                groups,
             }),
-        })
+        };
+        smoke.start_background();
+        Ok(smoke)
     }
 }
 

@@ -159,6 +159,27 @@ pub struct Report {
     pub summary: Summary,
     /// Each check, in registration order.
     pub checks: Vec<CheckReport>,
+    /// The group this report is of, when it was served on a group's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Each check's record across the group's runs, by check name (groups only; hidden at
+    /// [`Detail::Status`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub history: BTreeMap<String, CheckHistory>,
+}
+
+/// One check's record across the runs of a group: what a monitor needs to tell a blip from
+/// an outage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckHistory {
+    /// Failed runs in a row, up to and including the latest (0 when the latest did not fail).
+    pub consecutive_failures: u32,
+    /// When the check last passed or warned, RFC 3339 UTC; absent if it never has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+    /// When the check last failed, RFC 3339 UTC; absent if it never has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
 }
 
 impl Report {
@@ -197,6 +218,8 @@ impl Report {
             age_ms: None,
             summary,
             checks,
+            group: None,
+            history: BTreeMap::new(),
         }
     }
 
@@ -215,7 +238,10 @@ impl Report {
                     }
                 }
             }
-            Detail::Status => report.checks.clear(),
+            Detail::Status => {
+                report.checks.clear();
+                report.history.clear();
+            }
         }
         report
     }

@@ -9,6 +9,16 @@
 //! deadline whatever the checks do; a check that blocks its thread is reported as timed out.
 //! Results come back in registration order.
 //!
+//! Tracing: every run is a `smoketest.run` span (fields `checks`, `status`, `duration_ms`)
+//! and every check a `smoketest.check` span inside it (`check`, `status`, `duration_ms`),
+//! so a subscriber sees each outcome and timing without parsing reports. A failing check is
+//! logged once, at `warn`, with its kind and message; other outcomes at `debug`.
+//!
+//! With the `metrics` feature, every run is also recorded through the
+//! [`metrics`](https://docs.rs/metrics) facade, into whatever exporter the service installed:
+//! gauge `smoketest_check_success{check}`, histogram `smoketest_check_duration_seconds{check}`,
+//! counters `smoketest_check_failures_total{check,kind}` and `smoketest_runs_total{status}`.
+//!
 //! # Example
 //!
 //! ```
@@ -44,6 +54,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
+use tracing::Instrument;
 
 use crate::registry::Entry;
 use crate::report::{CheckReport, ErrorReport, Report, Status, millis};
@@ -93,12 +104,23 @@ impl Smoketest {
     /// it (a client hanging up) does not interrupt checks or their clean-up.
     pub async fn run(&self, selection: &Selection) -> Result<Report, UnknownCheck> {
         let entries = self.select(selection)?;
+        Ok(self.run_selected(entries).await)
+    }
+
+    /// Run exactly `entries` (already selected) in a task of their own; see [`Smoketest::run`].
+    pub(crate) async fn run_selected(&self, entries: Vec<Arc<Entry>>) -> Report {
         let smoke = self.clone();
-        let handle = tokio::spawn(async move { smoke.run_entries(entries).await });
-        Ok(handle.await.unwrap_or_else(|e| {
+        let span = tracing::info_span!(
+            "smoketest.run",
+            checks = entries.len(),
+            status = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        let handle = tokio::spawn(async move { smoke.run_entries(entries).await }.instrument(span));
+        handle.await.unwrap_or_else(|e| {
             // Only a bug in the runner itself could get here: checks are isolated below.
             std::panic::resume_unwind(e.into_panic())
-        }))
+        })
     }
 
     pub(crate) fn select(&self, selection: &Selection) -> Result<Vec<Arc<Entry>>, UnknownCheck> {
@@ -135,12 +157,20 @@ impl Smoketest {
                 let entry = entry.clone();
                 let permits = permits.clone();
                 let default_timeout = config.default_timeout;
-                tokio::spawn(run_one(entry, permits, default_timeout, deadline))
+                let span = tracing::info_span!(
+                    "smoketest.check",
+                    check = %entry.name,
+                    status = tracing::field::Empty,
+                    duration_ms = tracing::field::Empty,
+                );
+                let task =
+                    run_one(entry, permits, default_timeout, deadline).instrument(span.clone());
+                (tokio::spawn(task), span)
             })
             .collect();
 
         let mut checks = Vec::with_capacity(entries.len());
-        for (entry, handle) in entries.iter().zip(handles) {
+        for (entry, (handle, span)) in entries.iter().zip(handles) {
             let report = match timeout_at(deadline, handle).await {
                 Ok(Ok(report)) => report,
                 Ok(Err(join_error)) => failed(
@@ -166,6 +196,9 @@ impl Smoketest {
                     ),
                 ),
             };
+            // Logged here rather than in the check's task: a task cut off by the deadline
+            // may still finish later, and must not log a second time.
+            span.in_scope(|| log_finished(&report));
             checks.push(report);
         }
 
@@ -173,6 +206,11 @@ impl Smoketest {
         report.service = config.service.clone();
         report.version = config.version.clone();
         report.release_id = config.release_id.clone();
+        let span = tracing::Span::current();
+        span.record("status", report.status.as_str());
+        span.record("duration_ms", report.duration_ms);
+        #[cfg(feature = "metrics")]
+        crate::metrics::emit(&report);
         report
     }
 }
@@ -260,6 +298,15 @@ async fn run_one(
         }
     };
     report.observed = observed;
+    report
+}
+
+/// Record a check's status and duration on the current (`smoketest.check`) span, and log
+/// it: a failure at `warn` with its message, anything else at `debug`.
+fn log_finished(report: &CheckReport) {
+    let span = tracing::Span::current();
+    span.record("status", report.status.as_str());
+    span.record("duration_ms", report.duration_ms);
     match report.status {
         Status::Fail => {
             let e = report.error.as_ref().expect("failed checks carry an error");
@@ -275,7 +322,6 @@ async fn run_one(
             tracing::debug!(check = %report.name, %status, duration_ms = report.duration_ms, "smoke check finished")
         }
     }
-    report
 }
 
 fn failed(entry: &Entry, duration: Duration, error: CheckError) -> CheckReport {
@@ -306,5 +352,161 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
         s.clone()
     } else {
         "(a panic payload that is not a string)".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Level, Subscriber};
+    use tracing_subscriber::layer::{Context as LayerContext, Layer, SubscriberExt};
+    use tracing_subscriber::registry::LookupSpan;
+
+    use crate::{CheckError, Outcome, Selection, Smoketest, Status, from_fn};
+
+    #[derive(Debug, Clone, Default)]
+    struct SpanRecord {
+        name: String,
+        parent: Option<String>,
+        fields: BTreeMap<String, String>,
+    }
+
+    /// A warning's message and fields.
+    type Warning = (String, BTreeMap<String, String>);
+
+    /// Every span with its final fields, and every warning with the span it was in.
+    #[derive(Clone, Default)]
+    struct Capture {
+        open: Arc<Mutex<BTreeMap<u64, SpanRecord>>>,
+        closed: Arc<Mutex<Vec<SpanRecord>>>,
+        warnings: Arc<Mutex<Vec<Warning>>>,
+    }
+
+    struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+    impl Visit for Fields<'_> {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.insert(field.name().to_string(), value.to_string());
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0
+                .insert(field.name().to_string(), format!("{value:?}"));
+        }
+    }
+
+    impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
+        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
+            let mut record = SpanRecord {
+                name: attrs.metadata().name().to_string(),
+                parent: ctx
+                    .span(id)
+                    .and_then(|s| s.parent())
+                    .map(|p| p.name().to_string()),
+                fields: BTreeMap::new(),
+            };
+            attrs.record(&mut Fields(&mut record.fields));
+            self.open.lock().unwrap().insert(id.into_u64(), record);
+        }
+
+        fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: LayerContext<'_, S>) {
+            if let Some(record) = self.open.lock().unwrap().get_mut(&id.into_u64()) {
+                values.record(&mut Fields(&mut record.fields));
+            }
+        }
+
+        fn on_event(&self, event: &Event<'_>, ctx: LayerContext<'_, S>) {
+            if *event.metadata().level() != Level::WARN {
+                return;
+            }
+            let mut fields = BTreeMap::new();
+            event.record(&mut Fields(&mut fields));
+            if let Some(span) = ctx.event_span(event) {
+                fields.insert("in_span".into(), span.name().to_string());
+            }
+            let message = fields.remove("message").unwrap_or_default();
+            self.warnings.lock().unwrap().push((message, fields));
+        }
+
+        fn on_close(&self, id: Id, _ctx: LayerContext<'_, S>) {
+            if let Some(record) = self.open.lock().unwrap().remove(&id.into_u64()) {
+                self.closed.lock().unwrap().push(record);
+            }
+        }
+    }
+
+    #[test]
+    fn one_span_per_run_and_per_check_and_each_failure_warned_once() {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(capture.clone());
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .deadline(Duration::from_millis(200))
+            .check(from_fn("ok", |_| Box::pin(async { Ok(Outcome::Pass) })))
+            .check(from_fn("broken", |_| {
+                Box::pin(async { Err(CheckError::assertion("expected 1 row, found 0")) })
+            }))
+            .check(from_fn("slow_cleanup", |ctx| {
+                // The cleanup outlives the run's deadline: the run reports the check itself.
+                ctx.defer(async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(())
+                });
+                Box::pin(async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(Outcome::Pass)
+                })
+            }))
+            .build()
+            .unwrap();
+
+        let report = tracing::subscriber::with_default(subscriber, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let report = runtime.block_on(smoke.run(&Selection::all())).unwrap();
+            // Let the cut-off check's task finish: it must not log again.
+            runtime.block_on(async { tokio::time::sleep(Duration::from_secs(7200)).await });
+            report
+        });
+        assert_eq!(report.status, Status::Fail);
+        drop(smoke);
+
+        let closed = capture.closed.lock().unwrap().clone();
+        let runs: Vec<_> = closed
+            .iter()
+            .filter(|s| s.name == "smoketest.run")
+            .collect();
+        assert_eq!(runs.len(), 1, "{closed:?}");
+        assert_eq!(runs[0].fields["status"], "fail");
+        assert_eq!(runs[0].fields["checks"], "3");
+        assert!(runs[0].fields.contains_key("duration_ms"));
+
+        let checks: BTreeMap<&str, &SpanRecord> = closed
+            .iter()
+            .filter(|s| s.name == "smoketest.check")
+            .map(|s| (s.fields["check"].as_str(), s))
+            .collect();
+        assert_eq!(checks.len(), 3, "{closed:?}");
+        for (name, status) in [("ok", "pass"), ("broken", "fail"), ("slow_cleanup", "fail")] {
+            let span = checks[name];
+            assert_eq!(span.fields["status"], status, "{name}");
+            assert_eq!(span.parent.as_deref(), Some("smoketest.run"), "{name}");
+            assert!(span.fields.contains_key("duration_ms"), "{name}");
+        }
+
+        let warnings = capture.warnings.lock().unwrap().clone();
+        let warned: Vec<&str> = warnings.iter().map(|(_, f)| f["check"].as_str()).collect();
+        assert_eq!(warned, ["broken", "slow_cleanup"], "{warnings:?}");
+        let (message, fields) = &warnings[0];
+        assert_eq!(message, "smoke check failed: expected 1 row, found 0");
+        assert_eq!(fields["kind"], "assertion");
+        assert_eq!(fields["in_span"], "smoketest.check");
     }
 }

@@ -65,6 +65,10 @@ pub fn smoketest(fixture: Fixture) -> Smoketest {
             .check(from_fn("broken", |_| {
                 Box::pin(async { Err(CheckError::new(ErrorKind::Error, "boom")) })
             }))
+            // Groups on their own paths, outside the mount path: /livez passes (no
+            // members), /readyz fails (it depends on `broken`).
+            .group(smoketest::Group::live())
+            .group(smoketest::Group::ready().check("ok").check("broken"))
             .build(),
     }
     .expect("fixture check names are unique")

@@ -61,20 +61,58 @@ pub fn write(report: &Report) -> Vec<u8> {
         }
     }
     let s = &report.summary;
+    let cached = match (report.cached, report.age_ms) {
+        (true, Some(age)) => format!(" (cached), {}s old", (age / 100.0).round() / 10.0),
+        (true, None) => " (cached)".to_string(),
+        (false, _) => String::new(),
+    };
     let _ = writeln!(
         out,
-        "{} checks: {} passed, {} warned, {} failed, {} skipped in {}ms{}",
-        s.total,
-        s.passed,
-        s.warned,
-        s.failed,
-        s.skipped,
-        report.duration_ms,
-        if report.cached { " (cached)" } else { "" }
+        "{} checks: {} passed, {} warned, {} failed, {} skipped in {}ms{cached}",
+        s.total, s.passed, s.warned, s.failed, s.skipped, report.duration_ms,
     );
     out.into_bytes()
 }
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::fixtures;
+
+    fn text(report: &Report) -> String {
+        String::from_utf8(write(report)).unwrap()
+    }
+
+    #[test]
+    fn every_status_has_its_line() {
+        let out = text(&fixtures::mixed());
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "FAIL");
+        assert_eq!(lines[1], "[+]db::ping ok 3.25ms");
+        assert_eq!(lines[2], "[!]disk::free warn: only 9% free 3.25ms");
+        assert!(lines[3].starts_with("[-]orders::db_write failed: assertion: expected 1 row"));
+        assert_eq!(lines[4], "    suggestion: Look at <b>the</b> logs & retry.");
+        assert!(lines[5].starts_with("[-]payments::api failed: timeout: did not finish"));
+        assert_eq!(
+            lines[7],
+            "[~]mail::smtp skipped: SMTP_HOST is not set 3.25ms"
+        );
+        assert_eq!(
+            lines[8],
+            "5 checks: 1 passed, 1 warned, 2 failed, 1 skipped in 12.4ms"
+        );
+        assert_eq!(text(&fixtures::passing()).lines().next(), Some("PASS"));
+    }
+
+    #[test]
+    fn a_snapshot_says_how_old_it_is() {
+        let mut report = fixtures::passing();
+        report.cached = true;
+        report.age_ms = Some(2_449.0);
+        assert!(text(&report).ends_with(" in 5ms (cached), 2.4s old\n"));
+    }
 }

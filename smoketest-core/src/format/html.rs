@@ -1,0 +1,332 @@
+//! The HTML writer: one self-contained page a person reads at a glance, on a laptop or a
+//! phone.
+//!
+//! The overall status is the first thing on the page, in words and colour; then one card per
+//! check — failures first, then warnings, skips and passes — with its status, duration,
+//! tags, and — when the caller may see them — the error, the suggestion and observed values. The page loads nothing (styles are inline, no
+//! scripts, no fonts, no images), so it works behind strict proxies and the endpoint can
+//! send it with `Content-Security-Policy: default-src 'none'`. Every value from the report is
+//! HTML-escaped: a check message is data, never markup.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use smoketest_core::{format::html, report::{CheckReport, ErrorReport}, Report, Status};
+//!
+//! let check = CheckReport {
+//!     name: "orders::db_write".into(),
+//!     status: Status::Fail,
+//!     duration_ms: 3.2,
+//!     tags: vec![],
+//!     error: Some(ErrorReport {
+//!         kind: "assertion".into(),
+//!         message: Some("<script>alert(1)</script>".into()),
+//!         suggestion: None,
+//!     }),
+//!     message: None,
+//!     observed: Default::default(),
+//! };
+//! let report = Report::from_checks(SystemTime::now(), Duration::from_millis(4), vec![check]);
+//! let page = String::from_utf8(html::write(&report)).unwrap();
+//! assert!(page.starts_with("<!DOCTYPE html>"));
+//! assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+//! assert!(!page.contains("<script>"));
+//! ```
+
+use std::fmt::Write;
+
+use crate::{Report, Status};
+
+const STYLE: &str = "\
+:root{color-scheme:light dark;--pass:#1a7f37;--warn:#9a6700;--fail:#cf222e;--skip:#6e7781}\
+*{box-sizing:border-box}\
+body{font:16px/1.45 system-ui,-apple-system,\"Segoe UI\",Roboto,sans-serif;margin:0 auto;max-width:56rem;padding:1rem}\
+header{border-radius:.5rem;padding:1rem;color:#fff;margin-bottom:1rem}\
+header h1{margin:0;font-size:1.6rem}\
+header p{margin:.25rem 0 0}\
+.s-pass{background:var(--pass)}.s-warn{background:var(--warn)}.s-fail{background:var(--fail)}.s-skip{background:var(--skip)}\
+ol{list-style:none;padding:0;margin:0}\
+li{border:1px solid #8884;border-left:.4rem solid var(--skip);border-radius:.4rem;padding:.6rem .8rem;margin:.5rem 0;overflow-wrap:anywhere}\
+li.pass{border-left-color:var(--pass)}li.warn{border-left-color:var(--warn)}li.fail{border-left-color:var(--fail)}\
+.name{font-weight:600;font-family:ui-monospace,SFMono-Regular,Menlo,monospace}\
+.badge{display:inline-block;color:#fff;border-radius:.25rem;padding:0 .4rem;font-size:.8rem;font-weight:700;text-transform:uppercase;margin-right:.4rem}\
+.meta{color:#888;font-size:.9rem}\
+.error,.note{margin:.35rem 0 0}\
+.suggestion{margin:.35rem 0 0;font-style:italic}\
+dl{margin:.35rem 0 0;display:grid;grid-template-columns:max-content 1fr;gap:0 .75rem;font-size:.9rem}\
+dt{font-family:ui-monospace,monospace}dd{margin:0}\
+footer{margin-top:1rem;color:#888;font-size:.85rem}";
+
+/// The report as a complete HTML document. See the [module documentation](self).
+pub fn write(report: &Report) -> Vec<u8> {
+    let mut out = String::with_capacity(4096 + report.checks.len() * 512);
+    let overall = overall(report);
+    let title = match &report.service {
+        Some(service) => format!("{} — smoke checks: {}", service, word(overall)),
+        None => format!("Smoke checks: {}", word(overall)),
+    };
+    out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    let _ = writeln!(out, "<title>{}</title>", escape(&title));
+    let _ = writeln!(out, "<style>{STYLE}</style>\n</head>\n<body>");
+
+    let _ = write!(
+        out,
+        "<header class=\"s-{}\">\n<h1>{}</h1>\n<p>",
+        overall.as_str(),
+        escape(&title)
+    );
+    let s = &report.summary;
+    let _ = write!(
+        out,
+        "{} checks: {} passed, {} warned, {} failed, {} skipped in {} ms",
+        s.total, s.passed, s.warned, s.failed, s.skipped, report.duration_ms
+    );
+    out.push_str("</p>\n");
+    let mut about = Vec::new();
+    if let Some(v) = &report.version {
+        about.push(format!("version {}", escape(v)));
+    }
+    if let Some(r) = &report.release_id {
+        about.push(format!("release {}", escape(r)));
+    }
+    if let Some(group) = &report.group {
+        about.push(format!("group {}", escape(group)));
+    }
+    about.push(format!("started {}", escape(&report.started_at)));
+    if report.cached {
+        match report.age_ms {
+            Some(age) => about.push(format!(
+                "cached result, {} s old",
+                (age / 100.0).round() / 10.0
+            )),
+            None => about.push("cached result".to_string()),
+        }
+    }
+    let _ = writeln!(out, "<p>{}</p>\n</header>", about.join(" · "));
+
+    if !report.checks.is_empty() {
+        // What needs attention first; registration order within each status.
+        let mut checks: Vec<_> = report.checks.iter().collect();
+        checks.sort_by_key(|c| match c.status {
+            Status::Fail => 0,
+            Status::Warn => 1,
+            Status::Skip => 2,
+            Status::Pass => 3,
+        });
+        out.push_str("<ol>\n");
+        for c in checks {
+            let status = c.status.as_str();
+            let _ = write!(
+                out,
+                "<li class=\"{status}\"><span class=\"badge s-{status}\">{}</span><span class=\"name\">{}</span> <span class=\"meta\">{} ms",
+                word(c.status),
+                escape(&c.name),
+                c.duration_ms
+            );
+            if !c.tags.is_empty() {
+                let tags: Vec<_> = c.tags.iter().map(|t| escape(t)).collect();
+                let _ = write!(out, " · {}", tags.join(", "));
+            }
+            if let Some(h) = report.history.get(&c.name) {
+                if h.consecutive_failures > 1 {
+                    let _ = write!(out, " · failed {} runs in a row", h.consecutive_failures);
+                }
+                if c.status == Status::Fail {
+                    match &h.last_success {
+                        Some(when) => {
+                            let _ = write!(out, " · last passed {}", escape(when));
+                        }
+                        None => out.push_str(" · has not passed yet"),
+                    }
+                }
+            }
+            out.push_str("</span>");
+            if let Some(e) = &c.error {
+                let _ = write!(
+                    out,
+                    "\n<p class=\"error\"><strong>{}</strong>",
+                    escape(&e.kind)
+                );
+                if let Some(m) = &e.message {
+                    let _ = write!(out, ": {}", escape(m));
+                }
+                out.push_str("</p>");
+                if let Some(suggestion) = &e.suggestion {
+                    let _ = write!(out, "\n<p class=\"suggestion\">{}</p>", escape(suggestion));
+                }
+            }
+            if let Some(m) = &c.message {
+                let _ = write!(out, "\n<p class=\"note\">{}</p>", escape(m));
+            }
+            if !c.observed.is_empty() {
+                out.push_str("\n<dl>");
+                for (key, value) in &c.observed {
+                    let _ = write!(
+                        out,
+                        "<dt>{}</dt><dd>{}</dd>",
+                        escape(key),
+                        escape(&value.to_string())
+                    );
+                }
+                out.push_str("</dl>");
+            }
+            out.push_str("</li>\n");
+        }
+        out.push_str("</ol>\n");
+    }
+    out.push_str("<footer>Served by smoketest. Machine-readable: add <code>?format=json</code>.</footer>\n</body>\n</html>\n");
+    out.into_bytes()
+}
+
+/// The page's headline status: a passing run with warnings shows as a warning.
+fn overall(report: &Report) -> Status {
+    if report.status == Status::Pass && report.summary.warned > 0 {
+        Status::Warn
+    } else {
+        report.status
+    }
+}
+
+fn word(status: Status) -> &'static str {
+    match status {
+        Status::Pass => "pass",
+        Status::Warn => "warn",
+        Status::Fail => "fail",
+        Status::Skip => "skipped",
+    }
+}
+
+/// Escape text for HTML element content and double-quoted attribute values.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Detail;
+    use crate::format::fixtures;
+
+    fn page(report: &Report) -> String {
+        String::from_utf8(write(report)).unwrap()
+    }
+
+    #[test]
+    fn a_script_in_a_message_is_shown_as_text() {
+        let out = page(&fixtures::mixed());
+        assert!(!out.contains("<script"), "{out}");
+        assert!(
+            out.contains(
+                "expected 1 row, found 0 &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
+            )
+        );
+        assert!(out.contains("Look at &lt;b&gt;the&lt;/b&gt; logs &amp; retry."));
+    }
+
+    #[test]
+    fn failing_run_shows_fail_first_and_every_check_with_its_status() {
+        let out = page(&fixtures::mixed());
+        assert!(out.contains("<header class=\"s-fail\">"));
+        assert!(out.contains("<title>orders-api — smoke checks: fail</title>"));
+        for (status, name) in [
+            ("pass", "db::ping"),
+            ("warn", "disk::free"),
+            ("fail", "orders::db_write"),
+            ("fail", "payments::api"),
+            ("skip", "mail::smtp"),
+        ] {
+            let card = format!("<li class=\"{status}\"><span class=\"badge s-{status}\">");
+            let at = out
+                .find(&format!("<span class=\"name\">{name}</span>"))
+                .unwrap();
+            let card_at = out[..at].rfind("<li ").unwrap();
+            assert!(
+                out[card_at..].starts_with(&card),
+                "{name} is not shown as {status}"
+            );
+        }
+        assert!(out.contains("3.25 ms"));
+        let at = |name: &str| out.find(&format!(">{name}<")).unwrap();
+        assert!(
+            at("orders::db_write") < at("payments::api"),
+            "registration order within a status"
+        );
+        assert!(
+            at("payments::api") < at("disk::free"),
+            "failures before warnings"
+        );
+        assert!(at("disk::free") < at("mail::smtp") && at("mail::smtp") < at("db::ping"));
+        assert!(out.contains("<strong>timeout</strong>: did not finish within 2s"));
+        assert!(out.contains("<p class=\"note\">only 9% free</p>"));
+        assert!(out.contains("<p class=\"note\">SMTP_HOST is not set</p>"));
+        assert!(out.contains("<dt>free_pct</dt><dd>9</dd>"));
+        assert!(out.contains("version 1.4.2 · release 9f2c1ab"));
+    }
+
+    #[test]
+    fn passing_run_with_a_warning_shows_warn() {
+        let out = page(&fixtures::passing());
+        assert!(out.contains("<header class=\"s-warn\">"));
+        assert!(out.contains("3 checks: 1 passed, 1 warned, 0 failed, 1 skipped"));
+    }
+
+    #[test]
+    fn restricted_report_shows_no_messages() {
+        let out = page(&fixtures::mixed().restrict(Detail::Checks));
+        assert!(out.contains("<strong>assertion</strong></p>"));
+        assert!(!out.contains("expected 1 row"));
+        assert!(!out.contains("SMTP_HOST"));
+        let status_only = page(&fixtures::mixed().restrict(Detail::Status));
+        assert!(!status_only.contains("<ol>"));
+        assert!(!status_only.contains("db::ping"));
+    }
+
+    #[test]
+    fn page_is_self_contained_and_fits_a_phone() {
+        let out = page(&fixtures::mixed());
+        assert!(out.contains("name=\"viewport\" content=\"width=device-width, initial-scale=1\""));
+        for external in [
+            "<link", "<script", "<img", "src=", "href=", "url(", "@import",
+        ] {
+            assert!(!out.contains(external), "page loads something: {external}");
+        }
+    }
+
+    #[test]
+    fn group_history_is_shown_on_failing_checks() {
+        let mut report = fixtures::mixed();
+        report.group = Some("ready".into());
+        report.history.insert(
+            "orders::db_write".into(),
+            crate::report::CheckHistory {
+                consecutive_failures: 4,
+                last_success: Some("2026-11-22T08:40:41.500Z".into()),
+                last_failure: None,
+            },
+        );
+        let out = page(&report);
+        assert!(out.contains("group ready · started"));
+        assert!(out.contains(" · failed 4 runs in a row · last passed 2026-11-22T08:40:41.500Z"));
+    }
+
+    #[test]
+    fn cached_report_says_how_old_it_is() {
+        let mut report = fixtures::passing();
+        report.cached = true;
+        report.age_ms = Some(12_345.0);
+        assert!(page(&report).contains("cached result, 12.3 s old"));
+    }
+}

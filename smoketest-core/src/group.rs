@@ -1,0 +1,792 @@
+//! Groups: named selections of checks, each served on its own path with its own status code
+//! and detail level, and optionally run in the background on a schedule.
+//!
+//! The mount path (`/smoketest`) answers deploy pipelines and people: it runs every selected
+//! check live, for every request. Platforms want something else. Kubernetes asks two
+//! questions many times a minute — *is this process alive?* and *should it get traffic?* —
+//! and a monitor wants an answer that does not flap on one slow query. A [`Group`] is such a
+//! question: which checks answer it (by name or tag, with exclusions), where it is served,
+//! which status a failure gets, how much the caller sees, and whether it runs live or on a
+//! schedule.
+//!
+//! # Presets
+//!
+//! | preset | path | members | detail | on failure | runs |
+//! | --- | --- | --- | --- | --- | --- |
+//! | [`Group::live`] | `/livez` | none unless added; only in-process checks belong here | status only | 503 | live |
+//! | [`Group::ready`] | `/readyz` | add the dependencies traffic needs (`.tag("db")`) | status only | 503 | live, or [`every`](Group::every) |
+//! | [`Group::deploy`] | none until [`path`](Group::path) | every check | the builder's | the builder's (500) | always live |
+//!
+//! **Liveness must not depend on external systems.** When the database is down, every
+//! replica fails the same check; a liveness probe that includes it makes Kubernetes restart
+//! all of them, which fixes nothing and adds a thundering herd when the database returns.
+//! `live` with no members answers 200 whenever the process can serve HTTP at all, which is
+//! what liveness means; add only checks of the process's own state (a deadlocked worker
+//! pool, a stuck event loop). Readiness may depend on what the pod needs to serve traffic:
+//! failing it takes the pod out of the Service's endpoints without a restart.
+//!
+//! ```yaml
+//! # Kubernetes: the probes of a container serving on port 8080.
+//! livenessProbe:
+//!   httpGet: { path: /livez, port: 8080 }
+//!   periodSeconds: 10
+//!   timeoutSeconds: 2
+//!   failureThreshold: 3
+//! readinessProbe:
+//!   httpGet: { path: /readyz, port: 8080 }
+//!   periodSeconds: 5
+//!   timeoutSeconds: 2        # background mode answers from memory, well inside this
+//!   failureThreshold: 2
+//! startupProbe:              # slow starts do not count against liveness
+//!   httpGet: { path: /readyz, port: 8080 }
+//!   periodSeconds: 2
+//!   failureThreshold: 30
+//! ```
+//!
+//! # Background mode
+//!
+//! With [`every`](Group::every) a group runs on a schedule (after an optional
+//! [`initial_delay`](Group::initial_delay)), and its path answers with the latest snapshot
+//! — `"cached": true` and its `age_ms` — so probes cost no database round trip and a flood
+//! of requests causes no extra runs. Until the first scheduled run finishes, a request runs
+//! the group once itself (concurrent requests share that run). Schedules start when
+//! [`build`](crate::SmoketestBuilder::build) is called inside a tokio runtime, else on the
+//! first request ([`Smoketest::start_background`] starts them explicitly); they stop when
+//! the last clone of the [`Smoketest`] is dropped. The deploy gate — the mount path and any
+//! [`Group::deploy`] — always runs live.
+//!
+//! Every run of a group, live or scheduled, updates each check's [`CheckHistory`] (last
+//! success, consecutive failures), reported under `history`. With
+//! [`failure_threshold(n)`](Group::failure_threshold) the group reports `fail` only once a
+//! check has failed `n` runs in a row: a monitor-facing group that rides out one blip.
+//! [`on_status_change`](Group::on_status_change) is called whenever the group's reported
+//! status differs from the previous run's — the place to page someone.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use smoketest_core::{from_fn, Group, Outcome, Smoketest};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let smoke = Smoketest::builder()
+//!     .without_discovery()
+//!     .check(from_fn("db::ping", |_ctx| Box::pin(async { Ok(Outcome::Pass) })).tag("db"))
+//!     .check(from_fn("payments::api", |_ctx| Box::pin(async { Ok(Outcome::Pass) })).tag("http"))
+//!     .group(Group::live())
+//!     .group(Group::ready().tag("db").every(Duration::from_secs(10)).failure_threshold(2))
+//!     .build()
+//!     .unwrap();
+//! assert!(smoke.serves("/livez") && smoke.serves("/readyz"));
+//!
+//! let (parts, ()) = http::Request::get("/readyz").body(()).unwrap().into_parts();
+//! let response = smoke.handle(&parts).await;
+//! assert_eq!(response.status(), 200);
+//!
+//! // A group that names a check nobody registered does not build.
+//! let err = Smoketest::builder()
+//!     .without_discovery()
+//!     .group(Group::new("db").check("db::pign"))
+//!     .build()
+//!     .unwrap_err();
+//! assert!(err.to_string().contains("db::pign"));
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::format::Format;
+use crate::http::RequestError;
+use crate::registry::{BuildError, Config, Entry, Inner};
+use crate::report::CheckHistory;
+use crate::{Detail, Report, Smoketest, Status};
+
+type Hook = Arc<dyn Fn(&StatusChange) + Send + Sync>;
+
+/// A named selection of checks, served on its own path. See the [module documentation](self).
+#[must_use]
+#[derive(Clone)]
+pub struct Group {
+    name: String,
+    path: Option<String>,
+    checks: Vec<String>,
+    tags: Vec<String>,
+    exclude: Vec<String>,
+    exclude_tags: Vec<String>,
+    failure_status: Option<StatusCode>,
+    detail: Option<Detail>,
+    schedule: Option<Schedule>,
+    failure_threshold: u32,
+    on_status_change: Option<Hook>,
+    live_only: bool,
+    /// Whether a group with no `check`/`tag` includes every check (`new`) or none (presets).
+    all_by_default: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    interval: Duration,
+    initial_delay: Duration,
+}
+
+/// What [`Group::on_status_change`] is told: the group's reported status changed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StatusChange {
+    /// The group's name.
+    pub group: String,
+    /// The status the previous run reported; `None` for the group's first run.
+    pub previous: Option<Status>,
+    /// The status this run reports (after the failure threshold).
+    pub current: Status,
+    /// The run's full report (not restricted: handle messages with care).
+    pub report: Report,
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("checks", &self.checks)
+            .field("tags", &self.tags)
+            .field("exclude", &self.exclude)
+            .field("exclude_tags", &self.exclude_tags)
+            .field("schedule", &self.schedule)
+            .field("failure_threshold", &self.failure_threshold)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Group {
+    /// A group called `name`, with no path (add one with [`path`](Self::path)) and every
+    /// check as a member until [`check`](Self::check) or [`tag`](Self::tag) narrows it.
+    pub fn new(name: impl Into<String>) -> Self {
+        Group {
+            name: name.into(),
+            path: None,
+            checks: Vec::new(),
+            tags: Vec::new(),
+            exclude: Vec::new(),
+            exclude_tags: Vec::new(),
+            failure_status: None,
+            detail: None,
+            schedule: None,
+            failure_threshold: 1,
+            on_status_change: None,
+            live_only: false,
+            all_by_default: true,
+        }
+    }
+
+    /// Kubernetes liveness: `live` at `/livez`, no members (add only checks of the process's
+    /// own state, never external systems), status only, 503 on failure.
+    pub fn live() -> Self {
+        let mut group = Group::new("live")
+            .path("/livez")
+            .detail(Detail::Status)
+            .failure_status(StatusCode::SERVICE_UNAVAILABLE);
+        group.all_by_default = false;
+        group
+    }
+
+    /// Kubernetes readiness: `ready` at `/readyz`, status only, 503 on failure. Add the
+    /// checks traffic depends on (`.tag("db")`); with none added it is empty, like `live`.
+    pub fn ready() -> Self {
+        let mut group = Group::new("ready")
+            .path("/readyz")
+            .detail(Detail::Status)
+            .failure_status(StatusCode::SERVICE_UNAVAILABLE);
+        group.all_by_default = false;
+        group
+    }
+
+    /// A deploy gate: every check (narrow it with [`exclude_tag`](Self::exclude_tag) etc.),
+    /// always run live — building fails if it is given a schedule. No path until
+    /// [`path`](Self::path); the mount path itself is the default deploy gate.
+    pub fn deploy() -> Self {
+        let mut group = Group::new("deploy");
+        group.live_only = true;
+        group
+    }
+
+    /// Serve the group at `path` (absolute, outside the mount path, e.g. `/readyz`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Include the check called `name`.
+    pub fn check(mut self, name: impl Into<String>) -> Self {
+        self.checks.push(name.into());
+        self
+    }
+
+    /// Include every check tagged `tag`.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Leave out the check called `name`, even if a tag includes it.
+    pub fn exclude(mut self, name: impl Into<String>) -> Self {
+        self.exclude.push(name.into());
+        self
+    }
+
+    /// Leave out every check tagged `tag`.
+    pub fn exclude_tag(mut self, tag: impl Into<String>) -> Self {
+        self.exclude_tags.push(tag.into());
+        self
+    }
+
+    /// The HTTP status when the group fails (default: the builder's
+    /// [`failure_status`](crate::SmoketestBuilder::failure_status)).
+    pub fn failure_status(mut self, status: StatusCode) -> Self {
+        self.failure_status = Some(status);
+        self
+    }
+
+    /// What callers of this group's path see (default: the builder's
+    /// [`anonymous_detail`](crate::SmoketestBuilder::anonymous_detail)).
+    pub fn detail(mut self, detail: Detail) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    /// Run the group in the background every `interval` and serve the latest snapshot.
+    pub fn every(mut self, interval: Duration) -> Self {
+        let initial_delay = self.schedule.map_or(Duration::ZERO, |s| s.initial_delay);
+        self.schedule = Some(Schedule {
+            interval,
+            initial_delay,
+        });
+        self
+    }
+
+    /// Wait this long after start before the first background run (default: none).
+    /// Only meaningful with [`every`](Self::every).
+    pub fn initial_delay(mut self, delay: Duration) -> Self {
+        if let Some(schedule) = &mut self.schedule {
+            schedule.initial_delay = delay;
+        } else {
+            self.schedule = Some(Schedule {
+                interval: Duration::ZERO,
+                initial_delay: delay,
+            });
+        }
+        self
+    }
+
+    /// Report `fail` only when some check has failed `runs` runs in a row (default 1: any
+    /// failure fails the group). For monitor-facing groups that should ride out one blip.
+    pub fn failure_threshold(mut self, runs: u32) -> Self {
+        self.failure_threshold = runs;
+        self
+    }
+
+    /// Call `hook` after every run whose reported status differs from the previous run's
+    /// (and after the first run). It runs on the runtime's thread: hand slow work (sending a
+    /// page) to a task. A panic in it is caught and logged.
+    pub fn on_status_change<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&StatusChange) + Send + Sync + 'static,
+    {
+        self.on_status_change = Some(Arc::new(hook));
+        self
+    }
+}
+
+/// The groups of a built [`Smoketest`].
+#[derive(Default)]
+pub(crate) struct Groups {
+    list: Vec<Arc<GroupRuntime>>,
+}
+
+/// A group resolved against the registry, with its state.
+pub(crate) struct GroupRuntime {
+    name: String,
+    path: Option<String>,
+    failure_status: StatusCode,
+    detail: Detail,
+    schedule: Option<Schedule>,
+    failure_threshold: u32,
+    on_status_change: Option<Hook>,
+    entries: Vec<Arc<Entry>>,
+    state: Mutex<GroupState>,
+    /// Held while the group runs: concurrent requests wait and share the result.
+    running: tokio::sync::Mutex<()>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct GroupState {
+    completed: u64,
+    latest: Option<(Report, Instant)>,
+    history: BTreeMap<String, CheckHistory>,
+    status: Option<Status>,
+}
+
+impl Drop for GroupRuntime {
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The state stays consistent across a panic (a hook's panic is caught anyway).
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Resolve `groups` against the registered checks, refusing unknown members, duplicate
+/// names and unusable paths or schedules.
+pub(crate) fn resolve(
+    groups: Vec<Group>,
+    entries: &[Arc<Entry>],
+    config: &Config,
+) -> Result<Groups, BuildError> {
+    let names: BTreeSet<&str> = entries.iter().map(|e| &*e.name).collect();
+    let tags: BTreeSet<&str> = entries
+        .iter()
+        .flat_map(|e| e.tags.iter().map(String::as_str))
+        .collect();
+    let mut seen_names = BTreeSet::new();
+    let mut seen_paths = BTreeSet::new();
+    let mut list = Vec::with_capacity(groups.len());
+    for group in groups {
+        let config_error =
+            |message: String| BuildError::Config(format!("group `{}`: {message}", group.name));
+        if group.name.is_empty() {
+            return Err(BuildError::Config("a group needs a name".into()));
+        }
+        if !seen_names.insert(group.name.clone()) {
+            return Err(config_error("two groups have this name".into()));
+        }
+        for name in group.checks.iter().chain(&group.exclude) {
+            if !names.contains(name.as_str()) {
+                return Err(BuildError::UnknownGroupMember {
+                    group: group.name.clone(),
+                    member: format!("the check `{name}`"),
+                    known: format!("checks: {}", list_or_none(&names)),
+                });
+            }
+        }
+        for tag in group.tags.iter().chain(&group.exclude_tags) {
+            if !tags.contains(tag.as_str()) {
+                return Err(BuildError::UnknownGroupMember {
+                    group: group.name.clone(),
+                    member: format!("the tag `{tag}`"),
+                    known: format!("tags in use: {}", list_or_none(&tags)),
+                });
+            }
+        }
+        if let Some(path) = &group.path {
+            validate_path(path, &config.path).map_err(config_error)?;
+            if !seen_paths.insert(path.clone()) {
+                return Err(config_error(format!(
+                    "another group is already served at `{path}`"
+                )));
+            }
+        }
+        if let Some(schedule) = group.schedule {
+            if group.live_only {
+                return Err(config_error(
+                    "a deploy gate always runs live; remove `every`/`initial_delay`".into(),
+                ));
+            }
+            if schedule.interval.is_zero() {
+                return Err(config_error(
+                    "`initial_delay` needs `every(interval)` with an interval above zero".into(),
+                ));
+            }
+        }
+        if group.failure_threshold == 0 {
+            return Err(config_error(
+                "`failure_threshold` must be at least 1".into(),
+            ));
+        }
+
+        let includes_all = group.all_by_default && group.checks.is_empty() && group.tags.is_empty();
+        let members = entries
+            .iter()
+            .filter(|e| {
+                includes_all
+                    || group.checks.iter().any(|n| **n == *e.name)
+                    || e.tags.iter().any(|t| group.tags.contains(t))
+            })
+            .filter(|e| !group.exclude.iter().any(|n| **n == *e.name))
+            .filter(|e| !e.tags.iter().any(|t| group.exclude_tags.contains(t)))
+            .cloned()
+            .collect();
+        list.push(Arc::new(GroupRuntime {
+            name: group.name,
+            path: group.path,
+            failure_status: group.failure_status.unwrap_or(config.failure_status),
+            detail: group.detail.unwrap_or(config.anonymous_detail),
+            schedule: group.schedule,
+            failure_threshold: group.failure_threshold,
+            on_status_change: group.on_status_change,
+            entries: members,
+            state: Mutex::new(GroupState::default()),
+            running: tokio::sync::Mutex::new(()),
+            task: Mutex::new(None),
+        }));
+    }
+    Ok(Groups { list })
+}
+
+fn list_or_none(items: &BTreeSet<&str>) -> String {
+    if items.is_empty() {
+        "(none)".to_string()
+    } else {
+        items.iter().copied().collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn validate_path(path: &str, mount: &str) -> Result<(), String> {
+    if !path.starts_with('/') || (path.len() > 1 && path.ends_with('/')) {
+        return Err(format!(
+            "path `{path}` must start with `/` and not end with one"
+        ));
+    }
+    if path.contains(['?', '#']) {
+        return Err(format!("path `{path}` cannot contain `?` or `#`"));
+    }
+    let under_mount = mount == "/"
+        || path == mount
+        || path
+            .strip_prefix(mount)
+            .is_some_and(|rest| rest.starts_with('/'));
+    if under_mount {
+        return Err(format!(
+            "path `{path}` is inside the mount path `{mount}`, where it would shadow a check; serve groups beside it (`/readyz`)"
+        ));
+    }
+    Ok(())
+}
+
+impl Smoketest {
+    /// The names of the groups, in the order they were added.
+    pub fn group_names(&self) -> impl Iterator<Item = &str> {
+        self.inner.groups.list.iter().map(|g| g.name.as_str())
+    }
+
+    /// The paths the groups are served at (`/livez`, `/readyz`), for adapters that route
+    /// by path rather than asking [`Smoketest::serves`].
+    pub fn group_paths(&self) -> impl Iterator<Item = &str> {
+        self.inner
+            .groups
+            .list
+            .iter()
+            .filter_map(|g| g.path.as_deref())
+    }
+
+    /// The names of the checks in group `name`, or `None` if there is no such group.
+    pub fn group_members(&self, name: &str) -> Option<Vec<&str>> {
+        self.group_named(name)
+            .map(|g| g.entries.iter().map(|e| &*e.name).collect())
+    }
+
+    /// Run group `name` now, live (also for a background group), updating its history and
+    /// calling its status-change hook like any of its runs. `None` if there is no such group.
+    pub async fn run_group(&self, name: &str) -> Option<Report> {
+        let group = self.group_named(name)?.clone();
+        Some(self.run_group_shared(group).await)
+    }
+
+    /// Start the schedules of background groups, if they are not running. Idempotent.
+    /// [`build`](crate::SmoketestBuilder::build) calls it when inside a tokio runtime, and
+    /// every request does otherwise; call it yourself to start the schedules before the
+    /// first request when you build outside a runtime. Does nothing outside a runtime.
+    pub fn start_background(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        for (index, group) in self.inner.groups.list.iter().enumerate() {
+            let Some(schedule) = group.schedule else {
+                continue;
+            };
+            let mut task = lock(&group.task);
+            if task.as_ref().is_some_and(|t| !t.is_finished()) {
+                continue;
+            }
+            let weak = Arc::downgrade(&self.inner);
+            *task = Some(tokio::spawn(run_on_schedule(weak, index, schedule)));
+        }
+    }
+
+    fn group_named(&self, name: &str) -> Option<&Arc<GroupRuntime>> {
+        self.inner.groups.list.iter().find(|g| g.name == name)
+    }
+
+    /// The group served at `path`, if any.
+    pub(crate) fn group_at(&self, path: &str) -> Option<&Arc<GroupRuntime>> {
+        self.inner
+            .groups
+            .list
+            .iter()
+            .find(|g| g.path.as_deref() == Some(path))
+    }
+
+    /// Answer a request to a group's path: `GET`/`HEAD`, `?format=` and `Accept` as on the
+    /// mount path; selection parameters are refused (the group is the selection). `caller`
+    /// is the detail the caller is entitled to beyond the group's own (an authorized
+    /// caller's), or `None` for the group's level.
+    pub(crate) async fn handle_group(
+        &self,
+        group: &Arc<GroupRuntime>,
+        parts: &Parts,
+        caller: Option<Detail>,
+    ) -> Response<Bytes> {
+        self.start_background();
+        let (format, head) = match parse_group_request(group, parts) {
+            Ok(parsed) => parsed,
+            Err(e) => return e.into_response(),
+        };
+        let report = if group.schedule.is_some() {
+            self.group_snapshot(group).await
+        } else {
+            self.run_group_shared(group.clone()).await
+        };
+        let detail = caller.map_or(group.detail, |d| d.max(group.detail));
+        let report = report.restrict(detail);
+        format.response(&report, detail, group.failure_status, head)
+    }
+
+    /// The latest snapshot of a background group, marked cached with its age; the first
+    /// request before any run completes runs the group itself.
+    async fn group_snapshot(&self, group: &Arc<GroupRuntime>) -> Report {
+        if let Some((report, finished)) = &lock(&group.state).latest {
+            let mut report = report.clone();
+            report.cached = true;
+            report.age_ms = Some(crate::report::millis(finished.elapsed()));
+            return report;
+        }
+        self.run_group_shared(group.clone()).await
+    }
+
+    /// Run the group, unless a run that finished while this call waited for the group's lock
+    /// can answer it (concurrent requests share one run). The run is spawned so that a caller
+    /// that hangs up cannot leave its history half-updated.
+    async fn run_group_shared(&self, group: Arc<GroupRuntime>) -> Report {
+        let seen = lock(&group.state).completed;
+        let smoke = self.clone();
+        let task = tokio::spawn(async move {
+            let _running = group.running.lock().await;
+            {
+                let state = lock(&group.state);
+                if state.completed > seen
+                    && let Some((report, _)) = &state.latest
+                {
+                    return report.clone();
+                }
+            }
+            let report = smoke.run_selected(group.entries.clone()).await;
+            group.record(report)
+        });
+        task.await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+}
+
+impl GroupRuntime {
+    /// Fold a finished run into the history, apply the threshold, keep it as the latest
+    /// snapshot and call the hook if the reported status changed.
+    fn record(&self, mut report: Report) -> Report {
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let mut state = lock(&self.state);
+        for check in &report.checks {
+            let history = state.history.entry(check.name.clone()).or_default();
+            match check.status {
+                Status::Fail => {
+                    history.consecutive_failures = history.consecutive_failures.saturating_add(1);
+                    history.last_failure = Some(now.clone());
+                }
+                Status::Pass | Status::Warn => {
+                    history.consecutive_failures = 0;
+                    history.last_success = Some(now.clone());
+                }
+                Status::Skip => {}
+            }
+        }
+        if report.status == Status::Fail {
+            let over_threshold = report.checks.iter().any(|c| {
+                c.status == Status::Fail
+                    && state.history[&c.name].consecutive_failures >= self.failure_threshold
+            });
+            if !over_threshold {
+                report.status = Status::Pass;
+            }
+        }
+        report.group = Some(self.name.clone());
+        report.history = report
+            .checks
+            .iter()
+            .map(|c| (c.name.clone(), state.history[&c.name].clone()))
+            .collect();
+        state.completed += 1;
+        state.latest = Some((report.clone(), Instant::now()));
+        let previous = state.status.replace(report.status);
+        drop(state);
+
+        if previous != Some(report.status) {
+            if report.status == Status::Fail || previous.is_some() {
+                tracing::warn!(
+                    group = %self.name,
+                    previous = previous.map_or("none", Status::as_str),
+                    current = %report.status,
+                    "smoke check group changed status"
+                );
+            }
+            if let Some(hook) = &self.on_status_change {
+                let change = StatusChange {
+                    group: self.name.clone(),
+                    previous,
+                    current: report.status,
+                    report: report.clone(),
+                };
+                if std::panic::catch_unwind(AssertUnwindSafe(|| hook(&change))).is_err() {
+                    tracing::error!(group = %self.name, "the status-change hook panicked");
+                }
+            }
+        }
+        report
+    }
+}
+
+/// The background loop of one group. Holds the registry only weakly between runs, so it
+/// ends when the last `Smoketest` is dropped.
+async fn run_on_schedule(weak: Weak<Inner>, index: usize, schedule: Schedule) {
+    tokio::time::sleep(schedule.initial_delay).await;
+    let mut ticker = tokio::time::interval(schedule.interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let smoke = Smoketest { inner };
+        let group = smoke.inner.groups.list[index].clone();
+        smoke.run_group_shared(group).await;
+    }
+}
+
+/// Method, query and `Accept` of a request to a group's path.
+fn parse_group_request(
+    group: &GroupRuntime,
+    parts: &Parts,
+) -> Result<(Format, bool), RequestError> {
+    let head = match parts.method {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => {
+            return Err(RequestError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                kind: "method_not_allowed",
+                parameter: None,
+                message: format!(
+                    "{} is not allowed here; use GET (or HEAD for the status alone)",
+                    parts.method
+                ),
+            });
+        }
+    };
+    let bad = |parameter: &str, message: String| RequestError {
+        status: StatusCode::BAD_REQUEST,
+        kind: "bad_request",
+        parameter: Some(parameter.to_string()),
+        message,
+    };
+    let mut param = None;
+    for pair in parts
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |raw: &str| {
+            percent_decode_str(&raw.replace('+', " "))
+                .decode_utf8()
+                .map(|s| s.into_owned())
+        };
+        let key = decode(raw_key).map_err(|_| {
+            bad(
+                raw_key,
+                format!("the parameter name `{raw_key}` is not valid percent-encoded UTF-8"),
+            )
+        })?;
+        let value = decode(raw_value).map_err(|_| {
+            bad(
+                &key,
+                format!("the value of `{key}` is not valid percent-encoded UTF-8"),
+            )
+        })?;
+        match key.as_str() {
+            "format" if param.is_some() => {
+                return Err(bad("format", "`format` is given more than once".into()));
+            }
+            "format" => {
+                param = Some(Format::from_param(&value).ok_or_else(|| {
+                    bad(
+                        "format",
+                        format!(
+                            "unknown format `{value}`; use one of: {}",
+                            Format::ALL
+                                .iter()
+                                .map(|f| f.param())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })?);
+            }
+            "tag" | "check" | "exclude" => {
+                return Err(bad(
+                    &key,
+                    format!(
+                        "`{key}` cannot narrow the group `{}`: its path serves the whole group; narrow the mount path's selection instead",
+                        group.name
+                    ),
+                ));
+            }
+            _ => {
+                return Err(bad(
+                    &key,
+                    format!("unknown parameter `{key}`; a group's path knows only: format"),
+                ));
+            }
+        }
+    }
+    let accept = match parts.headers.get(http::header::ACCEPT) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| bad("Accept", "the Accept header is not valid ASCII".into()))?,
+        ),
+    };
+    let format = Format::negotiate(accept, param).map_err(|e| RequestError {
+        status: StatusCode::NOT_ACCEPTABLE,
+        kind: "not_acceptable",
+        parameter: Some("Accept".to_string()),
+        message: format!("{e}; or ask with ?format="),
+    })?;
+    Ok((format, head))
+}

@@ -1,0 +1,160 @@
+//! Emission through the [`metrics`] facade (feature `metrics`): every run's outcome lands in
+//! whatever exporter the service already installed, next to its own metrics.
+//!
+//! After each run (the mount path, a group, a background schedule):
+//!
+//! | metric | kind | labels |
+//! | --- | --- | --- |
+//! | `smoketest_check_success` | gauge, 1 passed or warned, 0 failed (skipped checks are not set) | `check` |
+//! | `smoketest_check_duration_seconds` | histogram | `check` |
+//! | `smoketest_check_failures_total` | counter | `check`, `kind` |
+//! | `smoketest_runs_total` | counter | `status` |
+
+use crate::{Report, Status};
+
+/// Record `report` with the installed recorder (a no-op when none is installed).
+pub(crate) fn emit(report: &Report) {
+    for c in &report.checks {
+        let check = c.name.clone();
+        if c.status != Status::Skip {
+            let success = if c.status == Status::Fail { 0.0 } else { 1.0 };
+            metrics::gauge!("smoketest_check_success", "check" => check.clone()).set(success);
+        }
+        metrics::histogram!("smoketest_check_duration_seconds", "check" => check.clone())
+            .record(c.duration_ms / 1000.0);
+        if let Some(e) = &c.error {
+            metrics::counter!(
+                "smoketest_check_failures_total",
+                "check" => check,
+                "kind" => e.kind.clone()
+            )
+            .increment(1);
+        }
+    }
+    metrics::counter!("smoketest_runs_total", "status" => report.status.as_str()).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{
+        Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata,
+        Recorder, SharedString, Unit,
+    };
+
+    use crate::{CheckError, Outcome, Selection, Smoketest, from_fn};
+
+    type Values = Arc<Mutex<BTreeMap<String, f64>>>;
+
+    /// Keeps the last value (gauges), the sum (counters) or the count (histograms) of each
+    /// metric, keyed `name{label=value,…}`.
+    #[derive(Default)]
+    struct Capture {
+        values: Values,
+    }
+
+    struct Handle {
+        key: String,
+        values: Values,
+    }
+
+    impl Handle {
+        fn update(&self, f: impl FnOnce(f64) -> f64) {
+            let mut values = self.values.lock().unwrap();
+            let value = values.entry(self.key.clone()).or_insert(0.0);
+            *value = f(*value);
+        }
+    }
+
+    impl CounterFn for Handle {
+        fn increment(&self, value: u64) {
+            self.update(|v| v + value as f64);
+        }
+        fn absolute(&self, value: u64) {
+            self.update(|_| value as f64);
+        }
+    }
+
+    impl GaugeFn for Handle {
+        fn increment(&self, value: f64) {
+            self.update(|v| v + value);
+        }
+        fn decrement(&self, value: f64) {
+            self.update(|v| v - value);
+        }
+        fn set(&self, value: f64) {
+            self.update(|_| value);
+        }
+    }
+
+    impl HistogramFn for Handle {
+        fn record(&self, _value: f64) {
+            self.update(|v| v + 1.0);
+        }
+    }
+
+    impl Capture {
+        fn handle(&self, key: &Key) -> Arc<Handle> {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            Arc::new(Handle {
+                key: format!("{}{{{}}}", key.name(), labels.join(",")),
+                values: self.values.clone(),
+            })
+        }
+    }
+
+    impl Recorder for Capture {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(self.handle(key))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(self.handle(key))
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(self.handle(key))
+        }
+    }
+
+    #[test]
+    fn every_run_is_recorded_with_the_installed_recorder() {
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .check(from_fn("ok", |_| Box::pin(async { Ok(Outcome::Pass) })))
+            .check(from_fn("skipped", |_| {
+                Box::pin(async { Ok(Outcome::skip("n/a")) })
+            }))
+            .check(from_fn("broken", |_| {
+                Box::pin(async { Err(CheckError::assertion("no")) })
+            }))
+            .build()
+            .unwrap();
+        let capture = Capture::default();
+        metrics::with_local_recorder(&capture, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            for _ in 0..2 {
+                runtime.block_on(smoke.run(&Selection::all())).unwrap();
+            }
+        });
+        let values = capture.values.lock().unwrap().clone();
+        assert_eq!(values["smoketest_check_success{check=ok}"], 1.0);
+        assert_eq!(values["smoketest_check_success{check=broken}"], 0.0);
+        assert!(!values.contains_key("smoketest_check_success{check=skipped}"));
+        assert_eq!(values["smoketest_check_duration_seconds{check=ok}"], 2.0);
+        assert_eq!(
+            values["smoketest_check_failures_total{check=broken,kind=assertion}"],
+            2.0
+        );
+        assert_eq!(values["smoketest_runs_total{status=fail}"], 2.0);
+    }
+}
