@@ -62,6 +62,15 @@ async fn run() -> Result<(), String> {
     }
     let smoke = builder
         .anonymous_detail(smoketest::Detail::Full)
+        // Kubernetes probes (YAML in the README): /livez depends on nothing external, so a
+        // database outage never restarts the pod; /readyz takes it out of rotation instead.
+        // Readiness runs in the background every 5 s and probes read the latest snapshot.
+        .group(smoketest::Group::live())
+        .group(
+            smoketest::Group::ready()
+                .check("db::ping")
+                .every(std::time::Duration::from_secs(5)),
+        )
         .build()
         .map_err(|e| e.to_string())?;
 
