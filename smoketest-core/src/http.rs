@@ -12,11 +12,16 @@
 //! | `GET /smoketest/{name}` | run one check; 404 if there is none of that name |
 //! | `?tag=a&tag=b`, `?check=a`, `?exclude=a` | narrow the selection; an unknown check name is 404 |
 //! | `?format=json\|text` | overrides `Accept`; an unsatisfiable `Accept` is 406 |
+//! | `?fresh=1` | skip the cache and the rate limit ([`engine`](crate::engine)); authorized callers only, anonymous ones get 403 |
+//! | no or wrong credentials | 401 with `WWW-Authenticate: Bearer` when a token is required or a wrong one is sent ([`auth`](crate::auth)) |
+//! | limits reached, no earlier report | 503 with `Retry-After` ([`engine`](crate::engine)) |
 //! | `HEAD` | as `GET`, without the body |
 //! | other methods | 405 with `Allow: GET, HEAD` |
 //! | unknown or malformed parameters | 400 with a JSON error naming the parameter |
 //!
-//! Every answer carries `Cache-Control: no-store`.
+//! Every answer carries `Cache-Control: no-store`. Credentials are checked before anything
+//! else, and the report is restricted to the caller's [`Detail`](crate::Detail) level
+//! before any writer runs, so every format shows the same.
 //!
 //! # Example
 //!
@@ -49,10 +54,12 @@ use http::{Method, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
+use crate::auth::Caller;
+use crate::engine::Refusal;
 use crate::format::Format;
 use crate::{Selection, Smoketest, Status};
 
-const PARAMETERS: &str = "tag, check, exclude, format";
+const PARAMETERS: &str = "tag, check, exclude, format, fresh";
 
 /// A request the endpoint refuses, with the status and the JSON error body it gets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -109,6 +116,12 @@ impl RequestError {
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                crate::auth::www_authenticate(self.kind),
+            );
+        }
         response
     }
 }
@@ -122,6 +135,8 @@ pub struct EndpointRequest {
     pub format: Format,
     /// `HEAD`: answer without a body.
     pub head: bool,
+    /// `?fresh=1`: bypass the cache and the rate limit (authorized callers only).
+    pub fresh: bool,
 }
 
 impl Smoketest {
@@ -143,21 +158,33 @@ impl Smoketest {
 
     /// Answer one request to the endpoint. See the [module documentation](self).
     pub async fn handle(&self, parts: &Parts) -> Response<Bytes> {
+        // Credentials first: an anonymous caller learns nothing, not even which names exist.
+        let caller = match self.authorize(parts) {
+            Ok(caller) => caller,
+            Err(e) => return e.into_response(),
+        };
         let request = match self.parse_request(parts) {
             Ok(request) => request,
             Err(e) => return e.into_response(),
         };
-        let report = match self.run(&request.selection).await {
+        if request.fresh && caller != Caller::Authorized {
+            return fresh_forbidden().into_response();
+        }
+        let report = match self.serve(&request.selection, request.fresh).await {
             Ok(report) => report,
-            Err(unknown) => {
+            Err(Refusal::Unknown(unknown)) => {
                 return RequestError::not_found(format!(
                     "{unknown}; GET {} lists every check",
                     self.path()
                 ))
                 .into_response();
             }
+            Err(Refusal::Throttled {
+                retry_after,
+                reason,
+            }) => return throttled(retry_after, reason),
         };
-        let report = report.restrict(self.inner.config.anonymous_detail);
+        let report = report.restrict(caller.detail(self.inner.config.anonymous_detail));
         let status = if report.status == Status::Fail {
             self.inner.config.failure_status
         } else {
@@ -222,6 +249,7 @@ impl Smoketest {
         }
 
         let mut format = None;
+        let mut fresh = None;
         if let Some(query) = parts.uri.query() {
             for pair in query.split('&').filter(|p| !p.is_empty()) {
                 let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -275,6 +303,15 @@ impl Smoketest {
                         })?;
                         format = Some(f);
                     }
+                    "fresh" => {
+                        if fresh.is_some() {
+                            return Err(RequestError::bad_parameter(
+                                "fresh",
+                                "`fresh` is given more than once".to_string(),
+                            ));
+                        }
+                        fresh = Some(parse_flag("fresh", &value)?);
+                    }
                     _ => {
                         return Err(RequestError::bad_parameter(
                             &key,
@@ -310,6 +347,7 @@ impl Smoketest {
             selection,
             format,
             head,
+            fresh: fresh.unwrap_or(false),
         })
     }
 }
@@ -322,4 +360,45 @@ fn decode_component(raw: &str) -> Option<String> {
         .decode_utf8()
         .ok()
         .map(|s| s.into_owned())
+}
+
+/// `?fresh`, `?fresh=1`, `?fresh=true` are on; `0` and `false` are off.
+fn parse_flag(key: &str, value: &str) -> Result<bool, RequestError> {
+    match value {
+        "" | "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        other => Err(RequestError::bad_parameter(
+            key,
+            format!("`{key}` is a flag: use `?{key}=1` or `?{key}=0`, not `{other}`"),
+        )),
+    }
+}
+
+fn fresh_forbidden() -> RequestError {
+    RequestError {
+        status: StatusCode::FORBIDDEN,
+        kind: "forbidden",
+        parameter: Some("fresh".to_string()),
+        message: "`fresh` bypasses the cache and the rate limit, so only authorized callers may ask for it: send `Authorization: Bearer <token>`, or drop `fresh` to get a report within the service's limits".to_string(),
+    }
+}
+
+/// 503 with `Retry-After` (whole seconds, at least 1): the engine's limits are reached and
+/// there is no earlier report of this selection to serve instead.
+fn throttled(retry_after: std::time::Duration, reason: &str) -> Response<Bytes> {
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let seconds = seconds.max(1);
+    let mut response = RequestError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        kind: "throttled",
+        parameter: None,
+        message: format!(
+            "the checks are not run again yet ({reason} reached) and no earlier report of this selection exists; retry in {seconds}s"
+        ),
+    }
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }

@@ -29,16 +29,20 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod check;
 pub mod context;
+pub mod engine;
 pub mod error;
 pub mod format;
 pub mod http;
+pub mod redact;
 pub mod registry;
 pub mod report;
 pub mod runner;
 
 pub use async_trait::async_trait;
+pub use auth::{Caller, Verdict};
 pub use check::{CheckFuture, FnCheck, SmokeCheck, from_fn};
 pub use context::Context;
 pub use error::{CheckError, ErrorKind, Outcome, Result, ResultExt};

@@ -136,6 +136,10 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) entries: Vec<Arc<Entry>>,
     pub(crate) by_name: HashMap<Arc<str>, usize>,
+    // Safety (auth.rs, redact.rs, engine.rs).
+    pub(crate) access: crate::auth::Access,
+    pub(crate) redactor: crate::redact::Redactor,
+    pub(crate) engine: crate::engine::Engine,
 }
 
 /// A service's smoke checks, ready to run and serve. See the [module documentation](self).
@@ -161,6 +165,9 @@ impl Smoketest {
             config: Config::default(),
             discover: true,
             explicit: Vec::new(),
+            access: Default::default(),
+            redaction: Default::default(),
+            limits: Default::default(),
         }
     }
 
@@ -194,6 +201,10 @@ pub struct SmoketestBuilder {
     config: Config,
     discover: bool,
     explicit: Vec<(Arc<dyn SmokeCheck>, Origin)>,
+    // Safety settings; their builder methods live in auth.rs, redact.rs and engine.rs.
+    pub(crate) access: crate::auth::AccessOptions,
+    pub(crate) redaction: crate::redact::RedactOptions,
+    pub(crate) limits: crate::engine::Limits,
 }
 
 impl SmoketestBuilder {
@@ -280,6 +291,9 @@ impl SmoketestBuilder {
     /// Build, rejecting duplicate or unusable names and out-of-range settings.
     pub fn build(self) -> Result<Smoketest, BuildError> {
         let config = self.config;
+        let access = self.access.build()?;
+        let engine = self.limits.build()?;
+        let redactor = self.redaction.build();
         if config.concurrency == 0 {
             return Err(BuildError::Config("concurrency must be at least 1".into()));
         }
@@ -347,6 +361,9 @@ impl SmoketestBuilder {
                 config,
                 entries,
                 by_name,
+                access,
+                redactor,
+                engine,
             }),
         })
     }

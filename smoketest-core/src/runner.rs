@@ -122,7 +122,7 @@ impl Smoketest {
             .collect())
     }
 
-    async fn run_entries(&self, entries: Vec<Arc<Entry>>) -> Report {
+    pub(crate) async fn run_entries(&self, entries: Vec<Arc<Entry>>) -> Report {
         let config = &self.inner.config;
         let started_at = SystemTime::now();
         let start = Instant::now();
@@ -135,13 +135,14 @@ impl Smoketest {
                 let entry = entry.clone();
                 let permits = permits.clone();
                 let default_timeout = config.default_timeout;
-                tokio::spawn(run_one(entry, permits, default_timeout, deadline))
+                let smoke = self.clone();
+                tokio::spawn(run_one(entry, permits, default_timeout, deadline, smoke))
             })
             .collect();
 
         let mut checks = Vec::with_capacity(entries.len());
         for (entry, handle) in entries.iter().zip(handles) {
-            let report = match timeout_at(deadline, handle).await {
+            let mut report = match timeout_at(deadline, handle).await {
                 Ok(Ok(report)) => report,
                 Ok(Err(join_error)) => failed(
                     entry,
@@ -166,6 +167,8 @@ impl Smoketest {
                     ),
                 ),
             };
+            // Covers the fallbacks above and run_one's early return (redacting is idempotent).
+            self.inner.redactor.redact_check(&mut report);
             checks.push(report);
         }
 
@@ -182,6 +185,7 @@ async fn run_one(
     permits: Arc<Semaphore>,
     default_timeout: Duration,
     deadline: Instant,
+    smoke: Smoketest,
 ) -> CheckReport {
     let queued = Instant::now();
     let Ok(Ok(_permit)) = timeout_at(deadline, permits.acquire_owned()).await else {
@@ -260,6 +264,8 @@ async fn run_one(
         }
     };
     report.observed = observed;
+    // Once, before anything (report, format, log line) can show it.
+    smoke.inner.redactor.redact_check(&mut report);
     match report.status {
         Status::Fail => {
             let e = report.error.as_ref().expect("failed checks carry an error");
