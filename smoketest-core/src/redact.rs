@@ -243,18 +243,23 @@ fn key_values(text: &str) -> Cow<'_, str> {
     // diagnosis while `db_password=…` and `"access_token": "…"` lose their values.
     static RE: LazyLock<Regex> = LazyLock::new(|| {
         regex(
-            r#"(?i)\b([a-z0-9_.\-]*(?:password|passwd|pwd|passphrase|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|signature|credential|sig)["']?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&;,"'<>)}\]]+)"#,
+            r#"(?i)\b([a-z0-9_.\-]*(?:password|passwd|pwd|passphrase|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|signature|credential|sig)["']?\s*[=:]\s*)(Some\("[^"]*"\)|"[^"]*"|'[^']*'|[^\s&;,"'<>)}\]]+)"#,
         )
     });
     RE.replace_all(text, |c: &Captures| {
         let value = &c[2];
-        // MySQL's "(using password: YES)" says whether one was sent, not what it was.
-        if value.eq_ignore_ascii_case("yes") || value.eq_ignore_ascii_case("no") {
+        // MySQL's "(using password: YES)" says whether one was sent, not what it was; a
+        // value starting with *** was redacted already (`https://x-access-token:***@host`).
+        if value.eq_ignore_ascii_case("yes")
+            || value.eq_ignore_ascii_case("no")
+            || value.starts_with("***")
+        {
             return c[0].to_string();
         }
         let quoted = match value.as_bytes().first() {
             Some(b'"') => "\"***\"",
             Some(b'\'') => "'***'",
+            Some(b'S') if value.starts_with("Some(") => "Some(\"***\")",
             _ => "***",
         };
         format!("{}{quoted}", &c[1])

@@ -1,0 +1,286 @@
+//! Load protection through `Smoketest::handle`: single-flight, the cache, the cap on runs
+//! in flight, the rate limit, `?fresh`, and runs that outlive the request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::request::Parts;
+use smoketest_core::{Outcome, Smoketest, SmoketestBuilder, from_fn};
+use tokio::sync::Notify;
+
+const TOKEN: &str = "engine-test-token-0123456789";
+
+/// A check that counts its executions and takes `pause` to finish.
+fn counted(name: &str, runs: &Arc<AtomicUsize>, pause: Duration) -> impl smoketest_core::SmokeCheck {
+    let runs = runs.clone();
+    from_fn(name.to_string(), move |_ctx| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            tokio::time::sleep(pause).await;
+            Ok(Outcome::Pass)
+        })
+    })
+    .tag(name.split("::").next().unwrap().to_string())
+}
+
+fn base() -> SmoketestBuilder {
+    Smoketest::builder().without_discovery().bearer_token(TOKEN)
+}
+
+fn get(uri: &str) -> Parts {
+    http::Request::get(uri).body(()).unwrap().into_parts().0
+}
+
+fn authorized(uri: &str) -> Parts {
+    http::Request::get(uri)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0
+}
+
+fn json(response: &http::Response<bytes::Bytes>) -> serde_json::Value {
+    serde_json::from_slice(response.body()).expect("a JSON body")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_requests_share_one_run() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let smoke = base()
+        .check(counted("db::write", &runs, Duration::from_millis(500)))
+        .build()
+        .unwrap();
+    let requests: Vec<_> = (0..1000)
+        .map(|_| {
+            let smoke = smoke.clone();
+            tokio::spawn(async move { smoke.handle(&get("/smoketest")).await })
+        })
+        .collect();
+    for request in requests {
+        let response = request.await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(json(&response)["cached"], false, "a shared run is not a cached one");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the check ran once");
+    assert_eq!(smoke.runs_started(), 1);
+}
+
+#[tokio::test]
+async fn different_spellings_of_one_selection_share_a_run() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let smoke = base()
+        .check(counted("db::write", &runs, Duration::from_millis(200)))
+        .check(counted("cache::ping", &runs, Duration::from_millis(200)))
+        .build()
+        .unwrap();
+    let (a, b, c) = (
+        get("/smoketest/db::write"),
+        get("/smoketest?check=db::write"),
+        get("/smoketest?tag=db"),
+    );
+    let (ra, rb, rc) = tokio::join!(smoke.handle(&a), smoke.handle(&b), smoke.handle(&c));
+    for response in [ra, rb, rc] {
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_cache_serves_a_recent_report_with_its_age_until_the_ttl_passes() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let smoke = base()
+        .check(counted("db::write", &runs, Duration::ZERO))
+        .cache_ttl(Duration::from_millis(400))
+        .min_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let first = json(&smoke.handle(&get("/smoketest")).await);
+    assert_eq!(first["cached"], false);
+    assert!(first.get("age_ms").is_none());
+
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = json(&smoke.handle(&get("/smoketest")).await);
+    assert_eq!(second["cached"], true);
+    let age = second["age_ms"].as_f64().unwrap();
+    assert!((50.0..400.0).contains(&age), "age {age}");
+    assert_eq!(second["started_at"], first["started_at"], "the same report");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+    // The text format says so too.
+    let text = smoke.handle(&get("/smoketest?format=text")).await;
+    assert!(String::from_utf8_lossy(text.body()).contains("(cached)"));
+
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let third = json(&smoke.handle(&get("/smoketest")).await);
+    assert_eq!(third["cached"], false, "expired");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn fresh_is_refused_to_anonymous_callers_and_honoured_for_authorized_ones() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let smoke = base()
+        .check(counted("db::write", &runs, Duration::ZERO))
+        .cache_ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    smoke.handle(&get("/smoketest")).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+    for uri in ["/smoketest?fresh=1", "/smoketest?fresh", "/smoketest?fresh=true"] {
+        let response = smoke.handle(&get(uri)).await;
+        assert_eq!(response.status(), 403, "{uri}");
+        let error = &json(&response)["error"];
+        assert_eq!(error["kind"], "forbidden");
+        assert_eq!(error["parameter"], "fresh");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "a refused request runs nothing");
+    // Asking explicitly for the cache is fine.
+    assert_eq!(smoke.handle(&get("/smoketest?fresh=0")).await.status(), 200);
+
+    let fresh = smoke.handle(&authorized("/smoketest?fresh=1")).await;
+    assert_eq!(json(&fresh)["cached"], false);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    let cached = smoke.handle(&authorized("/smoketest")).await;
+    assert_eq!(json(&cached)["cached"], true, "without fresh, authorized callers use the cache");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+
+    let bad = smoke.handle(&authorized("/smoketest?fresh=yes")).await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(json(&bad)["error"]["parameter"], "fresh");
+}
+
+#[tokio::test]
+async fn the_rate_limit_serves_the_latest_report_or_503_with_retry_after() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let smoke = base()
+        .check(counted("db::write", &runs, Duration::ZERO))
+        .check(counted("cache::ping", &runs, Duration::ZERO))
+        .min_interval(Duration::from_secs(30))
+        .burst(2)
+        .build()
+        .unwrap();
+    assert_eq!(json(&smoke.handle(&get("/smoketest/db::write")).await)["cached"], false);
+    assert_eq!(json(&smoke.handle(&get("/smoketest/db::write")).await)["cached"], false);
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "the burst");
+
+    // Over the limit: the latest report of the same selection, marked as such.
+    let limited = json(&smoke.handle(&get("/smoketest/db::write")).await);
+    assert_eq!(limited["cached"], true);
+    assert!(limited["age_ms"].as_f64().is_some());
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+
+    // A selection that never ran has nothing to fall back on.
+    let response = smoke.handle(&get("/smoketest/cache::ping")).await;
+    assert_eq!(response.status(), 503);
+    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry), "Retry-After {retry}");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(json(&response)["error"]["kind"], "throttled");
+
+    // A deploy gate with a token and ?fresh=1 is not held back by the rate.
+    let fresh = smoke.handle(&authorized("/smoketest/cache::ping?fresh=1")).await;
+    assert_eq!(fresh.status(), 200);
+    assert_eq!(json(&fresh)["cached"], false);
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_in_flight_are_capped() {
+    let release = Arc::new(Notify::new());
+    let started = Arc::new(AtomicUsize::new(0));
+    let blocking = |name: &str| {
+        let (release, started) = (release.clone(), started.clone());
+        from_fn(name.to_string(), move |_ctx| {
+            let (release, started) = (release.clone(), started.clone());
+            Box::pin(async move {
+                // Created before counting, so a notify_waiters() after the count reaches it.
+                let released = release.notified();
+                started.fetch_add(1, Ordering::SeqCst);
+                released.await;
+                Ok(Outcome::Pass)
+            })
+        })
+    };
+    let smoke = base()
+        .check(blocking("a"))
+        .check(blocking("b"))
+        .check(blocking("c"))
+        .max_runs_in_flight(2)
+        .min_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+
+    let a = tokio::spawn({
+        let smoke = smoke.clone();
+        async move { smoke.handle(&get("/smoketest/a")).await }
+    });
+    let b = tokio::spawn({
+        let smoke = smoke.clone();
+        async move { smoke.handle(&get("/smoketest/b")).await }
+    });
+    while started.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Two runs in flight: a third selection is turned away, even with a token and fresh.
+    let c = smoke.handle(&get("/smoketest/c")).await;
+    assert_eq!(c.status(), 503);
+    assert_eq!(c.headers()["retry-after"], "1");
+    let c = smoke.handle(&authorized("/smoketest/c?fresh=1")).await;
+    assert_eq!(c.status(), 503);
+    assert_eq!(started.load(Ordering::SeqCst), 2, "c never started");
+    assert_eq!(smoke.runs_started(), 2);
+
+    release.notify_waiters();
+    assert_eq!(a.await.unwrap().status(), 200);
+    assert_eq!(b.await.unwrap().status(), 200);
+    // Capacity is back once they finish.
+    let c = tokio::spawn({
+        let smoke = smoke.clone();
+        async move { smoke.handle(&get("/smoketest/c")).await }
+    });
+    while started.load(Ordering::SeqCst) < 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    release.notify_waiters();
+    assert_eq!(c.await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_hanging_up_does_not_cancel_the_run() {
+    let finished = Arc::new(AtomicUsize::new(0));
+    let done = finished.clone();
+    let smoke = base()
+        .check(from_fn("slow", move |_ctx| {
+            let done = done.clone();
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                done.fetch_add(1, Ordering::SeqCst);
+                Ok(Outcome::Pass)
+            })
+        }))
+        .cache_ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    // The client gives up after 20 ms.
+    let gave_up = tokio::time::timeout(Duration::from_millis(20), smoke.handle(&get("/smoketest")))
+        .await
+        .is_err();
+    assert!(gave_up);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(finished.load(Ordering::SeqCst), 1, "the check ran to its end");
+    // And its report was kept for the next caller.
+    let next = json(&smoke.handle(&get("/smoketest")).await);
+    assert_eq!(next["cached"], true);
+    assert_eq!(smoke.runs_started(), 1);
+}
+
+#[test]
+fn limits_that_would_never_run_anything_are_refused() {
+    let err = base().max_runs_in_flight(0).build().unwrap_err();
+    assert!(err.to_string().contains("max_runs_in_flight"));
+    let err = base().burst(0).build().unwrap_err();
+    assert!(err.to_string().contains("burst"));
+}
