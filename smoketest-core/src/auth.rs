@@ -346,8 +346,17 @@ mod tests {
                 .into_parts()
                 .0
         };
-        assert!(matches!(presented(&parts("bEaReR   tok")), Presented::Bearer(b"tok")));
-        assert!(matches!(presented(&parts("Bearer")), Presented::Bearer(b"")));
-        assert!(matches!(presented(&parts("Basic dXNlcg==")), Presented::OtherScheme));
+        assert!(matches!(
+            presented(&parts("bEaReR   tok")),
+            Presented::Bearer(b"tok")
+        ));
+        assert!(matches!(
+            presented(&parts("Bearer")),
+            Presented::Bearer(b"")
+        ));
+        assert!(matches!(
+            presented(&parts("Basic dXNlcg==")),
+            Presented::OtherScheme
+        ));
     }
 }

@@ -26,6 +26,9 @@
 //! and `?tag=other-nonsense` (both selecting nothing) share one entry: a caller cannot make
 //! the engine remember unbounded numbers of selections.
 //!
+//! [`Smoketest::run`] bypasses these rules: it is for programs and tests that run the
+//! checks themselves, not for requests from the network.
+//!
 //! Runs are spawned and owned by the engine, not by the request: a caller that hangs up
 //! does not cancel a check half-way (its transaction is still rolled back, its cleanups
 //! still run), and the finished report still becomes the latest.
@@ -234,7 +237,11 @@ fn cached(report: &Report, finished: Instant, now: Instant) -> Report {
 impl Smoketest {
     /// A report for `selection` under the engine's rules: joined, cached or fresh.
     /// `fresh` (authorized callers only) skips the cache and the rate limit.
-    pub(crate) async fn serve(&self, selection: &Selection, fresh: bool) -> Result<Report, Refusal> {
+    pub(crate) async fn serve(
+        &self,
+        selection: &Selection,
+        fresh: bool,
+    ) -> Result<Report, Refusal> {
         let entries = self.select(selection).map_err(Refusal::Unknown)?;
         let key: Vec<Arc<str>> = entries.iter().map(|e| e.name.clone()).collect();
         let engine = &self.inner.engine;
@@ -245,15 +252,15 @@ impl Smoketest {
             let slot = state.slots.get(&key);
             if let Some(running) = slot.and_then(|s| s.running.clone()) {
                 Decision::Join(running)
-            } else if let Some((report, finished)) = slot
-                .and_then(|s| s.latest.as_ref())
-                .filter(|(_, finished)| {
-                    !fresh
-                        && engine
-                            .limits
-                            .cache_ttl
-                            .is_some_and(|ttl| now.saturating_duration_since(*finished) < ttl)
-                })
+            } else if let Some((report, finished)) =
+                slot.and_then(|s| s.latest.as_ref())
+                    .filter(|(_, finished)| {
+                        !fresh
+                            && engine
+                                .limits
+                                .cache_ttl
+                                .is_some_and(|ttl| now.saturating_duration_since(*finished) < ttl)
+                    })
             {
                 Decision::Serve(cached(report, *finished, now))
             } else {
@@ -341,7 +348,10 @@ impl Drop for FinishRun {
     fn drop(&mut self) {
         let mut state = self.smoke.inner.engine.lock();
         state.in_flight -= 1;
-        let slot = state.slots.entry(std::mem::take(&mut self.key)).or_default();
+        let slot = state
+            .slots
+            .entry(std::mem::take(&mut self.key))
+            .or_default();
         slot.running = None;
         if let Some(report) = self.report.take() {
             slot.latest = Some((report, Instant::now()));

@@ -206,7 +206,11 @@ fn private_key_blocks(text: &str) -> Cow<'_, str> {
         )
     });
     RE.replace_all(text, |c: &Captures| {
-        let kind = format!("{}PRIVATE KEY{}", &c[1], c.get(2).map_or("", |m| m.as_str()));
+        let kind = format!(
+            "{}PRIVATE KEY{}",
+            &c[1],
+            c.get(2).map_or("", |m| m.as_str())
+        );
         format!("-----BEGIN {kind}-----***-----END {kind}-----")
     })
 }
@@ -214,9 +218,8 @@ fn private_key_blocks(text: &str) -> Cow<'_, str> {
 fn url_passwords(text: &str) -> Cow<'_, str> {
     // The password runs to the last `@` before white space or a quote: a raw `@` in a
     // password (which drivers accept) must not leave its tail behind.
-    static RE: LazyLock<Regex> = LazyLock::new(|| {
-        regex(r#"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:@/?#"'<>]*):[^\s"'<>]*@"#)
-    });
+    static RE: LazyLock<Regex> =
+        LazyLock::new(|| regex(r#"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:@/?#"'<>]*):[^\s"'<>]*@"#));
     RE.replace_all(text, "$1:***@")
 }
 
@@ -233,8 +236,7 @@ fn authorization_headers(text: &str) -> Cow<'_, str> {
 }
 
 fn bearer_tokens(text: &str) -> Cow<'_, str> {
-    static RE: LazyLock<Regex> =
-        LazyLock::new(|| regex(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*"));
+    static RE: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*"));
     RE.replace_all(text, "$1 ***")
 }
 
@@ -327,7 +329,9 @@ impl RedactOptions {
                     variable = %name,
                     "smoketest: not redacting ${name}: its value is shorter than {MIN_LITERAL_LEN} characters"
                 ),
-                Err(_) => tracing::debug!(variable = %name, "smoketest: not redacting ${name}: it is not set"),
+                Err(_) => {
+                    tracing::debug!(variable = %name, "smoketest: not redacting ${name}: it is not set")
+                }
             }
         }
         for value in self.values {

@@ -87,7 +87,10 @@ async fn each_detail_level_shows_the_same_in_every_format() {
             // Whatever the anonymous level, a valid token sees everything.
             let (_, full) = body(&smoke, &uri, Some(&format!("Bearer {NEW_TOKEN}"))).await;
             assert!(full.contains(ERROR_TEXT), "authorized {format:?}: {full}");
-            assert!(full.contains("orders::db_write"), "authorized {format:?}: {full}");
+            assert!(
+                full.contains("orders::db_write"),
+                "authorized {format:?}: {full}"
+            );
         }
     }
 }
@@ -145,7 +148,12 @@ async fn both_tokens_of_a_rotation_are_accepted() {
         assert!(text.contains(ERROR_TEXT), "{token}: {text}");
     }
     // The scheme is case-insensitive (RFC 7235), surrounding white space is tolerated.
-    let (_, text) = body(&smoke, "/smoketest", Some(&format!("bearer   {NEW_TOKEN} "))).await;
+    let (_, text) = body(
+        &smoke,
+        "/smoketest",
+        Some(&format!("bearer   {NEW_TOKEN} ")),
+    )
+    .await;
     assert!(text.contains(ERROR_TEXT));
 }
 
@@ -253,13 +261,13 @@ async fn required_authorization_turns_anonymous_callers_away() {
 #[tokio::test]
 async fn a_custom_authorizer_decides_from_the_request() {
     let smoke = builder(Detail::Status)
-        .authorizer(
-            |parts: &Parts| match parts.headers.get("x-mesh-identity").map(|v| v.as_bytes()) {
+        .authorizer(|parts: &Parts| {
+            match parts.headers.get("x-mesh-identity").map(|v| v.as_bytes()) {
                 Some(b"deploy-pipeline") => Verdict::Authorized,
                 Some(_) => Verdict::Denied,
                 None => Verdict::Anonymous,
-            },
-        )
+            }
+        })
         .build()
         .unwrap();
     let with = |identity: Option<&'static str>| {
@@ -282,7 +290,10 @@ async fn a_custom_authorizer_decides_from_the_request() {
 fn unusable_token_settings_are_refused_at_build_time() {
     let short = builder(Detail::Checks).bearer_token("short").build();
     let err = short.unwrap_err().to_string();
-    assert!(err.contains("bearer token #1") && err.contains("at least 16"), "{err}");
+    assert!(
+        err.contains("bearer token #1") && err.contains("at least 16"),
+        "{err}"
+    );
 
     let spaced = builder(Detail::Checks)
         .bearer_token("has a space in it, sixteen+")
@@ -290,12 +301,20 @@ fn unusable_token_settings_are_refused_at_build_time() {
     assert!(spaced.unwrap_err().to_string().contains("cannot carry"));
 
     let locked_out = builder(Detail::Checks).require_authorization().build();
-    assert!(locked_out.unwrap_err().to_string().contains("lock every caller out"));
+    assert!(
+        locked_out
+            .unwrap_err()
+            .to_string()
+            .contains("lock every caller out")
+    );
 }
 
 #[test]
 fn debug_output_never_shows_tokens() {
     let smoke = smoke(Detail::Checks);
     let shown = format!("{smoke:?}");
-    assert!(!shown.contains(NEW_TOKEN) && !shown.contains(OLD_TOKEN), "{shown}");
+    assert!(
+        !shown.contains(NEW_TOKEN) && !shown.contains(OLD_TOKEN),
+        "{shown}"
+    );
 }

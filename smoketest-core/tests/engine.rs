@@ -12,7 +12,11 @@ use tokio::sync::Notify;
 const TOKEN: &str = "engine-test-token-0123456789";
 
 /// A check that counts its executions and takes `pause` to finish.
-fn counted(name: &str, runs: &Arc<AtomicUsize>, pause: Duration) -> impl smoketest_core::SmokeCheck {
+fn counted(
+    name: &str,
+    runs: &Arc<AtomicUsize>,
+    pause: Duration,
+) -> impl smoketest_core::SmokeCheck {
     let runs = runs.clone();
     from_fn(name.to_string(), move |_ctx| {
         runs.fetch_add(1, Ordering::SeqCst);
@@ -61,7 +65,11 @@ async fn a_thousand_concurrent_requests_share_one_run() {
     for request in requests {
         let response = request.await.unwrap();
         assert_eq!(response.status(), 200);
-        assert_eq!(json(&response)["cached"], false, "a shared run is not a cached one");
+        assert_eq!(
+            json(&response)["cached"],
+            false,
+            "a shared run is not a cached one"
+        );
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the check ran once");
     assert_eq!(smoke.runs_started(), 1);
@@ -129,14 +137,22 @@ async fn fresh_is_refused_to_anonymous_callers_and_honoured_for_authorized_ones(
     smoke.handle(&get("/smoketest")).await;
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 
-    for uri in ["/smoketest?fresh=1", "/smoketest?fresh", "/smoketest?fresh=true"] {
+    for uri in [
+        "/smoketest?fresh=1",
+        "/smoketest?fresh",
+        "/smoketest?fresh=true",
+    ] {
         let response = smoke.handle(&get(uri)).await;
         assert_eq!(response.status(), 403, "{uri}");
         let error = &json(&response)["error"];
         assert_eq!(error["kind"], "forbidden");
         assert_eq!(error["parameter"], "fresh");
     }
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "a refused request runs nothing");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "a refused request runs nothing"
+    );
     // Asking explicitly for the cache is fine.
     assert_eq!(smoke.handle(&get("/smoketest?fresh=0")).await.status(), 200);
 
@@ -144,7 +160,11 @@ async fn fresh_is_refused_to_anonymous_callers_and_honoured_for_authorized_ones(
     assert_eq!(json(&fresh)["cached"], false);
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     let cached = smoke.handle(&authorized("/smoketest")).await;
-    assert_eq!(json(&cached)["cached"], true, "without fresh, authorized callers use the cache");
+    assert_eq!(
+        json(&cached)["cached"],
+        true,
+        "without fresh, authorized callers use the cache"
+    );
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 
     let bad = smoke.handle(&authorized("/smoketest?fresh=yes")).await;
@@ -162,8 +182,14 @@ async fn the_rate_limit_serves_the_latest_report_or_503_with_retry_after() {
         .burst(2)
         .build()
         .unwrap();
-    assert_eq!(json(&smoke.handle(&get("/smoketest/db::write")).await)["cached"], false);
-    assert_eq!(json(&smoke.handle(&get("/smoketest/db::write")).await)["cached"], false);
+    assert_eq!(
+        json(&smoke.handle(&get("/smoketest/db::write")).await)["cached"],
+        false
+    );
+    assert_eq!(
+        json(&smoke.handle(&get("/smoketest/db::write")).await)["cached"],
+        false
+    );
     assert_eq!(runs.load(Ordering::SeqCst), 2, "the burst");
 
     // Over the limit: the latest report of the same selection, marked as such.
@@ -175,13 +201,19 @@ async fn the_rate_limit_serves_the_latest_report_or_503_with_retry_after() {
     // A selection that never ran has nothing to fall back on.
     let response = smoke.handle(&get("/smoketest/cache::ping")).await;
     assert_eq!(response.status(), 503);
-    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=30).contains(&retry), "Retry-After {retry}");
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(json(&response)["error"]["kind"], "throttled");
 
     // A deploy gate with a token and ?fresh=1 is not held back by the rate.
-    let fresh = smoke.handle(&authorized("/smoketest/cache::ping?fresh=1")).await;
+    let fresh = smoke
+        .handle(&authorized("/smoketest/cache::ping?fresh=1"))
+        .await;
     assert_eq!(fresh.status(), 200);
     assert_eq!(json(&fresh)["cached"], false);
     assert_eq!(runs.load(Ordering::SeqCst), 3);
@@ -270,7 +302,11 @@ async fn a_caller_hanging_up_does_not_cancel_the_run() {
         .is_err();
     assert!(gave_up);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(finished.load(Ordering::SeqCst), 1, "the check ran to its end");
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "the check ran to its end"
+    );
     // And its report was kept for the next caller.
     let next = json(&smoke.handle(&get("/smoketest")).await);
     assert_eq!(next["cached"], true);

@@ -17,7 +17,9 @@ fn smoke() -> Smoketest {
     Smoketest::builder()
         .without_discovery()
         .check(from_fn("db::write", |_ctx| Box::pin(async { Ok(Outcome::Pass) })).tag("db"))
-        .check(from_fn("cache", |_ctx| Box::pin(async { Ok(Outcome::Pass) })))
+        .check(from_fn("cache", |_ctx| {
+            Box::pin(async { Ok(Outcome::Pass) })
+        }))
         .bearer_token(TOKEN)
         // Only parsing is under test: no limit may answer 503.
         .min_interval(Duration::ZERO)
@@ -34,8 +36,25 @@ fn fragment() -> impl Strategy<Value = String> {
         "(%[0-9A-Fa-f]{0,2}){1,4}",
         "[\\PC]{0,6}",
         prop::sample::select(vec![
-            "tag", "check", "exclude", "format", "fresh", "db", "db::write", "cache", "json",
-            "text", "1", "0", "true", "%FF", "%C3%28", "+", "=", "&&", "smoketest",
+            "tag",
+            "check",
+            "exclude",
+            "format",
+            "fresh",
+            "db",
+            "db::write",
+            "cache",
+            "json",
+            "text",
+            "1",
+            "0",
+            "true",
+            "%FF",
+            "%C3%28",
+            "+",
+            "=",
+            "&&",
+            "smoketest",
         ])
         .prop_map(str::to_string),
     ]
@@ -43,18 +62,16 @@ fn fragment() -> impl Strategy<Value = String> {
 
 fn query() -> impl Strategy<Value = Option<String>> {
     prop::option::of(
-        prop::collection::vec((fragment(), prop::option::of(fragment())), 0..5).prop_map(
-            |pairs| {
-                pairs
-                    .into_iter()
-                    .map(|(k, v)| match v {
-                        Some(v) => format!("{k}={v}"),
-                        None => k,
-                    })
-                    .collect::<Vec<_>>()
-                    .join("&")
-            },
-        ),
+        prop::collection::vec((fragment(), prop::option::of(fragment())), 0..5).prop_map(|pairs| {
+            pairs
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Some(v) => format!("{k}={v}"),
+                    None => k,
+                })
+                .collect::<Vec<_>>()
+                .join("&")
+        }),
     )
 }
 

@@ -27,7 +27,11 @@ async fn the_values_of_named_environment_variables_are_redacted() {
         }))
         .build()
         .unwrap();
-    let request = http::Request::get("/smoketest").body(()).unwrap().into_parts().0;
+    let request = http::Request::get("/smoketest")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
     let body = String::from_utf8(smoke.handle(&request).await.body().to_vec()).unwrap();
     assert!(!body.contains("Tr0ub4dor"), "{body}");
     assert!(

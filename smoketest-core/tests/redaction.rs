@@ -22,10 +22,7 @@ fn every_pattern_replaces_exactly_the_secret() {
             "mysql://root:p@ss@10.0.0.7/shop refused",
             "mysql://root:***@10.0.0.7/shop refused",
         ),
-        (
-            "redis://:s3cret@cache:6379/0",
-            "redis://:***@cache:6379/0",
-        ),
+        ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
         (
             "GET https://deploy:ghs_16C7e42F292c6912E7710c838347Ae178B4a@github.com/org/repo.git",
             "GET https://deploy:***@github.com/org/repo.git",
@@ -53,9 +50,18 @@ fn every_pattern_replaces_exactly_the_secret() {
             "request headers: {\"authorization\": \"Basic dXNlcjpwYXNz\", \"accept\": \"*/*\"}",
             "request headers: {\"authorization\": \"Basic ***\", \"accept\": \"*/*\"}",
         ),
-        ("Authorization: Bearer abc.def.ghi", "Authorization: Bearer ***"),
-        ("Proxy-Authorization: Negotiate YII=", "Proxy-Authorization: Negotiate ***"),
-        ("sent bearer 0a1b2c3d4e to upstream", "sent bearer *** to upstream"),
+        (
+            "Authorization: Bearer abc.def.ghi",
+            "Authorization: Bearer ***",
+        ),
+        (
+            "Proxy-Authorization: Negotiate YII=",
+            "Proxy-Authorization: Negotiate ***",
+        ),
+        (
+            "sent bearer 0a1b2c3d4e to upstream",
+            "sent bearer *** to upstream",
+        ),
         // AWS.
         (
             "credentials AKIAIOSFODNN7EXAMPLE rejected",
@@ -74,7 +80,10 @@ fn every_pattern_replaces_exactly_the_secret() {
             "token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 expired",
             "token *** expired",
         ),
-        ("stripe said sk_live_51HabcdefghijklmnopQRST", "stripe said ***"),
+        (
+            "stripe said sk_live_51HabcdefghijklmnopQRST",
+            "stripe said ***",
+        ),
         (
             "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.sig-nature_x rejected",
             "jwt *** rejected",
@@ -102,7 +111,10 @@ fn every_pattern_replaces_exactly_the_secret() {
 #[test]
 fn configured_values_are_replaced_with_their_label() {
     let redactor = Redactor::new()
-        .with_value("postgres://orders:Tr0ub4dor&3@db.internal:5432/orders", Some("DATABASE_URL"))
+        .with_value(
+            "postgres://orders:Tr0ub4dor&3@db.internal:5432/orders",
+            Some("DATABASE_URL"),
+        )
         .with_value("signing-key-2f9a", None);
     assert_eq!(
         redactor.redact("cannot connect to postgres://orders:Tr0ub4dor&3@db.internal:5432/orders"),
@@ -163,12 +175,19 @@ const CORPUS: &[(&str, &[&str])] = &[
     ),
     (
         "connecting with `host=db.internal user=orders password='hunter2' sslmode=require`: pool timed out while waiting for an open connection",
-        &["host=db.internal", "pool timed out while waiting for an open connection"],
+        &[
+            "host=db.internal",
+            "pool timed out while waiting for an open connection",
+        ],
     ),
     // reqwest
     (
         "error sending request for url (https://api.payments.internal/v1/charges?api_key=sk_live_51Habcdefghijklmnop&limit=1): client error (Connect): tcp connect error: Connection refused (os error 111)",
-        &["api.payments.internal/v1/charges", "limit=1", "tcp connect error"],
+        &[
+            "api.payments.internal/v1/charges",
+            "limit=1",
+            "tcp connect error",
+        ],
     ),
     (
         "HTTP status client error (401 Unauthorized) for url (https://oauth.example.com/v1/me?access_token=ya29.a0AfH6SMBx)",
@@ -176,11 +195,18 @@ const CORPUS: &[(&str, &[&str])] = &[
     ),
     (
         "error following redirect for url (https://s3.amazonaws.com/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404)",
-        &["error following redirect", "s3.amazonaws.com/b/k", "X-Amz-Algorithm=AWS4-HMAC-SHA256"],
+        &[
+            "error following redirect",
+            "s3.amazonaws.com/b/k",
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256",
+        ],
     ),
     (
         "request to https://svc:s3cr3tpass@internal.example/health failed: headers {\"authorization\": \"Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIn0.x\", \"user-agent\": \"smoketest\"}",
-        &["internal.example/health failed", "\"user-agent\": \"smoketest\""],
+        &[
+            "internal.example/health failed",
+            "\"user-agent\": \"smoketest\"",
+        ],
     ),
     (
         "proxy refused: Proxy-Authorization: Basic dXNlcjpodW50ZXIy",
@@ -189,7 +215,10 @@ const CORPUS: &[(&str, &[&str])] = &[
     // std::io and configuration
     (
         "reading /etc/app/secrets.env: No such file or directory (os error 2)",
-        &["/etc/app/secrets.env", "No such file or directory (os error 2)"],
+        &[
+            "/etc/app/secrets.env",
+            "No such file or directory (os error 2)",
+        ],
     ),
     (
         "invalid line 3 in /etc/app/.env: AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
@@ -225,7 +254,10 @@ fn the_corpus_keeps_its_diagnosis_and_loses_its_secrets() {
             );
         }
         for word in *kept {
-            assert!(redacted.contains(word), "`{word}` was lost from:\n{redacted}");
+            assert!(
+                redacted.contains(word),
+                "`{word}` was lost from:\n{redacted}"
+            );
         }
     }
 }
@@ -326,18 +358,30 @@ async fn nothing_downstream_of_the_runner_sees_a_secret() {
             .0;
         let response = smoke.handle(&request).await;
         assert_eq!(response.status(), 500);
-        outputs.push((format!("{format:?}"), String::from_utf8(response.body().to_vec()).unwrap()));
+        outputs.push((
+            format!("{format:?}"),
+            String::from_utf8(response.body().to_vec()).unwrap(),
+        ));
     }
     let log = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(log.contains("smoke check failed"), "the failures were logged:\n{log}");
+    assert!(
+        log.contains("smoke check failed"),
+        "the failures were logged:\n{log}"
+    );
     outputs.push(("log".to_string(), log));
 
     let json = &outputs[0].1;
-    assert!(json.contains("Connection refused"), "diagnosis kept: {json}");
+    assert!(
+        json.contains("Connection refused"),
+        "diagnosis kept: {json}"
+    );
     assert!(json.contains("postgres://orders:***@db.internal"), "{json}");
     for (output, text) in &outputs {
         for secret in SECRETS.iter().chain(&["signing-key-2f9a"]) {
-            assert!(!text.contains(secret), "`{secret}` leaked into the {output}:\n{text}");
+            assert!(
+                !text.contains(secret),
+                "`{secret}` leaked into the {output}:\n{text}"
+            );
         }
     }
 }
