@@ -106,7 +106,7 @@ impl Redactor {
             return;
         }
         self.literals.push((value, replacement));
-        self.literals.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.literals.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
     }
 
     /// `text` with every secret replaced. Borrowed when nothing was found.
