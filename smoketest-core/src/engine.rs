@@ -243,6 +243,11 @@ impl Smoketest {
         fresh: bool,
     ) -> Result<Report, Refusal> {
         let entries = self.select(selection).map_err(Refusal::Unknown)?;
+        if entries.is_empty() {
+            // Nothing to run costs nothing: not worth a place in the budget, and a caller
+            // selecting nothing (`?tag=nonsense`) must not use up other callers' runs.
+            return Ok(self.run_entries(entries).await);
+        }
         let key: Vec<Arc<str>> = entries.iter().map(|e| e.name.clone()).collect();
         let engine = &self.inner.engine;
         let decision = {

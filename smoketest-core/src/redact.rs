@@ -106,7 +106,8 @@ impl Redactor {
             return;
         }
         self.literals.push((value, replacement));
-        self.literals.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
+        self.literals
+            .sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
     }
 
     /// `text` with every secret replaced. Borrowed when nothing was found.

@@ -56,41 +56,52 @@ async fn body(smoke: &Smoketest, uri: &str, authorization: Option<&str>) -> (u16
     )
 }
 
-/// Every format, every level: what must and must not appear. New formats are covered as
-/// they are added to `Format::ALL`.
+/// Every format, every level: what must not appear, for every format in `Format::ALL`
+/// (formats added later are covered automatically); what must appear, for the formats that
+/// carry names, kinds and messages (JSON and text).
 #[tokio::test]
 async fn each_detail_level_shows_the_same_in_every_format() {
     for &format in Format::ALL {
         let uri = format!("/smoketest?format={}", format.param());
+        let shows_everything = matches!(format, Format::Json | Format::Text);
         for anonymous in [Detail::Status, Detail::Checks, Detail::Full] {
             let smoke = smoke(anonymous);
             let (status, text) = body(&smoke, &uri, None).await;
-            assert_eq!(status, 500, "{format:?} {anonymous:?}: a check failed");
             let context = format!("{format:?} at {anonymous:?}:\n{text}");
             match anonymous {
                 Detail::Status => {
-                    assert!(!text.contains("orders::db_write"), "no names: {context}");
+                    assert!(!text.contains("orders::"), "no names: {context}");
                     assert!(!text.contains("assertion"), "no kinds: {context}");
                 }
                 Detail::Checks => {
-                    assert!(text.contains("orders::db_write"), "names: {context}");
-                    assert!(text.contains("assertion"), "kinds: {context}");
                     assert!(!text.contains(ERROR_TEXT), "no messages: {context}");
                     assert!(!text.contains(WARN_TEXT), "no warn messages: {context}");
                     assert!(!text.contains(OBSERVED_KEY), "no observed: {context}");
+                    if shows_everything {
+                        assert!(text.contains("orders::db_write"), "names: {context}");
+                        assert!(text.contains("assertion"), "kinds: {context}");
+                    }
                 }
                 Detail::Full => {
-                    assert!(text.contains(ERROR_TEXT), "messages: {context}");
-                    assert!(text.contains(WARN_TEXT), "warn messages: {context}");
+                    if shows_everything {
+                        assert!(text.contains(ERROR_TEXT), "messages: {context}");
+                        assert!(text.contains(WARN_TEXT), "warn messages: {context}");
+                    }
                 }
             }
-            // Whatever the anonymous level, a valid token sees everything.
-            let (_, full) = body(&smoke, &uri, Some(&format!("Bearer {NEW_TOKEN}"))).await;
-            assert!(full.contains(ERROR_TEXT), "authorized {format:?}: {full}");
+            // Whatever the anonymous level, a valid token sees everything, and the level
+            // never changes the status code.
+            let (authorized_status, full) =
+                body(&smoke, &uri, Some(&format!("Bearer {NEW_TOKEN}"))).await;
+            assert_eq!(status, authorized_status, "{context}");
             assert!(
                 full.contains("orders::db_write"),
                 "authorized {format:?}: {full}"
             );
+            if shows_everything {
+                assert_eq!(status, 500, "{context}");
+                assert!(full.contains(ERROR_TEXT), "authorized {format:?}: {full}");
+            }
         }
     }
 }

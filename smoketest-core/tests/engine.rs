@@ -320,3 +320,22 @@ fn limits_that_would_never_run_anything_are_refused() {
     let err = base().burst(0).build().unwrap_err();
     assert!(err.to_string().contains("burst"));
 }
+
+#[tokio::test]
+async fn selecting_nothing_does_not_use_up_the_budget() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let smoke = base()
+        .check(counted("db::write", &runs, Duration::ZERO))
+        .min_interval(Duration::from_secs(30))
+        .burst(1)
+        .build()
+        .unwrap();
+    for _ in 0..20 {
+        let response = smoke.handle(&get("/smoketest?tag=no-such-tag")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(json(&response)["summary"]["total"], 0);
+    }
+    let real = smoke.handle(&get("/smoketest")).await;
+    assert_eq!(json(&real)["cached"], false, "the one run in the budget is still there");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
