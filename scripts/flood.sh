@@ -16,7 +16,7 @@
 # Environment (defaults in brackets):
 #   PG_URL             server to use [postgres://postgres@127.0.0.1:5432]
 #   FLOOD_SECONDS      [30]   FLOOD_CONNECTIONS [500]   API_SECONDS [30]
-#   API_CONNECTIONS    [4]    PORT [3917]               PROFILE [release]
+#   API_CONNECTIONS    [4]    PORT [3917]               PROFILE [release, or dev]
 #   CARGO_TARGET_DIR   as usual
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,8 +67,7 @@ if [[ $PROFILE == release ]]; then
 else
   timeout 1800 cargo build -q -p smoketest-example-axum
 fi
-BIN=${CARGO_TARGET_DIR:-target}/$PROFILE/smoketest-example-axum
-[[ $PROFILE == dev ]] && BIN=${CARGO_TARGET_DIR:-target}/debug/smoketest-example-axum
+BIN=${CARGO_TARGET_DIR:-target}/$([[ $PROFILE == release ]] && echo release || echo debug)/smoketest-example-axum
 
 log "database $DB"
 psql -q "$PG_URL/postgres" -c "CREATE DATABASE $DB" >/dev/null

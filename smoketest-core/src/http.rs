@@ -64,11 +64,12 @@ const PARAMETERS: &str = "tag, check, exclude, format, fresh";
 /// A request the endpoint refuses, with the status and the JSON error body it gets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RequestError {
-    /// The HTTP status (400, 404, 405 or 406).
+    /// The HTTP status (400, 401, 403, 404, 405, 406 or 503).
     #[serde(skip)]
     pub status: StatusCode,
     /// A stable machine-readable kind: `bad_request`, `not_found`, `method_not_allowed`,
-    /// `not_acceptable`.
+    /// `not_acceptable`, `unauthorized` and `invalid_token` (401), `forbidden` (403),
+    /// `throttled` (503).
     pub kind: &'static str,
     /// The query parameter or header at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
