@@ -4,7 +4,9 @@
 # Runs the example service (examples/axum-sqlite) on Postgres, on loopback only, then:
 #   1. baseline: a client uses the service's own API (GET /orders) alone for API_SECONDS;
 #   2. flood:    FLOOD_CONNECTIONS connections hammer /smoketest for FLOOD_SECONDS while
-#                the same API client runs again.
+#                the same API client runs again;
+#   3. control:  the same flood on a route that does nothing (a 404), to separate what any
+#                flood costs on this machine from what the smoke endpoint costs.
 # It reports the API's latency in both phases, how many smoke-check runs the flood caused
 # (counted in the service's log, one line per executed check), and how many transactions
 # the database started (pg_stat_database.xact_commit + xact_rollback of a database created
@@ -122,13 +124,24 @@ settle
 read -r C2 R2 <<<"$(stats | tr '|' ' ')"
 L2=$(check_lines)
 
+# --- 3. control: the same flood on a route that does nothing -----------------------------
+# On a small machine the load generator and the service share the CPU, so any flood slows
+# the API. Flooding a trivial route (axum's 404) shows how much of the slowdown is HTTP
+# itself and how much is the smoke endpoint.
+log "control: the same flood on a route that does nothing (404), API client alongside"
+timeout $(( FLOOD_SECONDS + 30 )) wrk -t2 -c"$FLOOD_CONNECTIONS" -d"${FLOOD_SECONDS}s" --latency \
+  --timeout 30s "http://$ADDR/no-such-route" >"$WORK/control.txt" &
+CONTROL_PID=$!
+api "$FLOOD_SECONDS" >"$WORK/api-control.txt"
+wait "$CONTROL_PID"
+
 # --- report ------------------------------------------------------------------------------
 latency() { # file → "p50 p90 p99 req/s"
   awk '/^ +50%/{p50=$2} /^ +90%/{p90=$2} /^ +99%/{p99=$2} /^Requests\/sec/{rps=$2}
        END{printf "p50 %s  p90 %s  p99 %s  (%s req/s)", p50, p90, p99, rps}' "$1"
 }
 requests() { awk '/requests in/{print $1}' "$1"; }
-non2xx() { awk '/Non-2xx/{print $NF}' "$1"; }
+non2xx() { awk '/Non-2xx/{n=$NF} END{print n+0}' "$1"; }
 
 NCHECKS=$(grep -o '[0-9]\+ smoke checks' "$WORK/service.log" | head -1 | cut -d' ' -f1)
 FLOOD_CHECK_EXECUTIONS=$(( L2 - L1 ))
@@ -143,10 +156,12 @@ service: examples/axum-sqlite on Postgres database $DB, $NCHECKS smoke checks, d
 API (GET /orders, $API_CONNECTIONS connections)
   alone, ${API_SECONDS}s:         $(latency "$WORK/api-baseline.txt")
   during the flood, ${FLOOD_SECONDS}s:  $(latency "$WORK/api-flood.txt")
+  during the control, ${FLOOD_SECONDS}s: $(latency "$WORK/api-control.txt")
 
 flood (GET /smoketest, $FLOOD_CONNECTIONS connections, ${FLOOD_SECONDS}s, anonymous)
   requests answered:        $(requests "$WORK/flood.txt")  ($(awk '/^Requests\/sec/{print $2}' "$WORK/flood.txt") req/s, non-2xx: $(non2xx "$WORK/flood.txt"))
   latency:                  $(latency "$WORK/flood.txt")
+  control flood (404):      $(requests "$WORK/control.txt") requests, $(latency "$WORK/control.txt")
   smoke-check executions:   $FLOOD_CHECK_EXECUTIONS  (= $(( FLOOD_CHECK_EXECUTIONS / (NCHECKS > 0 ? NCHECKS : 1) )) runs of $NCHECKS checks)
 
 database transactions (pg_stat_database, xact_commit + xact_rollback)
