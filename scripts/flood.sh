@@ -167,5 +167,6 @@ flood (GET /smoketest, $FLOOD_CONNECTIONS connections, ${FLOOD_SECONDS}s, anonym
 database transactions (pg_stat_database, xact_commit + xact_rollback)
   baseline phase:           $(( C1 - C0 + R1 - R0 ))  (commits $(( C1 - C0 )), rollbacks $(( R1 - R0 )); API requests $API_BASE)
   flood phase:              $(( C2 - C1 + R2 - R1 ))  (commits $(( C2 - C1 )), rollbacks $(( R2 - R1 )); API requests $API_FLOOD)
-  beyond the API's own:     $(( C2 - C1 + R2 - R1 - API_FLOOD ))  in ${FLOOD_SECONDS}s
+  beyond the API's own:     baseline $(( C1 - C0 + R1 - R0 - API_BASE )), flood $(( C2 - C1 + R2 - R1 - API_FLOOD ))
+                            (the baseline's share is background work: autovacuum, pool set-up)
 EOF
