@@ -336,6 +336,37 @@ async fn selecting_nothing_does_not_use_up_the_budget() {
         assert_eq!(json(&response)["summary"]["total"], 0);
     }
     let real = smoke.handle(&get("/smoketest")).await;
-    assert_eq!(json(&real)["cached"], false, "the one run in the budget is still there");
+    assert_eq!(
+        json(&real)["cached"],
+        false,
+        "the one run in the budget is still there"
+    );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_sharing_a_run_each_see_their_own_level() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    let smoke = base()
+        .check(from_fn("db::write", move |_ctx| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                smoketest_core::fail!("insert into orders failed: disk full");
+            })
+        }))
+        .build()
+        .unwrap();
+    let (anonymous, authorized) = (get("/smoketest"), authorized("/smoketest"));
+    let (anonymous, authorized) = tokio::join!(smoke.handle(&anonymous), smoke.handle(&authorized));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "one shared run");
+    let anonymous = json(&anonymous);
+    let authorized = json(&authorized);
+    assert_eq!(anonymous["started_at"], authorized["started_at"]);
+    assert!(anonymous["checks"][0]["error"].get("message").is_none());
+    assert_eq!(
+        authorized["checks"][0]["error"]["message"],
+        "insert into orders failed: disk full"
+    );
 }
