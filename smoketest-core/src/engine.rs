@@ -187,12 +187,37 @@ pub(crate) enum Refusal {
     /// The selection names a check that does not exist.
     Unknown(UnknownCheck),
     /// Limits reached and no earlier report to fall back on.
-    Throttled {
-        /// When to ask again.
-        retry_after: Duration,
-        /// Which limit, for the message.
-        reason: &'static str,
-    },
+    Throttled(Throttled),
+}
+
+/// No run may start now: too many are in flight, or the minimum interval has not passed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the checks are not run again yet ({reason} reached); retry in {retry_after:?}")]
+pub struct Throttled {
+    /// When a run may start again (for `Retry-After`).
+    pub retry_after: Duration,
+    /// Which limit: `"runs in flight"` or `"minimum interval between runs"`.
+    pub reason: &'static str,
+}
+
+/// A place in the engine's budget for one run, from [`Smoketest::admit_run`]: it counts
+/// against [`max_runs_in_flight`](crate::SmoketestBuilder::max_runs_in_flight) until it
+/// is dropped.
+#[must_use = "the place in the budget is given back when the permit is dropped"]
+pub struct RunPermit {
+    smoke: Smoketest,
+}
+
+impl std::fmt::Debug for RunPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunPermit").finish_non_exhaustive()
+    }
+}
+
+impl Drop for RunPermit {
+    fn drop(&mut self) {
+        self.smoke.inner.engine.lock().in_flight -= 1;
+    }
 }
 
 enum Decision {
@@ -206,6 +231,26 @@ impl Engine {
         // The lock is never held across an await or user code; a poisoned one still
         // holds consistent counters.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admit one more run under the limits (the rate only when not `fresh`), counting it.
+    fn admit(&self, state: &mut State, now: Instant, fresh: bool) -> Result<(), Throttled> {
+        if state.in_flight >= self.limits.max_in_flight {
+            return Err(Throttled {
+                retry_after: Duration::from_secs(1),
+                reason: "runs in flight",
+            });
+        }
+        if !fresh {
+            self.take_token(state, now)
+                .map_err(|retry_after| Throttled {
+                    retry_after,
+                    reason: "minimum interval between runs",
+                })?;
+        }
+        state.in_flight += 1;
+        state.runs_started += 1;
+        Ok(())
     }
 
     /// Take a token from the bucket, or say how long until one is there.
@@ -269,32 +314,16 @@ impl Smoketest {
             {
                 Decision::Serve(cached(report, *finished, now))
             } else {
-                let limited = if state.in_flight >= engine.limits.max_in_flight {
-                    Some((Duration::from_secs(1), "runs in flight"))
-                } else if fresh {
-                    None
-                } else {
-                    engine
-                        .take_token(state, now)
-                        .err()
-                        .map(|wait| (wait, "minimum interval between runs"))
-                };
-                match limited {
-                    Some((retry_after, reason)) => {
-                        match state.slots.get(&key).and_then(|s| s.latest.as_ref()) {
-                            Some((report, finished)) => {
-                                Decision::Serve(cached(report, *finished, now))
-                            }
-                            None => Decision::Refuse(Refusal::Throttled {
-                                retry_after,
-                                reason,
-                            }),
-                        }
-                    }
-                    None => {
-                        let run = self.start(key.clone(), entries);
-                        state.in_flight += 1;
-                        state.runs_started += 1;
+                match engine.admit(state, now, fresh) {
+                    Err(throttled) => match state.slots.get(&key).and_then(|s| s.latest.as_ref()) {
+                        Some((report, finished)) => Decision::Serve(cached(report, *finished, now)),
+                        None => Decision::Refuse(Refusal::Throttled(throttled)),
+                    },
+                    Ok(()) => {
+                        let permit = RunPermit {
+                            smoke: self.clone(),
+                        };
+                        let run = self.start(key.clone(), entries, permit);
                         forget_idle_slots(&mut state.slots, &key);
                         state.slots.entry(key).or_default().running = Some(run.clone());
                         Decision::Join(run)
@@ -315,13 +344,14 @@ impl Smoketest {
 
     /// Spawn a run owned by the engine; its report becomes the selection's latest whether
     /// or not anybody still waits for it.
-    fn start(&self, key: Vec<Arc<str>>, entries: Vec<Arc<Entry>>) -> RunFuture {
+    fn start(&self, key: Vec<Arc<str>>, entries: Vec<Arc<Entry>>, permit: RunPermit) -> RunFuture {
         let smoke = self.clone();
         let task = tokio::spawn(async move {
             let mut finish = FinishRun {
                 smoke: smoke.clone(),
                 key,
                 report: None,
+                _permit: permit,
             };
             let report = Arc::new(smoke.run_entries(entries).await);
             finish.report = Some(report.clone());
@@ -335,6 +365,33 @@ impl Smoketest {
         .shared()
     }
 
+    /// Take a place in the engine's budget for a run that does not go through the endpoint
+    /// (a scheduler of your own, a group of checks served elsewhere), so that it shares the
+    /// limits of the [`engine`](crate::engine) module: at most `max_runs_in_flight` at
+    /// once and, unless `fresh`, one per `min_interval` on average. Hold the permit while
+    /// the run lasts.
+    ///
+    /// ```
+    /// # use smoketest_core::{Selection, Smoketest};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let smoke = Smoketest::builder().without_discovery().burst(1).build().unwrap();
+    /// let permit = smoke.admit_run(false).expect("the burst allows one run");
+    /// let report = smoke.run(&Selection::all()).await.unwrap();
+    /// drop(permit);
+    /// # let _ = report;
+    /// let refused = smoke.admit_run(false).unwrap_err();
+    /// assert_eq!(refused.reason, "minimum interval between runs");
+    /// # }
+    /// ```
+    pub fn admit_run(&self, fresh: bool) -> Result<RunPermit, Throttled> {
+        let engine = &self.inner.engine;
+        engine.admit(&mut engine.lock(), Instant::now(), fresh)?;
+        Ok(RunPermit {
+            smoke: self.clone(),
+        })
+    }
+
     /// How many runs the engine has started since the service began (for tests and load
     /// measurements).
     pub fn runs_started(&self) -> u64 {
@@ -342,17 +399,18 @@ impl Smoketest {
     }
 }
 
-/// Releases a run's slot when its task ends, even if the runner itself panicked.
+/// Releases a run's slot (and, by dropping its permit, its place in the budget) when its
+/// task ends, even if the runner itself panicked.
 struct FinishRun {
     smoke: Smoketest,
     key: Vec<Arc<str>>,
     report: Option<Arc<Report>>,
+    _permit: RunPermit,
 }
 
 impl Drop for FinishRun {
     fn drop(&mut self) {
         let mut state = self.smoke.inner.engine.lock();
-        state.in_flight -= 1;
         let slot = state
             .slots
             .entry(std::mem::take(&mut self.key))

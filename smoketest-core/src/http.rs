@@ -180,10 +180,9 @@ impl Smoketest {
                 ))
                 .into_response();
             }
-            Err(Refusal::Throttled {
-                retry_after,
-                reason,
-            }) => return throttled(retry_after, reason),
+            Err(Refusal::Throttled(refused)) => {
+                return throttled(refused.retry_after, refused.reason);
+            }
         };
         let report = report.restrict(caller.detail(self.inner.config.anonymous_detail));
         let status = if report.status == Status::Fail {

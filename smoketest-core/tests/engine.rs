@@ -370,3 +370,28 @@ async fn callers_sharing_a_run_each_see_their_own_level() {
         "insert into orders failed: disk full"
     );
 }
+
+#[tokio::test]
+async fn runs_admitted_outside_the_endpoint_share_its_budget() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let smoke = base()
+        .check(counted("db::write", &runs, Duration::ZERO))
+        .max_runs_in_flight(1)
+        .min_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let permit = smoke.admit_run(false).expect("one place free");
+    assert_eq!(smoke.admit_run(true).unwrap_err().reason, "runs in flight");
+    let busy = smoke.handle(&get("/smoketest")).await;
+    assert_eq!(busy.status(), 503);
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+
+    drop(permit);
+    assert_eq!(smoke.handle(&get("/smoketest")).await.status(), 200);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        smoke.runs_started(),
+        2,
+        "the permit's run and the endpoint's"
+    );
+}
