@@ -157,6 +157,63 @@ async fn a_thousand_concurrent_http_requests_run_the_check_once() {
     assert_eq!(smoke.runs_started(), 1);
 }
 
+/// actix-web with two workers, each its own single-threaded runtime, and the checks run on
+/// the worker that received the request: requests arriving on both workers still share
+/// one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_on_different_actix_workers_share_one_run() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .check(from_fn("db::write", move |_ctx| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = smoke.clone();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            actix_web::HttpServer::new(move || {
+                actix_web::App::new().service(smoketest_actix::scope(served.clone()).on_worker())
+            })
+            .workers(2)
+            .listen(listener)
+            .unwrap()
+            .run()
+            .await
+            .unwrap()
+        })
+    });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let url = format!("http://{addr}/smoketest");
+    let requests: Vec<_> = (0..300)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move { client.get(&url).send().await })
+        })
+        .collect();
+    for request in requests {
+        let response = request.await.unwrap().expect("a response over loopback");
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "one execution, counted by the check"
+    );
+}
+
 #[tokio::test]
 async fn the_default_limits_hold_an_anonymous_flood_to_the_burst() {
     let runs = Arc::new(AtomicUsize::new(0));
