@@ -17,7 +17,7 @@
 //! | the value of a named environment variable | `[redacted $NAME]` |
 //! | a value given with `redact_value` | `[redacted]` |
 //! | the password in a URL: `postgres://app:hunter2@db/orders` | `postgres://app:***@db/orders` |
-//! | `password=…`, `pwd=…`, `secret=…`, `token=…`, `api_key=…`, `aws_secret_access_key = …`, `"password": "…"` (and `:` forms) | `password=***` |
+//! | `password=…`, `pwd=…`, `secret=…`, `token=…`, `api_key=…`, `aws_secret_access_key = …`, `secret_key_base=…`, `"password": "…"`, `password: …` | `password=***` |
 //! | `Authorization: Bearer …` / `Basic …` headers, and `Bearer …` anywhere | `Authorization: Bearer ***` |
 //! | AWS access key ids (`AKIA…`, `ASIA…`) | `AKIA***` |
 //! | 40-character AWS-style secret keys (mixed case and digits) | `***` |
@@ -242,15 +242,19 @@ fn bearer_tokens(text: &str) -> Cow<'_, str> {
 }
 
 fn key_values(text: &str) -> Cow<'_, str> {
-    // The key must end with a secret word, so `secrets: permission denied` keeps its
-    // diagnosis while `db_password=…` and `"access_token": "…"` lose their values.
+    // With `=` (query strings, DSNs, env files) any key containing a secret word counts:
+    // `secret_key_base=…`. With `:` the key must end with one, so `secrets: permission
+    // denied` keeps its diagnosis while `"access_token": "…"` loses its value.
     static RE: LazyLock<Regex> = LazyLock::new(|| {
         regex(
-            r#"(?i)\b([a-z0-9_.\-]*(?:password|passwd|pwd|passphrase|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|signature|credential|sig)["']?\s*[=:]\s*)(Some\("[^"]*"\)|"[^"]*"|'[^']*'|[^\s&;,"'<>)}\]]+)"#,
+            r#"(?i)\b([a-z0-9_.\-]*(?:password|passwd|pwd|passphrase|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|signature|credential|sig)([a-z0-9_\-]*)["']?\s*([=:])\s*)(Some\("[^"]*"\)|"[^"]*"|'[^']*'|[^\s&;,"'<>)}\]]+)"#,
         )
     });
     RE.replace_all(text, |c: &Captures| {
-        let value = &c[2];
+        if !c[2].is_empty() && &c[3] == ":" {
+            return c[0].to_string();
+        }
+        let value = &c[4];
         // MySQL's "(using password: YES)" says whether one was sent, not what it was; a
         // value starting with *** was redacted already (`https://x-access-token:***@host`).
         if value.eq_ignore_ascii_case("yes")
