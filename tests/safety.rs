@@ -20,6 +20,42 @@ async fn serve(smoke: Smoketest) -> SocketAddr {
     addr
 }
 
+/// Like [`serve`], counting each request as it reaches the server, before the adapter.
+async fn serve_counting(smoke: Smoketest, arrived: Arc<AtomicUsize>) -> SocketAddr {
+    let app = smoketest_axum::router(smoke).layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            arrived.fetch_add(1, Ordering::SeqCst);
+            next.run(request)
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// A check that counts its executions in `runs` and lasts until `target` requests have
+/// arrived (however slow the machine), plus a moment for the last to join the run.
+fn lasting_until(
+    runs: &Arc<AtomicUsize>,
+    arrived: &Arc<AtomicUsize>,
+    target: usize,
+) -> impl smoketest::SmokeCheck {
+    let (runs, arrived) = (runs.clone(), arrived.clone());
+    from_fn("db::write", move |_ctx| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        let arrived = arrived.clone();
+        Box::pin(async move {
+            let give_up = tokio::time::Instant::now() + Duration::from_secs(50);
+            while arrived.load(Ordering::SeqCst) < target && tokio::time::Instant::now() < give_up {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(Outcome::Pass)
+        })
+    })
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -113,21 +149,13 @@ async fn wrong_and_missing_tokens_get_401_with_www_authenticate_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_http_requests_run_the_check_once() {
-    let runs = Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
+    let (runs, arrived) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let smoke = Smoketest::builder()
         .without_discovery()
-        .check(from_fn("db::write", move |_ctx| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async {
-                // Long enough for every request to arrive while the run is in flight.
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                Ok(Outcome::Pass)
-            })
-        }))
+        .check(lasting_until(&runs, &arrived, 1000))
         .build()
         .unwrap();
-    let addr = serve(smoke.clone()).await;
+    let addr = serve_counting(smoke.clone(), arrived.clone()).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(0)
@@ -149,6 +177,7 @@ async fn a_thousand_concurrent_http_requests_run_the_check_once() {
         ok += 1;
     }
     assert_eq!(ok, 1000);
+    assert_eq!(arrived.load(Ordering::SeqCst), 1000);
     assert_eq!(
         runs.load(Ordering::SeqCst),
         1,
@@ -162,26 +191,27 @@ async fn a_thousand_concurrent_http_requests_run_the_check_once() {
 /// one run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_on_different_actix_workers_share_one_run() {
-    let runs = Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
+    use actix_web::dev::Service as _;
+
+    let (runs, arrived) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let smoke = Smoketest::builder()
         .without_discovery()
-        .check(from_fn("db::write", move |_ctx| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                Ok(Outcome::Pass)
-            })
-        }))
+        .check(lasting_until(&runs, &arrived, 300))
         .build()
         .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let served = smoke.clone();
+    let (served, counter) = (smoke.clone(), arrived.clone());
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             actix_web::HttpServer::new(move || {
-                actix_web::App::new().service(smoketest_actix::scope(served.clone()).on_worker())
+                let counter = counter.clone();
+                actix_web::App::new()
+                    .wrap_fn(move |request, service| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        service.call(request)
+                    })
+                    .service(smoketest_actix::scope(served.clone()).on_worker())
             })
             .workers(2)
             .listen(listener)
@@ -207,6 +237,7 @@ async fn requests_on_different_actix_workers_share_one_run() {
         let response = request.await.unwrap().expect("a response over loopback");
         assert_eq!(response.status(), 200);
     }
+    assert_eq!(arrived.load(Ordering::SeqCst), 300);
     assert_eq!(
         runs.load(Ordering::SeqCst),
         1,
