@@ -56,8 +56,15 @@ fn lasting_until(
     })
 }
 
-fn client() -> reqwest::Client {
+/// With `--all-features`, reqwest's rustls backend is compiled in without a default crypto
+/// provider (smoketest-checks passes its own TLS config); the test client needs one.
+fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
+}
+
+fn client() -> reqwest::Client {
+    client_builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
@@ -156,7 +163,7 @@ async fn a_thousand_concurrent_http_requests_run_the_check_once() {
         .build()
         .unwrap();
     let addr = serve_counting(smoke.clone(), arrived.clone()).await;
-    let client = reqwest::Client::builder()
+    let client = client_builder()
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(0)
         .build()
@@ -221,7 +228,7 @@ async fn requests_on_different_actix_workers_share_one_run() {
             .unwrap()
         })
     });
-    let client = reqwest::Client::builder()
+    let client = client_builder()
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(0)
         .build()

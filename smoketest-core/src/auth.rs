@@ -237,10 +237,11 @@ impl Access {
             return Ok(Caller::Anonymous);
         }
         let presented = presented(parts);
-        if let Presented::Bearer(token) = presented {
-            if !self.digests.is_empty() && self.accepts(token) {
-                return Ok(Caller::Authorized);
-            }
+        if let Presented::Bearer(token) = presented
+            && !self.digests.is_empty()
+            && self.accepts(token)
+        {
+            return Ok(Caller::Authorized);
         }
         match &self.authorizer {
             Some(authorizer) => match authorizer(parts) {

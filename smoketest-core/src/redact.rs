@@ -150,10 +150,10 @@ impl Redactor {
     /// suggestion, and its observed values.
     pub fn redact_check(&self, check: &mut CheckReport) {
         let redact = |s: &mut Option<String>| {
-            if let Some(text) = s {
-                if let Cow::Owned(r) = self.redact(text) {
-                    *text = r;
-                }
+            if let Some(text) = s
+                && let Cow::Owned(r) = self.redact(text)
+            {
+                *text = r;
             }
         };
         redact(&mut check.message);
