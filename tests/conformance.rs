@@ -93,6 +93,10 @@ fn cases() -> Vec<Case> {
         get("/readyz", 503).custom().json().at("/status", "fail"),
         request("POST", "/readyz", 405).custom().json().header("allow", "GET, HEAD"),
         request("POST", "/ops/smoke", 405).custom().json().header("allow", "GET, HEAD"),
+        // Access control (the core's auth module): the same 401s, 403 and detail on every adapter.
+        get("/ops/smoke", 503).custom().with("authorization", "Bearer conformance-token-0123456789").json().at("/checks/1/error/message", "boom"),
+        get("/ops/smoke", 401).custom().with("authorization", "Bearer wrong-token-000000000000").json().header("www-authenticate", "Bearer realm=\"smoketest\", error=\"invalid_token\"").at("/error/kind", "invalid_token"),
+        get("/ops/smoke?fresh=1", 403).custom().json().at("/error/kind", "forbidden").at("/error/parameter", "fresh"),
         // Headers and bodies: anonymous callers see error kinds, not messages.
         get("/smoketest?tag=db", 500).json().header("vary", "Accept").at("/checks/0/error/kind", "assertion").absent("/checks/0/error/message").absent("/checks/0/error/suggestion"),
         get("/smoketest?tag=db&format=text", 500).text().body("FAIL\n[-]db::fail failed: assertion #ms\n[~]db::skip skipped #ms\n2 checks: 0 passed, 0 warned, 1 failed, 1 skipped in #ms\n"),

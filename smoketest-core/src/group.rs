@@ -107,6 +107,7 @@ use percent_encoding::percent_decode_str;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::engine::Throttled;
 use crate::format::Format;
 use crate::http::RequestError;
 use crate::registry::{BuildError, Config, Entry, Inner};
@@ -507,7 +508,8 @@ impl Smoketest {
     /// calling its status-change hook like any of its runs. `None` if there is no such group.
     pub async fn run_group(&self, name: &str) -> Option<Report> {
         let group = self.group_named(name)?.clone();
-        Some(self.run_group_shared(group).await)
+        // Unlimited: this is the service's own call, not a request.
+        self.run_group_shared(group, false).await.ok()
     }
 
     /// Start the schedules of background groups, if they are not running. Idempotent.
@@ -559,10 +561,16 @@ impl Smoketest {
             Ok(parsed) => parsed,
             Err(e) => return e.into_response(),
         };
+        // Requests are subject to the engine's limits (a flood of /readyz must not run the
+        // checks back to back); background schedules are not, their interval is the limit.
         let report = if group.schedule.is_some() {
             self.group_snapshot(group).await
         } else {
-            self.run_group_shared(group.clone()).await
+            self.run_group_shared(group.clone(), true).await
+        };
+        let report = match report {
+            Ok(report) => report,
+            Err(refused) => return crate::http::throttled(refused.retry_after, refused.reason),
         };
         let detail = caller.map_or(group.detail, |d| d.max(group.detail));
         let report = report.restrict(detail);
@@ -571,20 +579,25 @@ impl Smoketest {
 
     /// The latest snapshot of a background group, marked cached with its age; the first
     /// request before any run completes runs the group itself.
-    async fn group_snapshot(&self, group: &Arc<GroupRuntime>) -> Report {
-        if let Some((report, finished)) = &lock(&group.state).latest {
-            let mut report = report.clone();
-            report.cached = true;
-            report.age_ms = Some(crate::report::millis(finished.elapsed()));
-            return report;
+    async fn group_snapshot(&self, group: &Arc<GroupRuntime>) -> Result<Report, Throttled> {
+        if let Some(report) = group.latest_cached() {
+            return Ok(report);
         }
-        self.run_group_shared(group.clone()).await
+        self.run_group_shared(group.clone(), true).await
     }
 
     /// Run the group, unless a run that finished while this call waited for the group's lock
     /// can answer it (concurrent requests share one run). The run is spawned so that a caller
     /// that hangs up cannot leave its history half-updated.
-    async fn run_group_shared(&self, group: Arc<GroupRuntime>) -> Report {
+    ///
+    /// With `limited`, the run needs a place in the engine's budget (rate and in-flight
+    /// limits); when refused, the group's latest report answers (marked cached), or, with
+    /// none yet, the refusal.
+    async fn run_group_shared(
+        &self,
+        group: Arc<GroupRuntime>,
+        limited: bool,
+    ) -> Result<Report, Throttled> {
         let seen = lock(&group.state).completed;
         let smoke = self.clone();
         let task = tokio::spawn(async move {
@@ -594,11 +607,19 @@ impl Smoketest {
                 if state.completed > seen
                     && let Some((report, _)) = &state.latest
                 {
-                    return report.clone();
+                    return Ok(report.clone());
                 }
             }
+            let _permit = if limited {
+                match smoke.admit_run(false) {
+                    Ok(permit) => Some(permit),
+                    Err(refused) => return group.latest_cached().ok_or(refused),
+                }
+            } else {
+                None
+            };
             let report = smoke.run_selected(group.entries.clone()).await;
-            group.record(report)
+            Ok(group.record(report))
         });
         task.await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
@@ -606,6 +627,16 @@ impl Smoketest {
 }
 
 impl GroupRuntime {
+    /// The latest report, marked cached with its age, if the group has run.
+    fn latest_cached(&self) -> Option<Report> {
+        let state = lock(&self.state);
+        let (report, finished) = state.latest.as_ref()?;
+        let mut report = report.clone();
+        report.cached = true;
+        report.age_ms = Some(crate::report::millis(finished.elapsed()));
+        Some(report)
+    }
+
     /// Fold a finished run into the history, apply the threshold, keep it as the latest
     /// snapshot and call the hook if the reported status changed.
     fn record(&self, mut report: Report) -> Report {
@@ -683,7 +714,8 @@ async fn run_on_schedule(weak: Weak<Inner>, index: usize, schedule: Schedule) {
         };
         let smoke = Smoketest { inner };
         let group = smoke.inner.groups.list[index].clone();
-        smoke.run_group_shared(group).await;
+        // Unlimited: a background run never fails, it runs.
+        let _ = smoke.run_group_shared(group, false).await;
     }
 }
 

@@ -13,14 +13,19 @@
 //! | `?tag=a&tag=b`, `?check=a`, `?exclude=a` | narrow the selection; an unknown check name is 404 |
 //! | `?format=json\|text\|html\|health+json\|prometheus\|openmetrics\|junit` | overrides `Accept` (see [`format`](crate::format)); an unsatisfiable `Accept` is 406 |
 //! | a [group](crate::group)'s path (`/livez`, `/readyz`) | that group: its checks, status mapping and detail level; live or its background snapshot |
+//! | `?fresh=1` | skip the cache and the rate limit ([`engine`](crate::engine)); authorized callers only, anonymous ones get 403 |
+//! | no or wrong credentials | 401 with `WWW-Authenticate: Bearer` when a token is required or a wrong one is sent ([`auth`](crate::auth)) |
+//! | limits reached, no earlier report | 503 with `Retry-After` ([`engine`](crate::engine)) |
 //! | `HEAD` | as `GET`, without the body |
 //! | other methods | 405 with `Allow: GET, HEAD` |
 //! | unknown or malformed parameters | 400 with a JSON error naming the parameter |
 //!
-//! Every answer carries `Cache-Control: no-store`. The Prometheus formats always answer 200
-//! (scrapers discard other statuses; the failure is in the metrics). Callers who may see
-//! [`Detail::Full`](crate::Detail::Full) also get a `Server-Timing` header with each
-//! check's duration.
+//! Every answer carries `Cache-Control: no-store`. Credentials are checked before anything
+//! else, and the report is restricted to the caller's [`Detail`](crate::Detail) level
+//! before any writer runs, so every format shows the same. The Prometheus formats always
+//! answer 200 (scrapers discard other statuses; the failure is in the metrics). Callers who
+//! may see [`Detail::Full`](crate::Detail::Full) also get a `Server-Timing` header with
+//! each check's duration.
 //!
 //! # Example
 //!
@@ -53,19 +58,22 @@ use http::{Method, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
+use crate::auth::Caller;
+use crate::engine::Refusal;
 use crate::format::Format;
 use crate::{Selection, Smoketest};
 
-const PARAMETERS: &str = "tag, check, exclude, format";
+const PARAMETERS: &str = "tag, check, exclude, format, fresh";
 
 /// A request the endpoint refuses, with the status and the JSON error body it gets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RequestError {
-    /// The HTTP status (400, 404, 405 or 406).
+    /// The HTTP status (400, 401, 403, 404, 405, 406 or 503).
     #[serde(skip)]
     pub status: StatusCode,
     /// A stable machine-readable kind: `bad_request`, `not_found`, `method_not_allowed`,
-    /// `not_acceptable`.
+    /// `not_acceptable`, `unauthorized` and `invalid_token` (401), `forbidden` (403),
+    /// `throttled` (503).
     pub kind: &'static str,
     /// The query parameter or header at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,6 +121,12 @@ impl RequestError {
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                crate::auth::www_authenticate(self.kind),
+            );
+        }
         response
     }
 }
@@ -126,6 +140,8 @@ pub struct EndpointRequest {
     pub format: Format,
     /// `HEAD`: answer without a body.
     pub head: bool,
+    /// `?fresh=1`: bypass the cache and the rate limit (authorized callers only).
+    pub fresh: bool,
 }
 
 impl Smoketest {
@@ -148,24 +164,37 @@ impl Smoketest {
 
     /// Answer one request to the endpoint. See the [module documentation](self).
     pub async fn handle(&self, parts: &Parts) -> Response<Bytes> {
+        // Credentials first: an anonymous caller learns nothing, not even which names exist.
+        let caller = match self.authorize(parts) {
+            Ok(caller) => caller,
+            Err(e) => return e.into_response(),
+        };
         if let Some(group) = self.group_at(parts.uri.path()) {
-            return self.handle_group(group, parts, None).await;
+            let entitled =
+                (caller == crate::auth::Caller::Authorized).then_some(crate::Detail::Full);
+            return self.handle_group(group, parts, entitled).await;
         }
         let request = match self.parse_request(parts) {
             Ok(request) => request,
             Err(e) => return e.into_response(),
         };
-        let report = match self.run(&request.selection).await {
+        if request.fresh && caller != Caller::Authorized {
+            return fresh_forbidden().into_response();
+        }
+        let report = match self.serve(&request.selection, request.fresh).await {
             Ok(report) => report,
-            Err(unknown) => {
+            Err(Refusal::Unknown(unknown)) => {
                 return RequestError::not_found(format!(
                     "{unknown}; GET {} lists every check",
                     self.path()
                 ))
                 .into_response();
             }
+            Err(Refusal::Throttled(refused)) => {
+                return throttled(refused.retry_after, refused.reason);
+            }
         };
-        let detail = self.inner.config.anonymous_detail;
+        let detail = caller.detail(self.inner.config.anonymous_detail);
         let report = report.restrict(detail);
         request.format.response(
             &report,
@@ -217,6 +246,7 @@ impl Smoketest {
         }
 
         let mut format = None;
+        let mut fresh = None;
         if let Some(query) = parts.uri.query() {
             for pair in query.split('&').filter(|p| !p.is_empty()) {
                 let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -270,6 +300,15 @@ impl Smoketest {
                         })?;
                         format = Some(f);
                     }
+                    "fresh" => {
+                        if fresh.is_some() {
+                            return Err(RequestError::bad_parameter(
+                                "fresh",
+                                "`fresh` is given more than once".to_string(),
+                            ));
+                        }
+                        fresh = Some(parse_flag("fresh", &value)?);
+                    }
                     _ => {
                         return Err(RequestError::bad_parameter(
                             &key,
@@ -305,6 +344,7 @@ impl Smoketest {
             selection,
             format,
             head,
+            fresh: fresh.unwrap_or(false),
         })
     }
 }
@@ -317,4 +357,45 @@ fn decode_component(raw: &str) -> Option<String> {
         .decode_utf8()
         .ok()
         .map(|s| s.into_owned())
+}
+
+/// `?fresh`, `?fresh=1`, `?fresh=true` are on; `0` and `false` are off.
+fn parse_flag(key: &str, value: &str) -> Result<bool, RequestError> {
+    match value {
+        "" | "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        other => Err(RequestError::bad_parameter(
+            key,
+            format!("`{key}` is a flag: use `?{key}=1` or `?{key}=0`, not `{other}`"),
+        )),
+    }
+}
+
+fn fresh_forbidden() -> RequestError {
+    RequestError {
+        status: StatusCode::FORBIDDEN,
+        kind: "forbidden",
+        parameter: Some("fresh".to_string()),
+        message: "`fresh` bypasses the cache and the rate limit, so only authorized callers may ask for it: send `Authorization: Bearer <token>`, or drop `fresh` to get a report within the service's limits".to_string(),
+    }
+}
+
+/// 503 with `Retry-After` (whole seconds, at least 1): the engine's limits are reached and
+/// there is no earlier report of this selection to serve instead.
+pub(crate) fn throttled(retry_after: std::time::Duration, reason: &str) -> Response<Bytes> {
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let seconds = seconds.max(1);
+    let mut response = RequestError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        kind: "throttled",
+        parameter: None,
+        message: format!(
+            "the checks are not run again yet ({reason} reached) and no earlier report of this selection exists; retry in {seconds}s"
+        ),
+    }
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }

@@ -29,19 +29,23 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod check;
 pub mod context;
+pub mod engine;
 pub mod error;
 pub mod format;
 pub mod group;
 pub mod http;
 #[cfg(feature = "metrics")]
 mod metrics;
+pub mod redact;
 pub mod registry;
 pub mod report;
 pub mod runner;
 
 pub use async_trait::async_trait;
+pub use auth::{Caller, Verdict};
 pub use check::{CheckFuture, FnCheck, SmokeCheck, from_fn};
 pub use context::Context;
 pub use error::{CheckError, ErrorKind, Outcome, Result, ResultExt};

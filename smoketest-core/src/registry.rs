@@ -149,6 +149,10 @@ pub(crate) struct Inner {
     pub(crate) entries: Vec<Arc<Entry>>,
     pub(crate) by_name: HashMap<Arc<str>, usize>,
     pub(crate) groups: crate::group::Groups,
+    // Safety (auth.rs, redact.rs, engine.rs).
+    pub(crate) access: crate::auth::Access,
+    pub(crate) redactor: crate::redact::Redactor,
+    pub(crate) engine: crate::engine::Engine,
 }
 
 /// A service's smoke checks, ready to run and serve. See the [module documentation](self).
@@ -175,6 +179,9 @@ impl Smoketest {
             discover: true,
             explicit: Vec::new(),
             groups: Vec::new(),
+            access: Default::default(),
+            redaction: Default::default(),
+            limits: Default::default(),
         }
     }
 
@@ -209,6 +216,10 @@ pub struct SmoketestBuilder {
     discover: bool,
     explicit: Vec<(Arc<dyn SmokeCheck>, Origin)>,
     groups: Vec<crate::group::Group>,
+    // Safety settings; their builder methods live in auth.rs, redact.rs and engine.rs.
+    pub(crate) access: crate::auth::AccessOptions,
+    pub(crate) redaction: crate::redact::RedactOptions,
+    pub(crate) limits: crate::engine::Limits,
 }
 
 impl SmoketestBuilder {
@@ -302,6 +313,9 @@ impl SmoketestBuilder {
     /// Build, rejecting duplicate or unusable names and out-of-range settings.
     pub fn build(self) -> Result<Smoketest, BuildError> {
         let config = self.config;
+        let access = self.access.build()?;
+        let engine = self.limits.build()?;
+        let redactor = self.redaction.build();
         if config.concurrency == 0 {
             return Err(BuildError::Config("concurrency must be at least 1".into()));
         }
@@ -371,6 +385,9 @@ impl SmoketestBuilder {
                 entries,
                 by_name,
                 groups,
+                access,
+                redactor,
+                engine,
             }),
         };
         smoke.start_background();

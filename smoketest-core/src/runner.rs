@@ -144,7 +144,7 @@ impl Smoketest {
             .collect())
     }
 
-    async fn run_entries(&self, entries: Vec<Arc<Entry>>) -> Report {
+    pub(crate) async fn run_entries(&self, entries: Vec<Arc<Entry>>) -> Report {
         let config = &self.inner.config;
         let started_at = SystemTime::now();
         let start = Instant::now();
@@ -157,21 +157,22 @@ impl Smoketest {
                 let entry = entry.clone();
                 let permits = permits.clone();
                 let default_timeout = config.default_timeout;
+                let smoke = self.clone();
                 let span = tracing::info_span!(
                     "smoketest.check",
                     check = %entry.name,
                     status = tracing::field::Empty,
                     duration_ms = tracing::field::Empty,
                 );
-                let task =
-                    run_one(entry, permits, default_timeout, deadline).instrument(span.clone());
+                let task = run_one(entry, permits, default_timeout, deadline, smoke)
+                    .instrument(span.clone());
                 (tokio::spawn(task), span)
             })
             .collect();
 
         let mut checks = Vec::with_capacity(entries.len());
         for (entry, (handle, span)) in entries.iter().zip(handles) {
-            let report = match timeout_at(deadline, handle).await {
+            let mut report = match timeout_at(deadline, handle).await {
                 Ok(Ok(report)) => report,
                 Ok(Err(join_error)) => failed(
                     entry,
@@ -196,6 +197,8 @@ impl Smoketest {
                     ),
                 ),
             };
+            // Covers the fallbacks above and run_one's early return (redacting is idempotent).
+            self.inner.redactor.redact_check(&mut report);
             // Logged here rather than in the check's task: a task cut off by the deadline
             // may still finish later, and must not log a second time.
             span.in_scope(|| log_finished(&report));
@@ -220,6 +223,7 @@ async fn run_one(
     permits: Arc<Semaphore>,
     default_timeout: Duration,
     deadline: Instant,
+    smoke: Smoketest,
 ) -> CheckReport {
     let queued = Instant::now();
     let Ok(Ok(_permit)) = timeout_at(deadline, permits.acquire_owned()).await else {
@@ -298,6 +302,8 @@ async fn run_one(
         }
     };
     report.observed = observed;
+    // Once, before anything (report, format, log line) can show it.
+    smoke.inner.redactor.redact_check(&mut report);
     report
 }
 
