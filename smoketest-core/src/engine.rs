@@ -222,7 +222,7 @@ impl Drop for RunPermit {
 
 enum Decision {
     Join(RunFuture),
-    Serve(Report),
+    Serve(Box<Report>),
     Refuse(Refusal),
 }
 
@@ -312,11 +312,13 @@ impl Smoketest {
                                 .is_some_and(|ttl| now.saturating_duration_since(*finished) < ttl)
                     })
             {
-                Decision::Serve(cached(report, *finished, now))
+                Decision::Serve(Box::new(cached(report, *finished, now)))
             } else {
                 match engine.admit(state, now, fresh) {
                     Err(throttled) => match state.slots.get(&key).and_then(|s| s.latest.as_ref()) {
-                        Some((report, finished)) => Decision::Serve(cached(report, *finished, now)),
+                        Some((report, finished)) => {
+                            Decision::Serve(Box::new(cached(report, *finished, now)))
+                        }
                         None => Decision::Refuse(Refusal::Throttled(throttled)),
                     },
                     Ok(()) => {
@@ -332,7 +334,7 @@ impl Smoketest {
             }
         };
         match decision {
-            Decision::Serve(report) => Ok(report),
+            Decision::Serve(report) => Ok(*report),
             Decision::Refuse(refusal) => Err(refusal),
             Decision::Join(run) => match run.await {
                 Ok(report) => Ok((*report).clone()),

@@ -442,7 +442,11 @@ async fn requests_to_a_live_group_path_are_rate_limited_too() {
             cached += 1;
         }
     }
-    assert_eq!(runs.load(Ordering::SeqCst), 3, "the burst, then the latest report");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "the burst, then the latest report"
+    );
     assert_eq!(cached, 47);
 }
 
