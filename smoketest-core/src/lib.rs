@@ -31,6 +31,7 @@
 
 pub mod check;
 pub mod context;
+pub mod db;
 pub mod error;
 pub mod format;
 pub mod group;

@@ -163,8 +163,9 @@ impl Smoketest {
                     status = tracing::field::Empty,
                     duration_ms = tracing::field::Empty,
                 );
-                let task =
-                    run_one(entry, permits, default_timeout, deadline).instrument(span.clone());
+                let databases = self.inner.databases.clone();
+                let task = run_one(entry, permits, default_timeout, deadline, databases)
+                    .instrument(span.clone());
                 (tokio::spawn(task), span)
             })
             .collect();
@@ -220,6 +221,7 @@ async fn run_one(
     permits: Arc<Semaphore>,
     default_timeout: Duration,
     deadline: Instant,
+    databases: Arc<crate::db::Databases>,
 ) -> CheckReport {
     let queued = Instant::now();
     let Ok(Ok(_permit)) = timeout_at(deadline, permits.acquire_owned()).await else {
@@ -244,7 +246,7 @@ async fn run_one(
     let start = Instant::now();
     let limit = entry.timeout.unwrap_or(default_timeout);
     let check_deadline = (start + limit).min(deadline);
-    let mut ctx = Context::new(entry.name.clone(), check_deadline);
+    let mut ctx = Context::new(entry.name.clone(), check_deadline).with_databases(databases);
 
     let result = timeout_at(
         check_deadline,
