@@ -702,6 +702,14 @@ pub(crate) fn classify(error: &sqlx::Error) -> crate::CheckError {
                     "A query or a lock wait took longer than the check's timeout: look for long-running transactions holding locks, or a missing index.",
                 );
             }
+            // SQLITE_CANTOPEN: the file or its directory is missing or not accessible.
+            if code == "14" {
+                return CheckError::new(
+                    ErrorKind::DbUnavailable,
+                    format!("SQLite cannot open the database file: {text}"),
+                )
+                .with_suggestion("Check that the database file's directory exists and that the service may read and write it.");
+            }
             if message.contains("database is locked") {
                 return CheckError::new(
                     ErrorKind::Timeout,
