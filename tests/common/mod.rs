@@ -68,6 +68,7 @@ pub struct Tally {
 /// Run `runs` single-check runs, `concurrency` at once, cycling through the hammer checks,
 /// and assert that each ended as its check intends.
 pub async fn hammer(smoke: &Smoketest, runs: usize, concurrency: usize) -> Tally {
+    quiet_intended_panics();
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut set = JoinSet::new();
     for i in 0..runs {
@@ -118,6 +119,23 @@ pub async fn hammer(smoke: &Smoketest, runs: usize, concurrency: usize) -> Tally
         }
     }
     tally
+}
+
+/// Keep the hammer's hundreds of intended panics ("… on purpose") out of the test output.
+fn quiet_intended_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let intended = info
+                .payload()
+                .downcast_ref::<&str>()
+                .is_some_and(|m| m.contains("on purpose"));
+            if !intended {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// A loopback TCP proxy to a database that the test can take down (connections refused,
