@@ -562,6 +562,7 @@ mod engine {
             .find(|(n, _)| *n == name)
             .and_then(|(_, pool)| D::cancel(pool, &open.session));
 
+        let mut cancel = cancel;
         let outcome = {
             let Open { held, session } = &mut open;
             let Some(conn) = held.get() else {
@@ -572,6 +573,9 @@ mod engine {
                 let rolled_back = D::rollback(conn, session).await;
                 (still_open, rolled_back)
             };
+            // A driver can panic on a connection whose query future was dropped half-way;
+            // that must end as a closed connection, not a lost report.
+            let work = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(work));
             tokio::pin!(work);
             let quick = if cut_off {
                 // A statement may still run on the server: give the ROLLBACK a moment, then
@@ -583,16 +587,31 @@ mod engine {
             } else {
                 None
             };
-            match quick {
+            let done = match quick {
                 Some(done) => Some(done),
                 None => {
-                    if let (true, Some(cancel)) = (cut_off, cancel) {
+                    if let (true, Some(cancel)) = (cut_off, cancel.take()) {
                         tokio::spawn(cancel);
                     }
                     timeout(ROLLBACK_LIMIT, work).await.ok()
                 }
-            }
+            };
+            done.map(|result| {
+                result.unwrap_or_else(|panic| {
+                    let message = crate::runner::panic_message(&*panic);
+                    (
+                        None,
+                        Err(sqlx::Error::Protocol(format!("the driver panicked: {message}"))),
+                    )
+                })
+            })
         };
+        if !matches!(outcome, Some((_, Ok(())))) {
+            // The connection is closed below; stop whatever it still runs on the server.
+            if let Some(cancel) = cancel.take() {
+                tokio::spawn(cancel);
+            }
+        }
 
         match outcome {
             Some((still_open, Ok(()))) => {
