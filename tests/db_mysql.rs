@@ -165,7 +165,11 @@ async fn a_thousand_mixed_runs_leave_the_table_as_it_was_and_no_transaction_open
     let started = Instant::now();
     let report = smoke.run(&Selection::one(PASS)).await.unwrap();
     assert_eq!(report.status, Status::Pass, "{report:?}");
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
     db.drop_database().await;
 }
 
@@ -173,7 +177,9 @@ async fn a_thousand_mixed_runs_leave_the_table_as_it_was_and_no_transaction_open
 async fn checks_cut_off_while_their_transaction_begins_leave_nothing_open() {
     let Some(db) = database(8).await else { return };
     let ids = Arc::new(AtomicI64::new(10_000));
-    let mut builder = Smoketest::builder().without_discovery().mysql(db.pool.clone());
+    let mut builder = Smoketest::builder()
+        .without_discovery()
+        .mysql(db.pool.clone());
     for micros in (200..3_000).step_by(200) {
         let ids = ids.clone();
         builder = builder.check(
@@ -229,7 +235,11 @@ async fn two_checks_writing_the_same_row_do_not_see_each_other() {
                 let note: String = sqlx::query_scalar("SELECT note FROM items WHERE id = 1")
                     .fetch_one(&mut *conn)
                     .await?;
-                ensure_eq!(note, "before", "the second check saw the first one's update");
+                ensure_eq!(
+                    note,
+                    "before",
+                    "the second check saw the first one's update"
+                );
                 let inserted: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE id = 100")
                     .fetch_one(&mut *conn)
                     .await?;
@@ -283,14 +293,23 @@ async fn a_query_sleeping_past_the_timeout_answers_in_time_and_is_gone_from_the_
     let answered = started.elapsed();
     eprintln!("mysql: a {timeout:?} check sleeping in SLEEP() answered in {answered:?}");
     assert_eq!(report.checks[0].error.as_ref().unwrap().kind, "timeout");
-    assert!(answered < timeout + Duration::from_millis(100), "answered in {answered:?}");
+    assert!(
+        answered < timeout + Duration::from_millis(100),
+        "answered in {answered:?}"
+    );
 
     let gone = Instant::now();
     while db.running(&marker).await > 0 {
-        assert!(gone.elapsed() < Duration::from_secs(1), "SLEEP still runs on the server");
+        assert!(
+            gone.elapsed() < Duration::from_secs(1),
+            "SLEEP still runs on the server"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    eprintln!("mysql: the server-side query was gone {:?} after the answer", gone.elapsed());
+    eprintln!(
+        "mysql: the server-side query was gone {:?} after the answer",
+        gone.elapsed()
+    );
     assert_eq!(db.open_transactions().await, 0);
 
     // The session's own limit was restored on the pooled connection.
@@ -338,7 +357,11 @@ async fn a_check_lifting_the_statement_limit_is_still_killed_on_the_server() {
     );
     assert_eq!(report.checks[0].error.as_ref().unwrap().kind, "timeout");
     assert!(started.elapsed() < Duration::from_secs(1));
-    assert_eq!(db.running(&marker).await, 0, "the runner did not kill the statement");
+    assert_eq!(
+        db.running(&marker).await,
+        0,
+        "the runner did not kill the statement"
+    );
     assert_eq!(db.open_transactions().await, 0);
     db.drop_database().await;
 }
@@ -365,10 +388,17 @@ async fn ddl_in_a_check_is_reported_as_committed() {
         .build()
         .unwrap();
     let report = smoke.run(&Selection::all()).await.unwrap();
-    let error = report.checks[0].error.as_ref().expect("the check must fail");
+    let error = report.checks[0]
+        .error
+        .as_ref()
+        .expect("the check must fail");
     assert_eq!(error.kind, "committed", "{error:?}");
     assert!(error.message.as_deref().unwrap().contains("DDL"));
-    assert_eq!(count(&db.pool).await, 4, "MariaDB committed the insert; the report says so");
+    assert_eq!(
+        count(&db.pool).await,
+        4,
+        "MariaDB committed the insert; the report says so"
+    );
     db.drop_database().await;
 }
 
@@ -377,11 +407,15 @@ async fn an_unreachable_database_fails_fast_as_unavailable_and_recovers() {
     let Some(db) = database(2).await else { return };
     let options = db.pool.connect_options();
     let target = format!("{}:{}", options.get_host(), options.get_port());
-    let target = tokio::net::lookup_host(target).await.unwrap().next().unwrap();
+    let target = tokio::net::lookup_host(target)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
     let proxy = Proxy::start(target).await;
-    let proxied = MySqlPoolOptions::new().max_connections(2).connect_lazy_with(
-        (*options).clone().host("127.0.0.1").port(proxy.addr.port()),
-    );
+    let proxied = MySqlPoolOptions::new()
+        .max_connections(2)
+        .connect_lazy_with((*options).clone().host("127.0.0.1").port(proxy.addr.port()));
     let smoke = Smoketest::builder()
         .without_discovery()
         .mysql(proxied.clone())
@@ -397,7 +431,10 @@ async fn an_unreachable_database_fails_fast_as_unavailable_and_recovers() {
     let report = smoke.run(&Selection::all()).await.unwrap();
     let failed_in = started.elapsed();
     eprintln!("mysql: unreachable database reported in {failed_in:?}");
-    let error = report.checks[0].error.as_ref().expect("must fail while down");
+    let error = report.checks[0]
+        .error
+        .as_ref()
+        .expect("must fail while down");
     assert_eq!(error.kind, "db_unavailable", "{error:?}");
     assert!(failed_in < Duration::from_secs(2), "took {failed_in:?}");
 
@@ -426,7 +463,10 @@ async fn built_in_checks_pass_and_leave_no_temporary_table() {
     let left: Result<i64, _> = sqlx::query_scalar("SELECT count(*) FROM smoketest_write_probe")
         .fetch_one(&db.pool)
         .await;
-    assert!(left.is_err(), "the temporary probe table outlived the check");
+    assert!(
+        left.is_err(),
+        "the temporary probe table outlived the check"
+    );
     assert_eq!(db.open_transactions().await, 0);
     db.drop_database().await;
 }

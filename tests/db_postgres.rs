@@ -167,7 +167,11 @@ async fn a_thousand_mixed_runs_leave_the_table_as_it_was_and_no_connection_idle_
     let started = Instant::now();
     let report = smoke.run(&Selection::one(PASS)).await.unwrap();
     assert_eq!(report.status, Status::Pass, "{report:?}");
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
     db.drop_schema().await;
 }
 
@@ -175,7 +179,9 @@ async fn a_thousand_mixed_runs_leave_the_table_as_it_was_and_no_connection_idle_
 async fn checks_cut_off_while_their_transaction_begins_leave_nothing_open() {
     let Some(db) = database(8).await else { return };
     let ids = Arc::new(AtomicI64::new(10_000));
-    let mut builder = Smoketest::builder().without_discovery().postgres(db.pool.clone());
+    let mut builder = Smoketest::builder()
+        .without_discovery()
+        .postgres(db.pool.clone());
     // Timeouts of 0.2 to 3 ms cut checks off inside acquire, BEGIN, SET LOCAL or INSERT.
     for micros in (200..3_000).step_by(200) {
         let ids = ids.clone();
@@ -232,7 +238,11 @@ async fn two_checks_writing_the_same_row_do_not_see_each_other() {
                 let note: String = sqlx::query_scalar("SELECT note FROM items WHERE id = 1")
                     .fetch_one(&mut *conn)
                     .await?;
-                ensure_eq!(note, "before", "the second check saw the first one's update");
+                ensure_eq!(
+                    note,
+                    "before",
+                    "the second check saw the first one's update"
+                );
                 let inserted: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE id = 100")
                     .fetch_one(&mut *conn)
                     .await?;
@@ -302,15 +312,24 @@ async fn a_query_sleeping_past_the_timeout_answers_in_time_and_is_gone_from_the_
     let answered = started.elapsed();
     eprintln!("postgres: a {timeout:?} check sleeping in pg_sleep answered in {answered:?}");
     assert_eq!(report.checks[0].error.as_ref().unwrap().kind, "timeout");
-    assert!(answered < timeout + Duration::from_millis(100), "answered in {answered:?}");
+    assert!(
+        answered < timeout + Duration::from_millis(100),
+        "answered in {answered:?}"
+    );
 
     // The server-side query is gone shortly after.
     let gone = Instant::now();
     while running(marker.clone()).await > 0 {
-        assert!(gone.elapsed() < Duration::from_secs(1), "pg_sleep still runs on the server");
+        assert!(
+            gone.elapsed() < Duration::from_secs(1),
+            "pg_sleep still runs on the server"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    eprintln!("postgres: the server-side query was gone {:?} after the answer", gone.elapsed());
+    eprintln!(
+        "postgres: the server-side query was gone {:?} after the answer",
+        gone.elapsed()
+    );
     assert_eq!(db.sessions("idle in transaction%").await, 0);
     db.drop_schema().await;
 }
@@ -390,7 +409,10 @@ async fn a_check_that_commits_is_reported_as_committed() {
         .build()
         .unwrap();
     let report = smoke.run(&Selection::all()).await.unwrap();
-    let error = report.checks[0].error.as_ref().expect("the check must fail");
+    let error = report.checks[0]
+        .error
+        .as_ref()
+        .expect("the check must fail");
     assert_eq!(error.kind, "committed", "{error:?}");
     assert!(error.message.as_deref().unwrap().contains("COMMIT"));
     // Postgres cannot refuse the COMMIT; the report is what tells.
@@ -398,7 +420,11 @@ async fn a_check_that_commits_is_reported_as_committed() {
         .fetch_all(&db.pool)
         .await
         .unwrap();
-    assert_eq!(ids, [99], "the nested commit must stay a savepoint, rolled back");
+    assert_eq!(
+        ids,
+        [99],
+        "the nested commit must stay a savepoint, rolled back"
+    );
     assert_eq!(report.checks[1].status, Status::Pass, "{report:?}");
     assert_eq!(db.sessions("idle in transaction%").await, 0);
     db.drop_schema().await;
@@ -409,11 +435,15 @@ async fn an_unreachable_database_fails_fast_as_unavailable_and_recovers() {
     let Some(db) = database(2).await else { return };
     let options = db.pool.connect_options();
     let target = format!("{}:{}", options.get_host(), options.get_port());
-    let target = tokio::net::lookup_host(target).await.unwrap().next().unwrap();
+    let target = tokio::net::lookup_host(target)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
     let proxy = Proxy::start(target).await;
-    let proxied = PgPoolOptions::new().max_connections(2).connect_lazy_with(
-        (*options).clone().host("127.0.0.1").port(proxy.addr.port()),
-    );
+    let proxied = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_lazy_with((*options).clone().host("127.0.0.1").port(proxy.addr.port()));
     let smoke = Smoketest::builder()
         .without_discovery()
         .postgres(proxied.clone())
@@ -429,7 +459,10 @@ async fn an_unreachable_database_fails_fast_as_unavailable_and_recovers() {
     let report = smoke.run(&Selection::all()).await.unwrap();
     let failed_in = started.elapsed();
     eprintln!("postgres: unreachable database reported in {failed_in:?}");
-    let error = report.checks[0].error.as_ref().expect("must fail while down");
+    let error = report.checks[0]
+        .error
+        .as_ref()
+        .expect("must fail while down");
     assert_eq!(error.kind, "db_unavailable", "{error:?}");
     assert!(error.suggestion.is_some());
     assert!(failed_in < Duration::from_secs(2), "took {failed_in:?}");
@@ -464,13 +497,19 @@ async fn built_in_checks_pass_including_migrations() {
         .check(db::postgres::ping())
         .check(db::postgres::write_probe())
         .check(db::postgres::ping().pool("reporting"))
-        .check(db::postgres::migrations_applied(Migrator::with_migrations(migrations())))
+        .check(db::postgres::migrations_applied(Migrator::with_migrations(
+            migrations(),
+        )))
         .build()
         .unwrap();
     let report = smoke.run(&Selection::all()).await.unwrap();
     assert_eq!(report.status, Status::Pass, "{report:?}");
     assert_eq!(
-        report.checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        report
+            .checks
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
         [
             "db::postgres::ping",
             "db::postgres::write",

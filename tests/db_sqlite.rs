@@ -133,7 +133,10 @@ async fn a_thousand_mixed_runs_leave_the_table_as_it_was_and_the_pool_healthy() 
     let started = Instant::now();
     let tally = hammer(&smoke, 1_000, 32).await;
     eprintln!("sqlite: 1000 runs in {:?}: {tally:?}", started.elapsed());
-    assert_eq!(tally.passed + tally.failed + tally.panicked + tally.timed_out + tally.cancelled, 1_000);
+    assert_eq!(
+        tally.passed + tally.failed + tally.panicked + tally.timed_out + tally.cancelled,
+        1_000
+    );
 
     // Cancelled runs go on in the background: wait until the table is quiet.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -143,13 +146,20 @@ async fn a_thousand_mixed_runs_leave_the_table_as_it_was_and_the_pool_healthy() 
     let started = Instant::now();
     let report = smoke.run(&Selection::one(PASS)).await.unwrap();
     assert_eq!(report.status, Status::Pass, "{report:?}");
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
 
     // No pooled connection is left inside a transaction: BEGIN would fail on such a one.
     let mut held = Vec::new();
     for _ in 0..8 {
         let mut conn = db.pool.acquire().await.unwrap();
-        sqlx::raw_sql("BEGIN; ROLLBACK").execute(&mut *conn).await.unwrap();
+        sqlx::raw_sql("BEGIN; ROLLBACK")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
         held.push(conn);
     }
     drop(held);
@@ -228,7 +238,10 @@ async fn a_check_that_commits_fails_as_committed_and_writes_nothing() {
         .build()
         .unwrap();
     let report = smoke.run(&Selection::all()).await.unwrap();
-    let error = report.checks[0].error.as_ref().expect("the check must fail");
+    let error = report.checks[0]
+        .error
+        .as_ref()
+        .expect("the check must fail");
     assert_eq!(error.kind, "committed", "{error:?}");
     assert!(error.message.as_deref().unwrap().contains("COMMIT"));
     assert_eq!(count(&db.pool).await, before, "the COMMIT went through");
@@ -271,7 +284,10 @@ async fn a_query_past_the_deadline_is_interrupted_in_the_database() {
     let answered = started.elapsed();
     eprintln!("sqlite: a 200 ms check with an endless query answered in {answered:?}");
     assert_eq!(report.checks[0].error.as_ref().unwrap().kind, "timeout");
-    assert!(answered < Duration::from_millis(800), "answered in {answered:?}");
+    assert!(
+        answered < Duration::from_millis(800),
+        "answered in {answered:?}"
+    );
     // The connection is free again: the endless query no longer runs.
     let mut conns = Vec::new();
     for _ in 0..2 {
@@ -297,15 +313,18 @@ async fn built_in_checks_pass_and_leave_no_table() {
     let report = smoke.run(&Selection::all()).await.unwrap();
     assert_eq!(report.status, Status::Pass, "{report:?}");
     assert_eq!(
-        report.checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        report
+            .checks
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
         ["db::sqlite::ping", "db::sqlite::write"]
     );
-    let probe_tables: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'smoketest%'",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let probe_tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'smoketest%'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(probe_tables, 0);
 }
 
@@ -324,7 +343,11 @@ async fn migrations_check_names_what_is_pending_and_passes_once_applied() {
     let db = database(2).await;
     let all = || {
         vec![
-            migration(1, "create notes", "CREATE TABLE notes (id INTEGER PRIMARY KEY)"),
+            migration(
+                1,
+                "create notes",
+                "CREATE TABLE notes (id INTEGER PRIMARY KEY)",
+            ),
             migration(2, "add body", "ALTER TABLE notes ADD COLUMN body TEXT"),
         ]
     };
@@ -332,7 +355,9 @@ async fn migrations_check_names_what_is_pending_and_passes_once_applied() {
         Smoketest::builder()
             .without_discovery()
             .sqlite(pool.clone())
-            .check(db::sqlite::migrations_applied(Migrator::with_migrations(all())))
+            .check(db::sqlite::migrations_applied(Migrator::with_migrations(
+                all(),
+            )))
             .build()
             .unwrap()
     };
@@ -340,7 +365,11 @@ async fn migrations_check_names_what_is_pending_and_passes_once_applied() {
     let report = check(&db.pool).run(&Selection::all()).await.unwrap();
     let error = report.checks[0].error.as_ref().unwrap();
     assert!(
-        error.message.as_deref().unwrap().contains("_sqlx_migrations"),
+        error
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("_sqlx_migrations"),
         "{error:?}"
     );
 
@@ -356,7 +385,10 @@ async fn migrations_check_names_what_is_pending_and_passes_once_applied() {
         "{error:?}"
     );
 
-    Migrator::with_migrations(all()).run(&db.pool).await.unwrap();
+    Migrator::with_migrations(all())
+        .run(&db.pool)
+        .await
+        .unwrap();
     let report = check(&db.pool).run(&Selection::all()).await.unwrap();
     assert_eq!(report.status, Status::Pass, "{report:?}");
 }
@@ -381,7 +413,11 @@ async fn a_missing_database_fails_as_unavailable_and_recovers() {
     let error = report.checks[0].error.as_ref().unwrap();
     assert_eq!(error.kind, "db_unavailable", "{error:?}");
     assert!(error.suggestion.is_some());
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
 
     std::fs::create_dir_all(&dir).unwrap();
     let report = smoke.run(&Selection::all()).await.unwrap();
@@ -403,7 +439,13 @@ async fn a_check_asking_for_an_unregistered_pool_fails_as_config() {
     assert_eq!(report.checks[0].name, "db::sqlite::reporting::ping");
     let error = report.checks[0].error.as_ref().unwrap();
     assert_eq!(error.kind, "config");
-    assert!(error.suggestion.as_deref().unwrap().contains("sqlite_named"));
+    assert!(
+        error
+            .suggestion
+            .as_deref()
+            .unwrap()
+            .contains("sqlite_named")
+    );
 
     let duplicate = Smoketest::builder()
         .without_discovery()
@@ -411,5 +453,9 @@ async fn a_check_asking_for_an_unregistered_pool_fails_as_config() {
         .sqlite(db.pool.clone())
         .build()
         .unwrap_err();
-    assert!(duplicate.to_string().contains("two SQLite pools are named `default`"));
+    assert!(
+        duplicate
+            .to_string()
+            .contains("two SQLite pools are named `default`")
+    );
 }

@@ -105,7 +105,10 @@ async fn hammering_smoketest_on_postgres_leaves_every_table_unchanged() {
     );
     let started = Instant::now();
     while TcpStream::connect(&addr).await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "the example did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the example did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(

@@ -250,7 +250,11 @@ async fn migrations_check<C: sqlx::migrate::Migrate>(
             changed.join(", ")
         );
     }
-    let mut unknown: Vec<i64> = applied.keys().filter(|v| !known.contains(v)).copied().collect();
+    let mut unknown: Vec<i64> = applied
+        .keys()
+        .filter(|v| !known.contains(v))
+        .copied()
+        .collect();
     if !unknown.is_empty() {
         unknown.sort_unstable();
         return Ok(Outcome::warn(format!(

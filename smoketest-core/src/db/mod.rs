@@ -153,6 +153,7 @@ pub(crate) struct Databases {
     pub(crate) acquire_timeout: Duration,
 }
 
+#[allow(clippy::derivable_impls)] // not derivable with a database feature on
 impl Default for Databases {
     fn default() -> Self {
         Databases {
@@ -381,7 +382,8 @@ mod engine {
         let index = match slots.iter().position(|(n, _)| &**n == name) {
             Some(index) => index,
             None => {
-                let Some((pool_name, pool)) = D::pools(databases).iter().find(|(n, _)| &**n == name)
+                let Some((pool_name, pool)) =
+                    D::pools(databases).iter().find(|(n, _)| &**n == name)
                 else {
                     return Err(missing_pool::<D>(databases, name));
                 };
@@ -516,7 +518,10 @@ mod engine {
                 )
             }
             Ok(Err(e)) => (
-                format!("connecting directly failed: {}", crate::error::error_chain(&e)),
+                format!(
+                    "connecting directly failed: {}",
+                    crate::error::error_chain(&e)
+                ),
                 "Check that the database is running and reachable from this host (address, port, firewall) and that the credentials are valid.",
             ),
             Err(_) => (
@@ -547,8 +552,7 @@ mod engine {
             // The check was cut off while its transaction was being begun. The begin task is
             // bounded by the deadline; wait for it and roll back what it began.
             Slot::Beginning(handle) => {
-                match timeout_until(deadline + BEGIN_GRACE + Duration::from_secs(1), handle).await
-                {
+                match timeout_until(deadline + BEGIN_GRACE + Duration::from_secs(1), handle).await {
                     Some(Ok(Ok(open))) => open,
                     // Nothing was begun, or the begin task still runs: its `Held` closes the
                     // connection when it finishes, so nothing is left open.
@@ -565,9 +569,7 @@ mod engine {
         let mut cancel = cancel;
         let outcome = {
             let Open { held, session } = &mut open;
-            let Some(conn) = held.get() else {
-                return None;
-            };
+            let conn = held.get()?;
             let work = async {
                 let still_open = D::still_open(conn, session).await;
                 let rolled_back = D::rollback(conn, session).await;
@@ -601,7 +603,9 @@ mod engine {
                     let message = crate::runner::panic_message(&*panic);
                     (
                         None,
-                        Err(sqlx::Error::Protocol(format!("the driver panicked: {message}"))),
+                        Err(sqlx::Error::Protocol(format!(
+                            "the driver panicked: {message}"
+                        ))),
                     )
                 })
             })
@@ -644,15 +648,15 @@ mod engine {
 
     /// Milliseconds left before `deadline`, at least 1 (0 means "no limit" to databases).
     pub(crate) fn millis_left(deadline: Instant) -> u64 {
-        (deadline.saturating_duration_since(Instant::now()).as_millis() as u64).max(1)
+        (deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64)
+            .max(1)
     }
 
     /// A cancel future that connects with the pool's options and runs `sql`.
     #[cfg(any(feature = "postgres", feature = "mysql"))]
-    pub(crate) fn cancel_with<DB: sqlx::Database>(
-        pool: &sqlx::Pool<DB>,
-        sql: String,
-    ) -> BoxFuture
+    pub(crate) fn cancel_with<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, sql: String) -> BoxFuture
     where
         for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     {
@@ -732,9 +736,13 @@ pub(crate) fn classify(error: &sqlx::Error) -> crate::CheckError {
             if message.contains("database is locked") {
                 return CheckError::new(
                     ErrorKind::Timeout,
-                    format!("SQLite stayed locked by another writer until the check's deadline: {text}"),
+                    format!(
+                        "SQLite stayed locked by another writer until the check's deadline: {text}"
+                    ),
                 )
-                .with_suggestion("Another connection held the write lock: look for long write transactions.");
+                .with_suggestion(
+                    "Another connection held the write lock: look for long write transactions.",
+                );
             }
             let code = if code.is_empty() {
                 String::new()

@@ -78,7 +78,10 @@ impl Dialect for My {
         &mut transactions.mysql
     }
 
-    async fn begin(conn: &mut MySqlConnection, deadline: Instant) -> Result<MySession, sqlx::Error> {
+    async fn begin(
+        conn: &mut MySqlConnection,
+        deadline: Instant,
+    ) -> Result<MySession, sqlx::Error> {
         let (id, version): (u64, String) = sqlx::query_as("SELECT CONNECTION_ID(), VERSION()")
             .fetch_one(&mut *conn)
             .await?;
@@ -127,7 +130,10 @@ impl Dialect for My {
     }
 
     fn cancel(pool: &sqlx::MySqlPool, session: &MySession) -> Option<BoxFuture> {
-        Some(super::cancel_with(pool, format!("KILL QUERY {}", session.id)))
+        Some(super::cancel_with(
+            pool,
+            format!("KILL QUERY {}", session.id),
+        ))
     }
 
     fn committed_message(pool: &str) -> String {

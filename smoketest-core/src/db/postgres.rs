@@ -89,10 +89,9 @@ impl Dialect for Pg {
             Some(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(begin))),
         )
         .await?;
-        let (pid, started): (i32, String) =
-            sqlx::query_as("SELECT pg_backend_pid(), now()::text")
-                .fetch_one(&mut *conn)
-                .await?;
+        let (pid, started): (i32, String) = sqlx::query_as("SELECT pg_backend_pid(), now()::text")
+            .fetch_one(&mut *conn)
+            .await?;
         Ok(PgSession { pid, started })
     }
 

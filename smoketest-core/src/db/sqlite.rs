@@ -69,7 +69,10 @@ impl Dialect for Lite {
         &mut transactions.sqlite
     }
 
-    async fn begin(conn: &mut SqliteConnection, deadline: Instant) -> Result<LiteSession, sqlx::Error> {
+    async fn begin(
+        conn: &mut SqliteConnection,
+        deadline: Instant,
+    ) -> Result<LiteSession, sqlx::Error> {
         let busy_timeout_ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
             .fetch_one(&mut *conn)
             .await?;
@@ -104,7 +107,10 @@ impl Dialect for Lite {
         Some(!session.committed.load(Ordering::SeqCst))
     }
 
-    async fn rollback(conn: &mut SqliteConnection, session: &LiteSession) -> Result<(), sqlx::Error> {
+    async fn rollback(
+        conn: &mut SqliteConnection,
+        session: &LiteSession,
+    ) -> Result<(), sqlx::Error> {
         {
             // Waits until the worker is idle: an interrupted statement has ended.
             let mut handle = conn.lock_handle().await?;
@@ -163,11 +169,9 @@ pub(crate) async fn ping_check(ctx: &mut Context, pool: &str) -> crate::Result {
 
 pub(crate) async fn write_check(ctx: &mut Context, pool: &str) -> crate::Result {
     let conn = ctx.sqlite_named(pool).await?;
-    sqlx::query(
-        "CREATE TABLE smoketest_write_probe (id INTEGER PRIMARY KEY, note TEXT NOT NULL)",
-    )
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query("CREATE TABLE smoketest_write_probe (id INTEGER PRIMARY KEY, note TEXT NOT NULL)")
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("INSERT INTO smoketest_write_probe (id, note) VALUES (1, 'smoketest')")
         .execute(&mut *conn)
         .await?;
