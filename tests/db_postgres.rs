@@ -406,9 +406,25 @@ async fn a_check_that_commits_is_reported_as_committed() {
                 Ok(Outcome::Pass)
             })
         }))
+        .check(from_fn("changes_session_settings", |ctx| {
+            Box::pin(async move {
+                let conn = ctx.postgres().await?;
+                sqlx::raw_sql(
+                    "SET LOCAL TimeZone = 'Asia/Tokyo'; SET LOCAL DateStyle = 'SQL, DMY'",
+                )
+                .execute(&mut *conn)
+                .await?;
+                Ok(Outcome::Pass)
+            })
+        }))
         .build()
         .unwrap();
     let report = smoke.run(&Selection::all()).await.unwrap();
+    assert_eq!(
+        report.checks[2].status,
+        Status::Pass,
+        "not a commit: {report:?}"
+    );
     let error = report.checks[0]
         .error
         .as_ref()

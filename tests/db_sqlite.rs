@@ -391,6 +391,41 @@ async fn migrations_check_names_what_is_pending_and_passes_once_applied() {
         .unwrap();
     let report = check(&db.pool).run(&Selection::all()).await.unwrap();
     assert_eq!(report.status, Status::Pass, "{report:?}");
+    // A migrator recording in a table of its own.
+    let other = database(2).await;
+    let mut custom = Migrator::with_migrations(all());
+    custom.dangerous_set_table_name("app_migrations");
+    custom.run(&other.pool).await.unwrap();
+    let report = Smoketest::builder()
+        .without_discovery()
+        .sqlite(other.pool.clone())
+        .check(
+            db::sqlite::migrations_applied(Migrator::with_migrations(all()))
+                .migrations_table("app_migrations"),
+        )
+        .build()
+        .unwrap()
+        .run(&Selection::all())
+        .await
+        .unwrap();
+    assert_eq!(report.status, Status::Pass, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_detached_context_with_the_pools_of_a_smoketest_rolls_back_on_finish() {
+    let db = database(2).await;
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .sqlite(db.pool.clone())
+        .build()
+        .unwrap();
+    let mut ctx = Context::detached("unit", Duration::from_secs(5)).with_pools_of(&smoke);
+    sqlx::query("INSERT INTO items (id, note) VALUES (50, 'unit test')")
+        .execute(ctx.sqlite().await.unwrap())
+        .await
+        .unwrap();
+    assert!(ctx.finish().await.is_empty());
+    assert_eq!(count(&db.pool).await, 3);
 }
 
 #[tokio::test]

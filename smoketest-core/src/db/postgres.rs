@@ -49,6 +49,11 @@ use super::checks::{Backend, DbCheck, Probe};
 use super::{BoxFuture, Databases, Dialect, Slot, Transactions, millis_left, rollback_all};
 use crate::{Context, Outcome, ensure_eq, fail};
 
+/// The backend's pid and the start of the current transaction in microseconds (whatever
+/// the session's time zone or date style).
+const TRANSACTION_START: &str =
+    "SELECT pg_backend_pid(), (extract(epoch FROM now()) * 1000000)::bigint";
+
 /// The Postgres dialect.
 pub(crate) struct Pg;
 
@@ -56,7 +61,7 @@ pub(crate) struct Pg;
 /// start time (to notice a transaction that is no longer the one the runner began).
 pub(crate) struct PgSession {
     pid: i32,
-    started: String,
+    started: i64,
 }
 
 impl Dialect for Pg {
@@ -89,7 +94,7 @@ impl Dialect for Pg {
             Some(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(begin))),
         )
         .await?;
-        let (pid, started): (i32, String) = sqlx::query_as("SELECT pg_backend_pid(), now()::text")
+        let (pid, started): (i32, i64) = sqlx::query_as(TRANSACTION_START)
             .fetch_one(&mut *conn)
             .await?;
         Ok(PgSession { pid, started })
@@ -98,11 +103,11 @@ impl Dialect for Pg {
     async fn still_open(conn: &mut PgConnection, session: &PgSession) -> Option<bool> {
         // `now()` is the start of the current transaction: after a COMMIT each statement
         // runs in a new one.
-        match sqlx::query_scalar::<_, String>("SELECT now()::text")
+        match sqlx::query_as::<_, (i32, i64)>(TRANSACTION_START)
             .fetch_one(&mut *conn)
             .await
         {
-            Ok(now) => Some(now == session.started),
+            Ok((_, started)) => Some(started == session.started),
             // "current transaction is aborted": still the runner's transaction.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("25P02") => Some(true),
             Err(_) => None,
