@@ -149,6 +149,7 @@ fn hammer_smoke(pool: &MySqlPool) -> Smoketest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_mixed_runs_leave_the_table_as_it_was_and_no_transaction_open() {
+    let _serial = serial().await;
     let Some(db) = database(16).await else { return };
     let smoke = hammer_smoke(&db.pool);
     let before = count(&db.pool).await;
@@ -175,6 +176,7 @@ async fn a_thousand_mixed_runs_leave_the_table_as_it_was_and_no_transaction_open
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn checks_cut_off_while_their_transaction_begins_leave_nothing_open() {
+    let _serial = serial().await;
     let Some(db) = database(8).await else { return };
     let ids = Arc::new(AtomicI64::new(10_000));
     let mut builder = Smoketest::builder()
@@ -266,6 +268,7 @@ async fn two_checks_writing_the_same_row_do_not_see_each_other() {
 
 #[tokio::test]
 async fn a_query_sleeping_past_the_timeout_answers_in_time_and_is_gone_from_the_server() {
+    let _serial = serial().await;
     let Some(db) = database(4).await else { return };
     let marker = unique("sleeper");
     let sql = format!("SELECT SLEEP(30) /* {marker} */");
@@ -327,6 +330,7 @@ async fn a_query_sleeping_past_the_timeout_answers_in_time_and_is_gone_from_the_
 
 #[tokio::test]
 async fn a_check_lifting_the_statement_limit_is_still_killed_on_the_server() {
+    let _serial = serial().await;
     let Some(db) = database(4).await else { return };
     let marker = unique("stubborn");
     let sql = format!("SELECT SLEEP(30) /* {marker} */");

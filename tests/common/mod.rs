@@ -29,6 +29,13 @@ pub fn service_url(var: &str) -> Option<String> {
     }
 }
 
+/// Held by the tests that load the machine (the hammers) and by those that measure time,
+/// so that a timing is not taken while 32 other runs compete for the two cores.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
 /// A name no other test run uses (tables, schemas, markers).
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
