@@ -754,3 +754,41 @@ pub(crate) fn classify(error: &sqlx::Error) -> crate::CheckError {
         _ => CheckError::new(ErrorKind::Error, format!("database error: {text}")),
     }
 }
+
+#[cfg(all(test, any(feature = "postgres", feature = "mysql", feature = "sqlite")))]
+mod tests {
+    use crate::{CheckError, ErrorKind};
+
+    fn converted(error: sqlx::Error) -> CheckError {
+        // The path a check's `?` takes.
+        CheckError::from(error)
+    }
+
+    #[test]
+    fn an_exhausted_or_closed_pool_is_db_unavailable_with_a_suggestion() {
+        for error in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed] {
+            let e = converted(error);
+            assert_eq!(e.kind(), ErrorKind::DbUnavailable, "{e:?}");
+            assert!(e.suggestion().is_some());
+        }
+    }
+
+    #[test]
+    fn a_refused_connection_is_db_unavailable_and_says_so() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = converted(sqlx::Error::Io(io));
+        assert_eq!(e.kind(), ErrorKind::DbUnavailable);
+        assert!(
+            e.message()
+                .starts_with("the database refused the connection"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn other_sqlx_errors_stay_errors() {
+        let e = converted(sqlx::Error::RowNotFound);
+        assert_eq!(e.kind(), ErrorKind::Error);
+        assert!(e.message().contains("no rows"), "{e:?}");
+    }
+}
