@@ -5,7 +5,7 @@
 //! times out, the runner — never the check — finishes the context: it rolls back every
 //! database transaction the check opened (an explicit, awaited `ROLLBACK`, bounded in time;
 //! see [`db`](crate::db)), then runs the deferred cleanups, newest first, and reports any that
-//! fail as a failure of kind [`ErrorKind::Cleanup`](crate::ErrorKind::Cleanup).
+//! fail as a failure of kind [`ErrorKind::Cleanup`].
 //!
 //! # Example
 //!

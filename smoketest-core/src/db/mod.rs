@@ -60,13 +60,27 @@
 //!   Register their undoing with [`Context::defer`](crate::Context::defer).
 //! - On MySQL/MariaDB: DDL (commits implicitly; see above), `TRUNCATE`, and writes to
 //!   non-transactional (MyISAM, MEMORY) tables.
-//! - Postgres: `NOTIFY` is discarded on rollback, but `pg_advisory_lock` (session-level)
-//!   is not released, and `SET` (without `LOCAL`) changes the connection's session.
+//! - On MySQL/MariaDB: `SET SESSION` variables and user variables (`@x`); temporary tables
+//!   (drop them in the check).
+//! - Postgres: session-level advisory locks (`pg_advisory_lock`) stay held; use
+//!   `pg_advisory_xact_lock`, which the rollback releases.
+//! - SQLite: `PRAGMA`s that change the connection or the file (`journal_mode`, …).
 //!
-//! Give the pool you register a **least-privilege role**: `SELECT`, `INSERT`, `UPDATE`,
-//! `DELETE` on the tables the checks touch (and `TEMPORARY` on Postgres, `CREATE TEMPORARY
-//! TABLES` on MariaDB for the write probe), no DDL, no `SUPER`. Then a mistaken check
-//! cannot drop a table, and DDL (which MySQL would commit) is refused outright.
+//! Give the pool you register for smoke checks a **least-privilege role** of its own:
+//! `SELECT`, `INSERT`, `UPDATE`, `DELETE` on the tables the checks touch (and `TEMPORARY`
+//! on Postgres, `CREATE TEMPORARY TABLES` on MariaDB for the write probe), no DDL, no
+//! `SUPER`, a small connection limit. Then a mistaken check cannot drop a table, DDL (which
+//! MySQL would commit) is refused outright, and the checks cannot starve the service's own
+//! pool.
+//!
+//! # A database that does not answer
+//!
+//! A check waits for a connection at most
+//! [`database_acquire_timeout`](crate::SmoketestBuilder::database_acquire_timeout)
+//! (default 3 s, and never more than three quarters of its own timeout), then tries one
+//! direct connection to tell an unreachable server ("connection refused", with what to
+//! check) from an exhausted pool, and fails with kind `db_unavailable`. Nothing is cached:
+//! the next run succeeds as soon as the database is back.
 //!
 //! # Example
 //!
