@@ -2,9 +2,8 @@
 //! checks (features `postgres`, `mysql`, `sqlite`; `migrate` adds the migrations check).
 //!
 //! A check asks its [`Context`](crate::Context) for a connection with
-//! `ctx.postgres().await?` (or [`mysql`](crate::Context::mysql),
-//! [`sqlite`](crate::Context::sqlite), and the `…_named` variants for a service with
-//! several pools of one kind). The first call acquires a connection from the pool registered
+//! `ctx.postgres().await?` (or `ctx.mysql()`, `ctx.sqlite()`, and the `…_named` variants
+//! for a service with several pools of one kind). The first call acquires a connection from the pool registered
 //! with the builder and begins a transaction on it; later calls in the same run return the
 //! same connection. The check gets a `&mut PgConnection` (a `&mut MySqlConnection`, a
 //! `&mut SqliteConnection`) **borrowed** from a transaction the runner owns, so it has no
@@ -75,8 +74,7 @@
 //!
 //! # A database that does not answer
 //!
-//! A check waits for a connection at most
-//! [`database_acquire_timeout`](crate::SmoketestBuilder::database_acquire_timeout)
+//! A check waits for a connection at most the builder's `database_acquire_timeout`
 //! (default 3 s, and never more than three quarters of its own timeout), then tries one
 //! direct connection to tell an unreachable server ("connection refused", with what to
 //! check) from an exhausted pool, and fails with kind `db_unavailable`. Nothing is cached:
