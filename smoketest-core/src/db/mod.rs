@@ -573,12 +573,11 @@ mod engine {
             }
         };
         let cut_off = Instant::now() >= deadline;
-        let cancel = D::pools(databases)
+        let mut cancel = D::pools(databases)
             .iter()
             .find(|(n, _)| *n == name)
             .and_then(|(_, pool)| D::cancel(pool, &open.session));
 
-        let mut cancel = cancel;
         let outcome = {
             let Open { held, session } = &mut open;
             let conn = held.get()?;
