@@ -70,7 +70,8 @@ impl Context {
 
     /// Give a [`Context::detached`] context the database pools registered with `smoke`, to
     /// unit-test a check that uses them. Its transactions are rolled back by
-    /// [`Context::finish`].
+    /// [`Context::finish`]; a context dropped without it closes their connections instead
+    /// (the server discards the transactions), never returning one to the pool open.
     pub fn with_pools_of(self, smoke: &crate::Smoketest) -> Self {
         self.with_databases(smoke.inner.databases.clone())
     }
