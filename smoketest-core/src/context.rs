@@ -2,9 +2,10 @@
 //! database features) transactions the runner always rolls back.
 //!
 //! Each run of each check gets a fresh context. After the check returns, fails, panics or
-//! times out, the runner — never the check — finishes the context: it runs the deferred
-//! cleanups, newest first, and reports any that fail as a failure of kind
-//! [`ErrorKind::Cleanup`](crate::ErrorKind::Cleanup).
+//! times out, the runner — never the check — finishes the context: it rolls back every
+//! database transaction the check opened (an explicit, awaited `ROLLBACK`, bounded in time;
+//! see [`db`](crate::db)), then runs the deferred cleanups, newest first, and reports any that
+//! fail as a failure of kind [`ErrorKind::Cleanup`].
 //!
 //! # Example
 //!
@@ -45,6 +46,8 @@ pub struct Context {
     deadline: Instant,
     observed: BTreeMap<String, serde_json::Value>,
     deferred: Vec<(String, Cleanup)>,
+    databases: Arc<crate::db::Databases>,
+    transactions: crate::db::Transactions,
 }
 
 impl Context {
@@ -54,7 +57,23 @@ impl Context {
             deadline,
             observed: BTreeMap::new(),
             deferred: Vec::new(),
+            databases: Arc::default(),
+            transactions: crate::db::Transactions::default(),
         }
+    }
+
+    /// The pools the check's transactions come from.
+    pub(crate) fn with_databases(mut self, databases: Arc<crate::db::Databases>) -> Self {
+        self.databases = databases;
+        self
+    }
+
+    /// Give a [`Context::detached`] context the database pools registered with `smoke`, to
+    /// unit-test a check that uses them. Its transactions are rolled back by
+    /// [`Context::finish`]; a context dropped without it closes their connections instead
+    /// (the server discards the transactions), never returning one to the pool open.
+    pub fn with_pools_of(self, smoke: &crate::Smoketest) -> Self {
+        self.with_databases(smoke.inner.databases.clone())
     }
 
     /// A context for calling a check directly, outside the runner (unit tests of a check).
@@ -101,10 +120,100 @@ impl Context {
         self.deferred.push((label, Box::pin(cleanup)));
     }
 
-    /// Run the deferred cleanups, newest first, and return the failures. The runner calls
-    /// this after every check; call it yourself only on a [`Context::detached`] context.
+    /// A connection inside this check's transaction on the Postgres pool registered with
+    /// [`SmoketestBuilder::postgres`](crate::SmoketestBuilder::postgres). The first call
+    /// acquires a connection and begins the transaction (with the check's deadline as
+    /// `statement_timeout` and `lock_timeout`); the runner rolls it back after the check.
+    /// Fails with kind `db_unavailable` when no connection comes in time, `config` when no
+    /// pool is registered.
+    ///
+    /// ```no_run
+    /// # async fn check(ctx: &mut smoketest_core::Context) -> smoketest_core::Result {
+    /// use smoketest_core::db::sqlx;
+    /// let conn = ctx.postgres().await?;
+    /// sqlx::query("INSERT INTO orders (item) VALUES ('smoke')").execute(&mut *conn).await?;
+    /// let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&mut *conn).await?;
+    /// smoketest_core::ensure!(n > 0);
+    /// # Ok(smoketest_core::Outcome::Pass) }
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub async fn postgres(&mut self) -> Result<&mut sqlx::PgConnection, CheckError> {
+        self.postgres_named(crate::db::DEFAULT_POOL).await
+    }
+
+    /// Like [`Context::postgres`], on the pool registered with
+    /// [`postgres_named`](crate::SmoketestBuilder::postgres_named).
+    #[cfg(feature = "postgres")]
+    pub async fn postgres_named(
+        &mut self,
+        pool: &str,
+    ) -> Result<&mut sqlx::PgConnection, CheckError> {
+        crate::db::connection::<crate::db::postgres::Pg>(
+            &self.databases,
+            &mut self.transactions,
+            pool,
+            self.deadline,
+        )
+        .await
+    }
+
+    /// A connection inside this check's transaction on the MySQL / MariaDB pool registered
+    /// with [`SmoketestBuilder::mysql`](crate::SmoketestBuilder::mysql); see
+    /// [`Context::postgres`]. The session's statement time limit is the check's deadline.
+    #[cfg(feature = "mysql")]
+    pub async fn mysql(&mut self) -> Result<&mut sqlx::MySqlConnection, CheckError> {
+        self.mysql_named(crate::db::DEFAULT_POOL).await
+    }
+
+    /// Like [`Context::mysql`], on the pool registered with
+    /// [`mysql_named`](crate::SmoketestBuilder::mysql_named).
+    #[cfg(feature = "mysql")]
+    pub async fn mysql_named(
+        &mut self,
+        pool: &str,
+    ) -> Result<&mut sqlx::MySqlConnection, CheckError> {
+        crate::db::connection::<crate::db::mysql::My>(
+            &self.databases,
+            &mut self.transactions,
+            pool,
+            self.deadline,
+        )
+        .await
+    }
+
+    /// A connection inside this check's transaction (`BEGIN IMMEDIATE`) on the SQLite pool
+    /// registered with [`SmoketestBuilder::sqlite`](crate::SmoketestBuilder::sqlite); see
+    /// [`Context::postgres`].
+    #[cfg(feature = "sqlite")]
+    pub async fn sqlite(&mut self) -> Result<&mut sqlx::SqliteConnection, CheckError> {
+        self.sqlite_named(crate::db::DEFAULT_POOL).await
+    }
+
+    /// Like [`Context::sqlite`], on the pool registered with
+    /// [`sqlite_named`](crate::SmoketestBuilder::sqlite_named).
+    #[cfg(feature = "sqlite")]
+    pub async fn sqlite_named(
+        &mut self,
+        pool: &str,
+    ) -> Result<&mut sqlx::SqliteConnection, CheckError> {
+        crate::db::connection::<crate::db::sqlite::Lite>(
+            &self.databases,
+            &mut self.transactions,
+            pool,
+            self.deadline,
+        )
+        .await
+    }
+
+    /// Roll back the check's database transactions, then run the deferred cleanups, newest
+    /// first, and return the failures (a check that committed, a failed rollback, a failed
+    /// cleanup). The runner calls this after every check; call it yourself only on a
+    /// [`Context::detached`] context.
     pub async fn finish(&mut self) -> Vec<CheckError> {
-        let mut failures = Vec::new();
+        let mut failures = self
+            .transactions
+            .finish(&self.databases, self.deadline)
+            .await;
         while let Some((label, cleanup)) = self.deferred.pop() {
             // A panicking cleanup must not skip the ones registered before it.
             match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(cleanup)).await
@@ -137,6 +246,7 @@ impl std::fmt::Debug for Context {
             .field("check", &self.name)
             .field("remaining", &self.remaining())
             .field("deferred", &self.deferred.len())
+            .field("transactions", &self.transactions.len())
             .finish_non_exhaustive()
     }
 }

@@ -270,6 +270,11 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     fn from(error: E) -> Self {
+        // Database errors get their own kinds (`db_unavailable`, `timeout`) and suggestions.
+        #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+        if let Some(error) = (&error as &dyn std::any::Any).downcast_ref::<sqlx::Error>() {
+            return crate::db::classify(error);
+        }
         CheckError::error(error_chain(&error))
     }
 }

@@ -32,6 +32,7 @@
 pub mod auth;
 pub mod check;
 pub mod context;
+pub mod db;
 pub mod engine;
 pub mod error;
 pub mod format;

@@ -153,6 +153,7 @@ pub(crate) struct Inner {
     pub(crate) access: crate::auth::Access,
     pub(crate) redactor: crate::redact::Redactor,
     pub(crate) engine: crate::engine::Engine,
+    pub(crate) databases: Arc<crate::db::Databases>,
 }
 
 /// A service's smoke checks, ready to run and serve. See the [module documentation](self).
@@ -182,6 +183,8 @@ impl Smoketest {
             access: Default::default(),
             redaction: Default::default(),
             limits: Default::default(),
+            databases: crate::db::Databases::default(),
+            database_errors: Vec::new(),
         }
     }
 
@@ -220,6 +223,8 @@ pub struct SmoketestBuilder {
     pub(crate) access: crate::auth::AccessOptions,
     pub(crate) redaction: crate::redact::RedactOptions,
     pub(crate) limits: crate::engine::Limits,
+    databases: crate::db::Databases,
+    database_errors: Vec<String>,
 }
 
 impl SmoketestBuilder {
@@ -310,8 +315,66 @@ impl SmoketestBuilder {
         self
     }
 
+    /// Register the Postgres pool that `ctx.postgres()` takes its per-check transactions
+    /// from (always rolled back; see [`db`](crate::db)).
+    #[cfg(feature = "postgres")]
+    pub fn postgres(self, pool: sqlx::PgPool) -> Self {
+        self.postgres_named(crate::db::DEFAULT_POOL, pool)
+    }
+
+    /// Register a further Postgres pool under a name, for `ctx.postgres_named(name)`.
+    #[cfg(feature = "postgres")]
+    pub fn postgres_named(self, name: impl AsRef<str>, pool: sqlx::PgPool) -> Self {
+        self.add_pool::<crate::db::postgres::Pg>(name.as_ref(), pool)
+    }
+
+    /// Register the MySQL / MariaDB pool that `ctx.mysql()` takes its per-check
+    /// transactions from.
+    #[cfg(feature = "mysql")]
+    pub fn mysql(self, pool: sqlx::MySqlPool) -> Self {
+        self.mysql_named(crate::db::DEFAULT_POOL, pool)
+    }
+
+    /// Register a further MySQL / MariaDB pool under a name, for `ctx.mysql_named(name)`.
+    #[cfg(feature = "mysql")]
+    pub fn mysql_named(self, name: impl AsRef<str>, pool: sqlx::MySqlPool) -> Self {
+        self.add_pool::<crate::db::mysql::My>(name.as_ref(), pool)
+    }
+
+    /// Register the SQLite pool that `ctx.sqlite()` takes its per-check transactions from.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(self, pool: sqlx::SqlitePool) -> Self {
+        self.sqlite_named(crate::db::DEFAULT_POOL, pool)
+    }
+
+    /// Register a further SQLite pool under a name, for `ctx.sqlite_named(name)`.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite_named(self, name: impl AsRef<str>, pool: sqlx::SqlitePool) -> Self {
+        self.add_pool::<crate::db::sqlite::Lite>(name.as_ref(), pool)
+    }
+
+    /// The longest a check waits for a database connection before it fails with kind
+    /// `db_unavailable` (never longer than three quarters of the check's own timeout).
+    /// Default 3 s.
+    #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+    pub fn database_acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.databases.acquire_timeout = timeout;
+        self
+    }
+
+    #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+    fn add_pool<D: crate::db::Dialect>(mut self, name: &str, pool: sqlx::Pool<D::Db>) -> Self {
+        if let Err(e) = self.databases.add::<D>(name, pool) {
+            self.database_errors.push(e);
+        }
+        self
+    }
+
     /// Build, rejecting duplicate or unusable names and out-of-range settings.
     pub fn build(self) -> Result<Smoketest, BuildError> {
+        if let Some(error) = self.database_errors.into_iter().next() {
+            return Err(BuildError::Config(error));
+        }
         let config = self.config;
         let access = self.access.build()?;
         let engine = self.limits.build()?;
@@ -388,6 +451,7 @@ impl SmoketestBuilder {
                 access,
                 redactor,
                 engine,
+                databases: Arc::new(self.databases),
             }),
         };
         smoke.start_background();

@@ -248,7 +248,8 @@ async fn run_one(
     let start = Instant::now();
     let limit = entry.timeout.unwrap_or(default_timeout);
     let check_deadline = (start + limit).min(deadline);
-    let mut ctx = Context::new(entry.name.clone(), check_deadline);
+    let mut ctx = Context::new(entry.name.clone(), check_deadline)
+        .with_databases(smoke.inner.databases.clone());
 
     let result = timeout_at(
         check_deadline,
@@ -279,8 +280,16 @@ async fn run_one(
     };
 
     // The runner, not the check, finishes the context, whatever happened above.
-    let cleanup_failures = ctx.finish().await;
+    let mut cleanup_failures = ctx.finish().await;
     let observed = ctx.take_observed();
+    // A check that committed must say so, even if it also failed afterwards.
+    let result = match cleanup_failures
+        .iter()
+        .position(|e| e.kind() == ErrorKind::Committed)
+    {
+        Some(i) => Err(cleanup_failures.swap_remove(i)),
+        None => result,
+    };
 
     let mut report = match (result, cleanup_failures.into_iter().next()) {
         (Err(e), _) | (Ok(_), Some(e)) => failed(&entry, duration, e),

@@ -23,10 +23,12 @@ async fn ping(ctx: &mut Context) -> smoketest::Result {
 /// The temporary directory accepts a file: many libraries spool there.
 #[smoketest::check(tags = ["disk"])]
 async fn temp_dir_writable(ctx: &mut Context) -> smoketest::Result {
+    // Concurrent runs each need their own file.
+    static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let path = std::env::temp_dir().join(format!(
         "smoketest-example-{}-{}",
         std::process::id(),
-        ctx.remaining().as_nanos()
+        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     tokio::fs::write(&path, b"smoke").await?;
     let cleanup = path.clone();

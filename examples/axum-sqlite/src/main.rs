@@ -66,6 +66,12 @@ async fn run() -> Result<(), String> {
     if let Ok(release) = std::env::var("RELEASE_ID") {
         builder = builder.release_id(release);
     }
+    // Checks write through `ctx.sqlite()` / `ctx.postgres()`: transactions the runner
+    // always rolls back.
+    builder = match &db {
+        Db::Sqlite(pool) => builder.sqlite(pool.clone()),
+        Db::Postgres(pool) => builder.postgres(pool.clone()),
+    };
     let smoke = builder
         .anonymous_detail(smoketest::Detail::Full)
         // Kubernetes probes (YAML in the README): /livez depends on nothing external, so a

@@ -1,0 +1,805 @@
+//! Database transactions that the runner always rolls back, and the built-in database
+//! checks (features `postgres`, `mysql`, `sqlite`; `migrate` adds the migrations check).
+//!
+//! A check asks its [`Context`](crate::Context) for a connection with
+//! `ctx.postgres().await?` (or `ctx.mysql()`, `ctx.sqlite()`, and the `…_named` variants
+//! for a service with several pools of one kind). The first call acquires a connection from the pool registered
+//! with the builder and begins a transaction on it; later calls in the same run return the
+//! same connection. The check gets a `&mut PgConnection` (a `&mut MySqlConnection`, a
+//! `&mut SqliteConnection`) **borrowed** from a transaction the runner owns, so it has no
+//! `commit` to call. After the check returns, fails, panics, times out, or the client hangs
+//! up, the runner sends an explicit `ROLLBACK` and waits for the answer before it reports.
+//! Each check has its own transaction on each pool it touches: two checks never see each
+//! other's writes, and one check's database error cannot poison another.
+//!
+//! Unlike django-smoketest, which wraps a whole run in one savepoint on the default
+//! database, nothing here is shared between checks, and the database itself enforces the
+//! deadline:
+//!
+//! | backend | begin | the deadline inside the database |
+//! | --- | --- | --- |
+//! | Postgres | `BEGIN` | `SET LOCAL statement_timeout`, `lock_timeout` (the time left), `idle_in_transaction_session_timeout` (the time left + 5 s) |
+//! | MariaDB / MySQL | `BEGIN` | session `max_statement_time` (MariaDB) or `max_execution_time` (MySQL, `SELECT` only), restored afterwards |
+//! | SQLite | `BEGIN IMMEDIATE` | `PRAGMA busy_timeout` (restored afterwards) and a progress handler that interrupts any statement running past the deadline |
+//!
+//! A client-side timeout alone would leave the query running on the server, holding its
+//! locks. If the `ROLLBACK` of a check that ran past its deadline does not answer within
+//! 50 ms, the runner also cancels the running statement from a separate connection
+//! (`pg_cancel_backend`, `KILL QUERY`). If the `ROLLBACK` fails or takes longer than 2 s,
+//! the connection is closed instead of being returned to the pool: the server then discards
+//! the transaction.
+//!
+//! # Why no connection is ever left "idle in transaction"
+//!
+//! `pool.begin()` dropped at the wrong moment (after `BEGIN` reached the server, before the
+//! `Transaction` existed) returns a connection to the pool with an open transaction, which
+//! the next user then shares. Here that window cannot be hit: the connection is acquired and
+//! the transaction begun inside a spawned task that the check's future does not own, so
+//! cancelling the check (a timeout, a client hanging up) cannot interrupt it; the task's
+//! handle stays in the context, and the runner waits for it and rolls back. The connection
+//! itself is held in a guard that *closes* it, rather than returning it to the pool, on
+//! every path except a completed `ROLLBACK`.
+//!
+//! # A check that commits behind the runner's back
+//!
+//! Where the database can tell, the runner detects it and fails the check with kind
+//! `committed`: on Postgres a raw `COMMIT` or `ROLLBACK` (the transaction the runner began is
+//! gone); on MariaDB DDL such as `CREATE TABLE`, which commits implicitly, or a raw `COMMIT`
+//! (`@@in_transaction`); on SQLite a commit hook turns any `COMMIT` into a `ROLLBACK`, so
+//! nothing is written, and the check still fails. MySQL (not MariaDB) offers no way to tell
+//! without the `PROCESS` privilege, so there a commit goes unnoticed. Nested
+//! `conn.begin()` inside a check is safe: sqlx makes it a savepoint.
+//!
+//! # What a rollback cannot undo
+//!
+//! - Sequences and `AUTO_INCREMENT` counters advance and stay advanced (`nextval`,
+//!   `SERIAL`, identity columns, `AUTO_INCREMENT`): gaps in ids are normal after a smoke
+//!   check. A check must not assert on the next id value.
+//! - Anything outside the database: files, messages sent to a queue, HTTP calls, emails.
+//!   Register their undoing with [`Context::defer`](crate::Context::defer).
+//! - On MySQL/MariaDB: DDL (commits implicitly; see above), `TRUNCATE`, and writes to
+//!   non-transactional (MyISAM, MEMORY) tables.
+//! - On MySQL/MariaDB: `SET SESSION` variables and user variables (`@x`); temporary tables
+//!   (drop them in the check).
+//! - Postgres: session-level advisory locks (`pg_advisory_lock`) stay held; use
+//!   `pg_advisory_xact_lock`, which the rollback releases.
+//! - SQLite: `PRAGMA`s that change the connection or the file (`journal_mode`, …).
+//!
+//! Give the pool you register for smoke checks a **least-privilege role** of its own:
+//! `SELECT`, `INSERT`, `UPDATE`, `DELETE` on the tables the checks touch (and `TEMPORARY`
+//! on Postgres, `CREATE TEMPORARY TABLES` on MariaDB for the write probe), no DDL, no
+//! `SUPER`, a small connection limit. Then a mistaken check cannot drop a table, DDL (which
+//! MySQL would commit) is refused outright, and the checks cannot starve the service's own
+//! pool.
+//!
+//! # A database that does not answer
+//!
+//! A check waits for a connection at most the builder's `database_acquire_timeout`
+//! (default 3 s, and never more than three quarters of its own timeout), then tries one
+//! direct connection to tell an unreachable server ("connection refused", with what to
+//! check) from an exhausted pool, and fails with kind `db_unavailable`. Nothing is cached:
+//! the next run succeeds as soon as the database is back.
+//!
+//! # Example
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use smoketest_core::db::sqlx::{self, sqlite::SqlitePoolOptions};
+//! use smoketest_core::{ensure_eq, from_fn, Outcome, Selection, Smoketest, Status};
+//!
+//! let path = std::env::temp_dir().join(format!("smoketest-doc-{}.db", std::process::id()));
+//! let pool = SqlitePoolOptions::new()
+//!     .connect(&format!("sqlite:{}?mode=rwc", path.display()))
+//!     .await
+//!     .unwrap();
+//! sqlx::query("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, item TEXT)")
+//!     .execute(&pool)
+//!     .await
+//!     .unwrap();
+//!
+//! let smoke = Smoketest::builder()
+//!     .without_discovery()
+//!     .sqlite(pool.clone())
+//!     .check(from_fn("orders::write", |ctx| Box::pin(async move {
+//!         let conn = ctx.sqlite().await?;
+//!         sqlx::query("INSERT INTO orders (item) VALUES ('smoke')").execute(&mut *conn).await?;
+//!         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&mut *conn).await?;
+//!         ensure_eq!(n, 1, "orders visible inside the check's transaction");
+//!         Ok(Outcome::Pass)
+//!     })))
+//!     .check(smoketest_core::db::sqlite::write_probe())
+//!     .build()
+//!     .unwrap();
+//!
+//! let report = smoke.run(&Selection::all()).await.unwrap();
+//! assert_eq!(report.status, Status::Pass, "{report:?}");
+//! // The runner rolled the insert back.
+//! let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&pool).await.unwrap();
+//! assert_eq!(n, 0);
+//! # pool.close().await;
+//! # let _ = std::fs::remove_file(&path);
+//! # }
+//! # #[cfg(not(feature = "sqlite"))]
+//! # fn main() {}
+//! ```
+
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod checks;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub use checks::DbCheck;
+/// The sqlx this crate was built with, so that pools and queries match its version.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub use sqlx;
+
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub(crate) use engine::*;
+
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+use std::sync::Arc;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+use std::time::Duration;
+
+/// The name of the pool registered without a name (`.postgres(pool)`).
+pub const DEFAULT_POOL: &str = "default";
+
+/// The pools registered with the builder, shared by every run.
+#[derive(Clone)]
+pub(crate) struct Databases {
+    #[cfg(feature = "postgres")]
+    pub(crate) postgres: Vec<(Arc<str>, sqlx::PgPool)>,
+    #[cfg(feature = "mysql")]
+    pub(crate) mysql: Vec<(Arc<str>, sqlx::MySqlPool)>,
+    #[cfg(feature = "sqlite")]
+    pub(crate) sqlite: Vec<(Arc<str>, sqlx::SqlitePool)>,
+    /// The longest a check waits for a connection before failing with `db_unavailable`.
+    #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+    pub(crate) acquire_timeout: Duration,
+}
+
+#[allow(clippy::derivable_impls)] // not derivable with a database feature on
+impl Default for Databases {
+    fn default() -> Self {
+        Databases {
+            #[cfg(feature = "postgres")]
+            postgres: Vec::new(),
+            #[cfg(feature = "mysql")]
+            mysql: Vec::new(),
+            #[cfg(feature = "sqlite")]
+            sqlite: Vec::new(),
+            #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl Databases {
+    /// Add a pool, refusing a second pool of one kind under one name.
+    #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+    pub(crate) fn add<D: Dialect>(
+        &mut self,
+        name: &str,
+        pool: sqlx::Pool<D::Db>,
+    ) -> Result<(), String> {
+        let pools = D::pools_mut(self);
+        if pools.iter().any(|(n, _)| &**n == name) {
+            return Err(format!(
+                "two {} pools are named `{name}`; give each its own name with `.{}_named(…)`",
+                D::LABEL,
+                D::METHOD
+            ));
+        }
+        pools.push((Arc::from(name), pool));
+        Ok(())
+    }
+}
+
+/// The transactions one run of one check has opened, per pool.
+#[derive(Default)]
+pub(crate) struct Transactions {
+    #[cfg(feature = "postgres")]
+    pub(crate) postgres: Vec<(Arc<str>, Slot<postgres::Pg>)>,
+    #[cfg(feature = "mysql")]
+    pub(crate) mysql: Vec<(Arc<str>, Slot<mysql::My>)>,
+    #[cfg(feature = "sqlite")]
+    pub(crate) sqlite: Vec<(Arc<str>, Slot<sqlite::Lite>)>,
+}
+
+impl Transactions {
+    /// How many transactions are open or being begun.
+    pub(crate) fn len(&self) -> usize {
+        #[allow(unused_mut)]
+        let mut n = 0;
+        #[cfg(feature = "postgres")]
+        {
+            n += self.postgres.len();
+        }
+        #[cfg(feature = "mysql")]
+        {
+            n += self.mysql.len();
+        }
+        #[cfg(feature = "sqlite")]
+        {
+            n += self.sqlite.len();
+        }
+        n
+    }
+
+    /// Roll back every transaction (explicit, awaited, bounded in time) and report what went
+    /// wrong: a check that committed, a rollback that failed.
+    #[cfg_attr(
+        not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
+        allow(unused_variables, clippy::unused_async)
+    )]
+    pub(crate) async fn finish(
+        &mut self,
+        databases: &Databases,
+        deadline: tokio::time::Instant,
+    ) -> Vec<crate::CheckError> {
+        #[allow(unused_mut)]
+        let mut failures = Vec::new();
+        #[cfg(feature = "postgres")]
+        for (name, slot) in std::mem::take(&mut self.postgres) {
+            failures.extend(end(databases, name, slot, deadline).await);
+        }
+        #[cfg(feature = "mysql")]
+        for (name, slot) in std::mem::take(&mut self.mysql) {
+            failures.extend(end(databases, name, slot, deadline).await);
+        }
+        #[cfg(feature = "sqlite")]
+        for (name, slot) in std::mem::take(&mut self.sqlite) {
+            failures.extend(end(databases, name, slot, deadline).await);
+        }
+        failures
+    }
+}
+
+/// The machinery shared by the backends: begin in a spawned task, hold the connection in a
+/// closing guard, roll back with a bound, cancel a statement still running.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod engine {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sqlx::pool::PoolConnection;
+    use sqlx_core::transaction::TransactionManager;
+    use tokio::task::JoinHandle;
+    use tokio::time::{Instant, sleep, timeout};
+
+    use super::{Databases, Transactions};
+    use crate::{CheckError, ErrorKind};
+
+    /// How long a `ROLLBACK` after a check that ran past its deadline may take before the
+    /// runner cancels the statement still running on that connection.
+    const CANCEL_AFTER: Duration = Duration::from_millis(50);
+    /// How long a `ROLLBACK` may take before the connection is closed instead.
+    const ROLLBACK_LIMIT: Duration = Duration::from_secs(2);
+    /// Extra time the begin task gets beyond the check's deadline for `BEGIN` itself.
+    const BEGIN_GRACE: Duration = Duration::from_millis(500);
+
+    pub(crate) type Conn<D> = <<D as Dialect>::Db as sqlx::Database>::Connection;
+    pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+    /// What differs between databases: how to begin with the deadline inside, how to tell
+    /// whether the transaction is still open, how to roll back and restore the session, and
+    /// how to cancel a running statement from outside.
+    pub(crate) trait Dialect: Sized + Send + Sync + 'static {
+        type Db: sqlx::Database;
+        /// What `begin` learned and `rollback` needs (backend id, saved settings).
+        type Session: Send + Sync + 'static;
+        /// "Postgres".
+        const LABEL: &'static str;
+        /// The builder method: "postgres".
+        const METHOD: &'static str;
+
+        fn pools(databases: &Databases) -> &[(Arc<str>, sqlx::Pool<Self::Db>)];
+        fn pools_mut(databases: &mut Databases) -> &mut Vec<(Arc<str>, sqlx::Pool<Self::Db>)>;
+        fn slots(transactions: &mut Transactions) -> &mut Vec<(Arc<str>, Slot<Self>)>;
+
+        /// Begin the transaction with the deadline put into the database.
+        fn begin(
+            conn: &mut Conn<Self>,
+            deadline: Instant,
+        ) -> impl Future<Output = Result<Self::Session, sqlx::Error>> + Send;
+
+        /// `Some(false)` when the transaction the runner began is gone (the check
+        /// committed); `None` when the database cannot tell.
+        fn still_open(
+            conn: &mut Conn<Self>,
+            session: &Self::Session,
+        ) -> impl Future<Output = Option<bool>> + Send;
+
+        /// Roll back and restore what `begin` changed in the session.
+        fn rollback(
+            conn: &mut Conn<Self>,
+            session: &Self::Session,
+        ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+        /// A future that cancels the statement running on this session's connection, from a
+        /// separate connection; `None` where the database needs none.
+        fn cancel(pool: &sqlx::Pool<Self::Db>, session: &Self::Session) -> Option<BoxFuture>;
+
+        /// The sentence for a check that committed.
+        fn committed_message(pool: &str) -> String;
+    }
+
+    /// Roll back every level sqlx knows of (a savepoint the check leaked, then the
+    /// transaction), leaving the connection at depth zero for the pool.
+    pub(crate) async fn rollback_all<DB: sqlx::Database>(
+        conn: &mut DB::Connection,
+    ) -> Result<(), sqlx::Error> {
+        while DB::TransactionManager::get_transaction_depth(conn) > 0 {
+            DB::TransactionManager::rollback(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// A pooled connection that is closed, not returned to the pool, unless released.
+    pub(crate) struct Held<DB: sqlx::Database> {
+        conn: Option<PoolConnection<DB>>,
+    }
+
+    impl<DB: sqlx::Database> Held<DB> {
+        fn get(&mut self) -> Option<&mut DB::Connection> {
+            self.conn.as_deref_mut()
+        }
+
+        /// Return the connection to the pool: only after a completed rollback.
+        fn release(mut self) {
+            drop(self.conn.take());
+        }
+    }
+
+    impl<DB: sqlx::Database> Drop for Held<DB> {
+        fn drop(&mut self) {
+            if let Some(mut conn) = self.conn.take() {
+                // The server discards the transaction of a closed connection.
+                conn.close_on_drop();
+            }
+        }
+    }
+
+    /// An open transaction: its connection and what `begin` learned.
+    pub(crate) struct Open<D: Dialect> {
+        held: Held<D::Db>,
+        session: D::Session,
+    }
+
+    /// One pool's transaction in one check run.
+    pub(crate) enum Slot<D: Dialect> {
+        /// Being begun in a spawned task (cancelling the check cannot interrupt it).
+        Beginning(JoinHandle<Result<Open<D>, CheckError>>),
+        /// Open; the check borrows its connection.
+        Open(Open<D>),
+    }
+
+    /// The connection of this check's transaction on pool `name`, begun on first use.
+    pub(crate) async fn connection<'t, D: Dialect>(
+        databases: &Databases,
+        transactions: &'t mut Transactions,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<&'t mut Conn<D>, CheckError> {
+        let slots = D::slots(transactions);
+        let index = match slots.iter().position(|(n, _)| &**n == name) {
+            Some(index) => index,
+            None => {
+                let Some((pool_name, pool)) =
+                    D::pools(databases).iter().find(|(n, _)| &**n == name)
+                else {
+                    return Err(missing_pool::<D>(databases, name));
+                };
+                let task = begin::<D>(
+                    pool.clone(),
+                    pool_name.clone(),
+                    deadline,
+                    databases.acquire_timeout,
+                );
+                slots.push((pool_name.clone(), Slot::Beginning(tokio::spawn(task))));
+                slots.len() - 1
+            }
+        };
+        if let Slot::Beginning(handle) = &mut slots[index].1 {
+            // Awaiting `&mut handle` leaves the task running if this future is dropped;
+            // the runner then finds the handle in the context and rolls back.
+            let begun = handle.await;
+            match begun {
+                Ok(Ok(open)) => slots[index].1 = Slot::Open(open),
+                Ok(Err(error)) => {
+                    slots.remove(index);
+                    return Err(error);
+                }
+                Err(join_error) => {
+                    slots.remove(index);
+                    return Err(CheckError::error(format!(
+                        "beginning the {} transaction on pool `{name}` failed: {join_error}",
+                        D::LABEL
+                    )));
+                }
+            }
+        }
+        match &mut slots[index].1 {
+            Slot::Open(open) => open.held.get().ok_or_else(|| {
+                CheckError::error(format!(
+                    "the {} connection of pool `{name}` was already closed",
+                    D::LABEL
+                ))
+            }),
+            Slot::Beginning(_) => Err(CheckError::error(format!(
+                "the {} transaction on pool `{name}` is still being begun",
+                D::LABEL
+            ))),
+        }
+    }
+
+    fn missing_pool<D: Dialect>(databases: &Databases, name: &str) -> CheckError {
+        let known: Vec<&str> = D::pools(databases).iter().map(|(n, _)| &**n).collect();
+        let how = if name == super::DEFAULT_POOL {
+            format!("`.{}(pool)`", D::METHOD)
+        } else {
+            format!("`.{}_named(\"{name}\", pool)`", D::METHOD)
+        };
+        let message = if known.is_empty() {
+            format!("no {} pool is registered", D::LABEL)
+        } else {
+            format!(
+                "no {} pool is named `{name}` (registered: {})",
+                D::LABEL,
+                known.join(", ")
+            )
+        };
+        CheckError::new(ErrorKind::Config, message).with_suggestion(format!(
+            "Register the pool with {how} on the Smoketest builder."
+        ))
+    }
+
+    /// Acquire (bounded) and begin. Runs in its own task.
+    async fn begin<D: Dialect>(
+        pool: sqlx::Pool<D::Db>,
+        name: Arc<str>,
+        deadline: Instant,
+        acquire_timeout: Duration,
+    ) -> Result<Open<D>, CheckError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // Leave a quarter of the check's time to say why no connection came.
+        let wait = acquire_timeout.min(remaining * 3 / 4);
+        let conn = match timeout(wait, pool.acquire()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(error)) => return Err(unavailable::<D>(&pool, &name, wait, error).await),
+            Err(_) => {
+                return Err(unavailable::<D>(&pool, &name, wait, sqlx::Error::PoolTimedOut).await);
+            }
+        };
+        let mut held = Held { conn: Some(conn) };
+        let Some(conn) = held.get() else {
+            return Err(CheckError::error("the pooled connection vanished"));
+        };
+        // If `BEGIN` hangs, dropping `held` closes the connection: it never goes back open.
+        match tokio::time::timeout_at(deadline + BEGIN_GRACE, D::begin(conn, deadline)).await {
+            Ok(Ok(session)) => Ok(Open { held, session }),
+            Ok(Err(error)) => Err(crate::db::classify(&error).context(format!(
+                "beginning the {} transaction on pool `{name}`",
+                D::LABEL
+            ))),
+            Err(_) => Err(CheckError::new(
+                ErrorKind::DbUnavailable,
+                format!(
+                    "the {} server of pool `{name}` did not answer BEGIN before the check's deadline",
+                    D::LABEL
+                ),
+            )),
+        }
+    }
+
+    /// Explain why no connection came: an unreachable server, or an exhausted pool.
+    async fn unavailable<D: Dialect>(
+        pool: &sqlx::Pool<D::Db>,
+        name: &str,
+        waited: Duration,
+        error: sqlx::Error,
+    ) -> CheckError {
+        use sqlx::{ConnectOptions, Connection};
+        if !matches!(error, sqlx::Error::PoolTimedOut) {
+            return crate::db::classify(&error).context(format!(
+                "getting a connection from the {} pool `{name}`",
+                D::LABEL
+            ));
+        }
+        let waited = humantime::format_duration(Duration::from_millis(waited.as_millis() as u64));
+        let options = pool.connect_options();
+        let probe = timeout(Duration::from_millis(500), options.connect()).await;
+        let (why, suggestion) = match probe {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                (
+                    format!(
+                        "the pool is exhausted: all {} connections are in use",
+                        pool.options().get_max_connections()
+                    ),
+                    "The database answers, but the pool has no free connection: look for slow queries or leaked connections, or raise max_connections.",
+                )
+            }
+            Ok(Err(e)) => (
+                format!(
+                    "connecting directly failed: {}",
+                    crate::error::error_chain(&e)
+                ),
+                "Check that the database is running and reachable from this host (address, port, firewall) and that the credentials are valid.",
+            ),
+            Err(_) => (
+                "a direct connection attempt did not answer within 500 ms".to_string(),
+                "The database does not answer: check that it is running, and the network between this host and it.",
+            ),
+        };
+        CheckError::new(
+            ErrorKind::DbUnavailable,
+            format!(
+                "no connection from the {} pool `{name}` within {waited}: {why}",
+                D::LABEL
+            ),
+        )
+        .with_suggestion(suggestion)
+    }
+
+    /// End one transaction: explicit, awaited `ROLLBACK`, bounded; close the connection
+    /// rather than return it to the pool if anything about it is uncertain.
+    pub(crate) async fn end<D: Dialect>(
+        databases: &Databases,
+        name: Arc<str>,
+        slot: Slot<D>,
+        deadline: Instant,
+    ) -> Option<CheckError> {
+        let mut open = match slot {
+            Slot::Open(open) => open,
+            // The check was cut off while its transaction was being begun. The begin task is
+            // bounded by the deadline; wait for it and roll back what it began.
+            Slot::Beginning(handle) => {
+                match timeout_until(deadline + BEGIN_GRACE + Duration::from_secs(1), handle).await {
+                    Some(Ok(Ok(open))) => open,
+                    // Nothing was begun, or the begin task still runs: its `Held` closes the
+                    // connection when it finishes, so nothing is left open.
+                    _ => return None,
+                }
+            }
+        };
+        let cut_off = Instant::now() >= deadline;
+        let mut cancel = D::pools(databases)
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, pool)| D::cancel(pool, &open.session));
+
+        let outcome = {
+            let Open { held, session } = &mut open;
+            let conn = held.get()?;
+            let work = async {
+                let still_open = D::still_open(conn, session).await;
+                let rolled_back = D::rollback(conn, session).await;
+                (still_open, rolled_back)
+            };
+            // A driver can panic on a connection whose query future was dropped half-way;
+            // that must end as a closed connection, not a lost report.
+            let work = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(work));
+            tokio::pin!(work);
+            let quick = if cut_off {
+                // A statement may still run on the server: give the ROLLBACK a moment, then
+                // cancel that statement from outside.
+                tokio::select! {
+                    done = &mut work => Some(done),
+                    () = sleep(CANCEL_AFTER) => None,
+                }
+            } else {
+                None
+            };
+            let done = match quick {
+                Some(done) => Some(done),
+                None => {
+                    if let (true, Some(cancel)) = (cut_off, cancel.take()) {
+                        tokio::spawn(cancel);
+                    }
+                    timeout(ROLLBACK_LIMIT, work).await.ok()
+                }
+            };
+            done.map(|result| {
+                result.unwrap_or_else(|panic| {
+                    let message = crate::runner::panic_message(&*panic);
+                    (
+                        None,
+                        Err(sqlx::Error::Protocol(format!(
+                            "the driver panicked: {message}"
+                        ))),
+                    )
+                })
+            })
+        };
+        if !matches!(outcome, Some((_, Ok(())))) {
+            // The connection is closed below; stop whatever it still runs on the server.
+            if let Some(cancel) = cancel.take() {
+                tokio::spawn(cancel);
+            }
+        }
+
+        match outcome {
+            Some((still_open, Ok(()))) => {
+                open.held.release();
+                (still_open == Some(false)).then(|| committed::<D>(&name))
+            }
+            Some((Some(false), Err(_))) => Some(committed::<D>(&name)),
+            Some((_, Err(error))) => Some(crate::db::classify(&error).context(format!(
+                "rolling back the {} transaction on pool `{name}` failed (the connection was closed instead, so the server discards the transaction)",
+                D::LABEL
+            ))),
+            None => Some(CheckError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the {} ROLLBACK on pool `{name}` did not finish within {}; the connection was closed instead, so the server discards the transaction",
+                    D::LABEL,
+                    humantime::format_duration(ROLLBACK_LIMIT)
+                ),
+            )),
+        }
+    }
+
+    fn committed<D: Dialect>(name: &str) -> CheckError {
+        CheckError::new(ErrorKind::Committed, D::committed_message(name))
+    }
+
+    async fn timeout_until<F: Future>(until: Instant, f: F) -> Option<F::Output> {
+        tokio::time::timeout_at(until, f).await.ok()
+    }
+
+    /// Milliseconds left before `deadline`, at least 1 (0 means "no limit" to databases).
+    pub(crate) fn millis_left(deadline: Instant) -> u64 {
+        (deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64)
+            .max(1)
+    }
+
+    /// A cancel future that connects with the pool's options and runs `sql`.
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    pub(crate) fn cancel_with<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, sql: String) -> BoxFuture
+    where
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    {
+        use sqlx::{ConnectOptions, Connection};
+        let options = pool.connect_options();
+        Box::pin(async move {
+            let attempt = async {
+                let mut conn = options.connect().await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await?;
+                conn.close().await
+            };
+            if let Ok(Err(error)) = timeout(Duration::from_secs(2), attempt).await {
+                tracing::warn!(%error, "smoketest could not cancel a statement that ran past its check's deadline");
+            }
+        })
+    }
+}
+
+/// Turn a sqlx error into a failure with the right kind and a suggestion.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub(crate) fn classify(error: &sqlx::Error) -> crate::CheckError {
+    use crate::{CheckError, ErrorKind};
+    let text = crate::error::error_chain(error);
+    match error {
+        sqlx::Error::PoolTimedOut => CheckError::new(
+            ErrorKind::DbUnavailable,
+            format!("no database connection became available in time ({text})"),
+        ),
+        sqlx::Error::PoolClosed => CheckError::new(
+            ErrorKind::DbUnavailable,
+            "the database pool was closed (the service is shutting down?)",
+        ),
+        sqlx::Error::Io(io) => {
+            let what = match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "the database refused the connection",
+                std::io::ErrorKind::TimedOut => "the database did not answer in time",
+                _ => "the connection to the database failed",
+            };
+            CheckError::new(ErrorKind::DbUnavailable, format!("{what}: {text}"))
+        }
+        sqlx::Error::Tls(_) => CheckError::new(
+            ErrorKind::TlsError,
+            format!("TLS with the database failed: {text}"),
+        ),
+        sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => CheckError::new(
+            ErrorKind::DbUnavailable,
+            format!("the database connection broke: {text}"),
+        ),
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            let message = db.message();
+            // Statement timeouts the runner put into the database, and lock waits.
+            let deadline = matches!(code, "57014" | "55P03" | "70100")
+                || message.contains("max_statement_time")
+                || message.contains("maximum statement execution time")
+                || message == "interrupted";
+            if deadline {
+                return CheckError::new(
+                    ErrorKind::Timeout,
+                    format!("the database stopped the statement at the check's deadline: {text}"),
+                )
+                .with_suggestion(
+                    "A query or a lock wait took longer than the check's timeout: look for long-running transactions holding locks, or a missing index.",
+                );
+            }
+            // SQLITE_CANTOPEN: the file or its directory is missing or not accessible.
+            if code == "14" {
+                return CheckError::new(
+                    ErrorKind::DbUnavailable,
+                    format!("SQLite cannot open the database file: {text}"),
+                )
+                .with_suggestion("Check that the database file's directory exists and that the service may read and write it.");
+            }
+            if message.contains("database is locked") {
+                return CheckError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "SQLite stayed locked by another writer until the check's deadline: {text}"
+                    ),
+                )
+                .with_suggestion(
+                    "Another connection held the write lock: look for long write transactions.",
+                );
+            }
+            let code = if code.is_empty() {
+                String::new()
+            } else {
+                format!(" [{code}]")
+            };
+            CheckError::new(ErrorKind::Error, format!("database error{code}: {text}"))
+        }
+        _ => CheckError::new(ErrorKind::Error, format!("database error: {text}")),
+    }
+}
+
+#[cfg(all(test, any(feature = "postgres", feature = "mysql", feature = "sqlite")))]
+mod tests {
+    use crate::{CheckError, ErrorKind};
+
+    fn converted(error: sqlx::Error) -> CheckError {
+        // The path a check's `?` takes.
+        CheckError::from(error)
+    }
+
+    #[test]
+    fn an_exhausted_or_closed_pool_is_db_unavailable_with_a_suggestion() {
+        for error in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed] {
+            let e = converted(error);
+            assert_eq!(e.kind(), ErrorKind::DbUnavailable, "{e:?}");
+            assert!(e.suggestion().is_some());
+        }
+    }
+
+    #[test]
+    fn a_refused_connection_is_db_unavailable_and_says_so() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = converted(sqlx::Error::Io(io));
+        assert_eq!(e.kind(), ErrorKind::DbUnavailable);
+        assert!(
+            e.message()
+                .starts_with("the database refused the connection"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn other_sqlx_errors_stay_errors() {
+        let e = converted(sqlx::Error::RowNotFound);
+        assert_eq!(e.kind(), ErrorKind::Error);
+        assert!(e.message().contains("no rows"), "{e:?}");
+    }
+}

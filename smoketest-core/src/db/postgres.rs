@@ -1,0 +1,193 @@
+//! Postgres: per-check transactions with `SET LOCAL statement_timeout` and `lock_timeout`
+//! from the check's deadline, and the built-in Postgres checks.
+//!
+//! Register a pool with [`SmoketestBuilder::postgres`](crate::SmoketestBuilder::postgres)
+//! (or `postgres_named` for a second database); in a check, `ctx.postgres().await?` returns
+//! a `&mut PgConnection` inside a transaction the runner rolls back. The transaction starts
+//! with
+//!
+//! ```sql
+//! BEGIN; SET LOCAL statement_timeout = <ms left>; SET LOCAL lock_timeout = <ms left>;
+//! SET LOCAL idle_in_transaction_session_timeout = <ms left + 5000>
+//! ```
+//!
+//! so the server itself stops a query or a lock wait at the check's deadline, and kills the
+//! session if the service ever stalls with the transaction open. A raw `COMMIT` in a check
+//! is detected (the transaction the runner began is gone when it comes to roll back) and
+//! fails the check with kind `committed`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use smoketest_core::db::{postgres, sqlx};
+//! use smoketest_core::{from_fn, Outcome, Smoketest};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = sqlx::PgPool::connect("postgres://smoke@db/orders").await?;
+//! let smoke = Smoketest::builder()
+//!     .postgres(pool)
+//!     .check(postgres::ping())
+//!     .check(postgres::write_probe())
+//!     .check(from_fn("orders::insert", |ctx| Box::pin(async move {
+//!         sqlx::query("INSERT INTO orders (item) VALUES ('smoke')")
+//!             .execute(ctx.postgres().await?)
+//!             .await?;
+//!         Ok(Outcome::Pass)
+//!     })))
+//!     .build()?;
+//! # let _ = smoke; Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+use sqlx::postgres::PgTransactionManager;
+use sqlx::{PgConnection, Postgres};
+use sqlx_core::transaction::TransactionManager;
+use tokio::time::Instant;
+
+use super::checks::{Backend, DbCheck, Probe};
+use super::{BoxFuture, Databases, Dialect, Slot, Transactions, millis_left, rollback_all};
+use crate::{Context, Outcome, ensure_eq, fail};
+
+/// The backend's pid and the start of the current transaction in microseconds (whatever
+/// the session's time zone or date style).
+const TRANSACTION_START: &str =
+    "SELECT pg_backend_pid(), (extract(epoch FROM now()) * 1000000)::bigint";
+
+/// The Postgres dialect.
+pub(crate) struct Pg;
+
+/// What `begin` learned: the backend's pid (to cancel from outside) and the transaction's
+/// start time (to notice a transaction that is no longer the one the runner began).
+pub(crate) struct PgSession {
+    pid: i32,
+    started: i64,
+}
+
+impl Dialect for Pg {
+    type Db = Postgres;
+    type Session = PgSession;
+    const LABEL: &'static str = "Postgres";
+    const METHOD: &'static str = "postgres";
+
+    fn pools(databases: &Databases) -> &[(Arc<str>, sqlx::PgPool)] {
+        &databases.postgres
+    }
+
+    fn pools_mut(databases: &mut Databases) -> &mut Vec<(Arc<str>, sqlx::PgPool)> {
+        &mut databases.postgres
+    }
+
+    fn slots(transactions: &mut Transactions) -> &mut Vec<(Arc<str>, Slot<Self>)> {
+        &mut transactions.postgres
+    }
+
+    async fn begin(conn: &mut PgConnection, deadline: Instant) -> Result<PgSession, sqlx::Error> {
+        let ms = millis_left(deadline);
+        let begin = format!(
+            "BEGIN; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; \
+             SET LOCAL idle_in_transaction_session_timeout = {}",
+            ms + 5_000
+        );
+        PgTransactionManager::begin(
+            conn,
+            Some(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(begin))),
+        )
+        .await?;
+        let (pid, started): (i32, i64) = sqlx::query_as(TRANSACTION_START)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(PgSession { pid, started })
+    }
+
+    async fn still_open(conn: &mut PgConnection, session: &PgSession) -> Option<bool> {
+        // `now()` is the start of the current transaction: after a COMMIT each statement
+        // runs in a new one.
+        match sqlx::query_as::<_, (i32, i64)>(TRANSACTION_START)
+            .fetch_one(&mut *conn)
+            .await
+        {
+            Ok((_, started)) => Some(started == session.started),
+            // "current transaction is aborted": still the runner's transaction.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("25P02") => Some(true),
+            Err(_) => None,
+        }
+    }
+
+    async fn rollback(conn: &mut PgConnection, _session: &PgSession) -> Result<(), sqlx::Error> {
+        rollback_all::<Postgres>(conn).await
+    }
+
+    fn cancel(pool: &sqlx::PgPool, session: &PgSession) -> Option<BoxFuture> {
+        Some(super::cancel_with(
+            pool,
+            format!("SELECT pg_cancel_backend({})", session.pid),
+        ))
+    }
+
+    fn committed_message(pool: &str) -> String {
+        format!(
+            "the check ended its Postgres transaction on pool `{pool}` itself (a raw COMMIT, ROLLBACK or END): what it wrote may have been committed, and smoketest could not roll it back"
+        )
+    }
+}
+
+/// A check that the Postgres pool gives a connection and answers `SELECT 1`, named
+/// `db::postgres::ping`.
+pub fn ping() -> DbCheck {
+    DbCheck::new(Backend::Postgres, Probe::Ping)
+}
+
+/// A check that Postgres accepts writes, needing no application table: it creates a
+/// temporary table, inserts a row and reads it back, all rolled back. Fails on a read-only
+/// replica or a read-only session. Named `db::postgres::write`. Needs the `TEMPORARY`
+/// privilege (granted to everyone by default).
+pub fn write_probe() -> DbCheck {
+    DbCheck::new(Backend::Postgres, Probe::Write)
+}
+
+/// A check that every migration of `migrator` (e.g. `sqlx::migrate!()`) is applied, none is
+/// dirty and none was changed after it was applied. Named `db::postgres::migrations`.
+#[cfg(feature = "migrate")]
+pub fn migrations_applied(migrator: sqlx::migrate::Migrator) -> DbCheck {
+    DbCheck::new(Backend::Postgres, Probe::Migrations(Arc::new(migrator)))
+}
+
+pub(crate) async fn ping_check(ctx: &mut Context, pool: &str) -> crate::Result {
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(ctx.postgres_named(pool).await?)
+        .await?;
+    ensure_eq!(one, 1, "SELECT 1");
+    Ok(Outcome::Pass)
+}
+
+pub(crate) async fn write_check(ctx: &mut Context, pool: &str) -> crate::Result {
+    let conn = ctx.postgres_named(pool).await?;
+    let (recovery, read_only): (bool, String) =
+        sqlx::query_as("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
+            .fetch_one(&mut *conn)
+            .await?;
+    if recovery {
+        fail!(
+            "pool `{pool}` is connected to a read-only replica (pg_is_in_recovery() is true): writes would fail"
+        );
+    }
+    if read_only == "on" {
+        fail!(
+            "pool `{pool}` opens read-only transactions (default_transaction_read_only = on): writes would fail"
+        );
+    }
+    sqlx::query(
+        "CREATE TEMPORARY TABLE smoketest_write_probe (id integer PRIMARY KEY, note text NOT NULL) ON COMMIT DROP",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("INSERT INTO smoketest_write_probe (id, note) VALUES (1, 'smoketest')")
+        .execute(&mut *conn)
+        .await?;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM smoketest_write_probe")
+        .fetch_one(&mut *conn)
+        .await?;
+    ensure_eq!(rows, 1, "rows read back from the probe table");
+    Ok(Outcome::Pass)
+}

@@ -1,0 +1,200 @@
+//! Helpers shared by the database integration tests: the service-URL/skip rule, a hammer
+//! that mixes passing, failing, panicking, timing-out and cancelled runs, and a TCP proxy
+//! that can take a database "down" and bring it back.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use smoketest::{Selection, Smoketest, Status};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
+
+/// The URL in `var`, or `None` after printing `skipped: …` — unless
+/// `SMOKETEST_REQUIRE_SERVICES=1`, where a missing URL fails the test.
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("SMOKETEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "{var} is not set and SMOKETEST_REQUIRE_SERVICES=1: this test needs the database"
+            );
+            eprintln!("skipped: {var} is not set");
+            None
+        }
+    }
+}
+
+/// Held by the tests that load the machine (the hammers) and by those that measure time,
+/// so that a timing is not taken while 32 other runs compete for the two cores.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
+/// A name no other test run uses (tables, schemas, markers).
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        nanos,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// What the hammered checks are called; each inserts rows before it ends its own way.
+pub const PASS: &str = "hammer::pass";
+pub const FAIL: &str = "hammer::fail";
+pub const PANIC: &str = "hammer::panic";
+/// Times out while the database is busy with a query (server-side sleep).
+pub const TIMEOUT_IN_QUERY: &str = "hammer::timeout_in_query";
+/// Times out while the check sleeps client-side, transaction open.
+pub const TIMEOUT_IDLE: &str = "hammer::timeout_idle";
+/// Inserts and passes after a short sleep; the hammer drops the run's future before that.
+pub const SLOW_PASS: &str = "hammer::slow_pass";
+
+/// How many runs ended which way.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub passed: usize,
+    pub failed: usize,
+    pub panicked: usize,
+    pub timed_out: usize,
+    pub cancelled: usize,
+}
+
+/// Run `runs` single-check runs, `concurrency` at once, cycling through the hammer checks,
+/// and assert that each ended as its check intends.
+pub async fn hammer(smoke: &Smoketest, runs: usize, concurrency: usize) -> Tally {
+    quiet_intended_panics();
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let mut set = JoinSet::new();
+    for i in 0..runs {
+        let smoke = smoke.clone();
+        let permit = permits.clone().acquire_owned().await.unwrap();
+        set.spawn(async move {
+            let _permit = permit;
+            let name = [PASS, FAIL, PANIC, TIMEOUT_IN_QUERY, TIMEOUT_IDLE, SLOW_PASS][i % 6];
+            if name == SLOW_PASS {
+                // A client hanging up: drop the run's future half-way.
+                let cut = Duration::from_millis(5 + (i % 20) as u64);
+                let run = tokio::time::timeout(cut, smoke.run(&Selection::one(name))).await;
+                assert!(run.is_err(), "the slow run finished before it was dropped");
+                return "cancelled";
+            }
+            let report = smoke.run(&Selection::one(name)).await.unwrap();
+            let check = &report.checks[0];
+            let kind = check.error.as_ref().map(|e| e.kind.as_str());
+            let expected: &[Option<&str>] = match name {
+                PASS => &[None],
+                FAIL => &[Some("assertion")],
+                PANIC => &[Some("panic")],
+                // A check with a very short timeout may not even get a connection from a
+                // pool the other 31 runs keep busy.
+                _ => &[Some("timeout"), Some("db_unavailable")],
+            };
+            assert!(
+                expected.contains(&kind),
+                "run {i} of {name} ended unexpectedly: {check:?}"
+            );
+            match (name, check.status) {
+                (PASS, Status::Pass) => "passed",
+                (FAIL, Status::Fail) => "failed",
+                (PANIC, Status::Fail) => "panicked",
+                (_, Status::Fail) => "timed_out",
+                other => panic!("unexpected {other:?}"),
+            }
+        });
+    }
+    let mut tally = Tally::default();
+    while let Some(outcome) = set.join_next().await {
+        match outcome.unwrap() {
+            "passed" => tally.passed += 1,
+            "failed" => tally.failed += 1,
+            "panicked" => tally.panicked += 1,
+            "timed_out" => tally.timed_out += 1,
+            _ => tally.cancelled += 1,
+        }
+    }
+    tally
+}
+
+/// Keep the hammer's hundreds of intended panics ("… on purpose") out of the test output.
+fn quiet_intended_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let intended = info
+                .payload()
+                .downcast_ref::<&str>()
+                .is_some_and(|m| m.contains("on purpose"));
+            if !intended {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// A loopback TCP proxy to a database that the test can take down (connections refused,
+/// open ones cut) and bring back on the same port.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    target: SocketAddr,
+    tasks: Mutex<Option<JoinSet<()>>>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Arc<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Arc::new(Proxy {
+            addr: listener.local_addr().unwrap(),
+            target,
+            tasks: Mutex::new(None),
+        });
+        proxy.serve(listener).await;
+        proxy
+    }
+
+    async fn serve(&self, listener: TcpListener) {
+        let target = self.target;
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        *self.tasks.lock().await = Some(tasks);
+    }
+
+    /// Refuse new connections and cut the open ones.
+    pub async fn down(&self) {
+        if let Some(mut tasks) = self.tasks.lock().await.take() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    /// Listen again on the same port.
+    pub async fn up(&self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener).await;
+    }
+}

@@ -1,0 +1,542 @@
+//! Rolled-back transactions on a real Postgres (`SMOKETEST_TEST_POSTGRES_URL`): nothing a
+//! check writes survives passing, failing, panicking, timing-out or cancelled runs, no
+//! connection is left idle in transaction, the deadline stops queries on the server, and a
+//! check that commits is reported.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use smoketest::db::sqlx::migrate::{Migration, MigrationType, Migrator};
+use smoketest::db::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use smoketest::db::sqlx::{self, AssertSqlSafe, ConnectOptions, PgPool, SqlSafeStr};
+use smoketest::db::{self as db};
+use smoketest::{CheckError, Context, Outcome, Selection, Smoketest, Status, ensure_eq, from_fn};
+
+/// A schema of its own, a pool whose connections carry a unique application name (to find
+/// them in `pg_stat_activity`), and an `items` table holding three rows.
+struct Db {
+    admin: PgPool,
+    pool: PgPool,
+    schema: String,
+    app: String,
+}
+
+impl Db {
+    async fn drop_schema(self) {
+        self.pool.close().await;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP SCHEMA {} CASCADE",
+            self.schema
+        )))
+        .execute(&self.admin)
+        .await
+        .unwrap();
+        self.admin.close().await;
+    }
+
+    /// Connections of this test's pool in a state matching `state` (SQL LIKE).
+    async fn sessions(&self, state: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state LIKE $2",
+        )
+        .bind(&self.app)
+        .bind(state)
+        .fetch_one(&self.admin)
+        .await
+        .unwrap()
+    }
+}
+
+async fn database(max_connections: u32) -> Option<Db> {
+    let url = service_url("SMOKETEST_TEST_POSTGRES_URL")?;
+    let admin = PgPool::connect(&url).await.unwrap();
+    let schema = unique("smoketest_pg");
+    let app = unique("smoketest_app");
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.items (id bigint PRIMARY KEY, note text NOT NULL);
+         INSERT INTO {schema}.items VALUES (1, 'before'), (2, 'before'), (3, 'before')"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let options: PgConnectOptions = url.parse().unwrap();
+    let options = options
+        .application_name(&app)
+        .options([("search_path", schema.as_str())])
+        .disable_statement_logging();
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(options)
+        .await
+        .unwrap();
+    Some(Db {
+        admin,
+        pool,
+        schema,
+        app,
+    })
+}
+
+async fn count(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM items")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn insert(ctx: &mut Context, ids: &AtomicI64) -> Result<(), CheckError> {
+    let conn = ctx.postgres().await?;
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
+        .fetch_one(&mut *conn)
+        .await?;
+    for _ in 0..2 {
+        sqlx::query("INSERT INTO items (id, note) VALUES ($1, 'smoke')")
+            .bind(ids.fetch_add(1, Ordering::Relaxed))
+            .execute(&mut *conn)
+            .await?;
+    }
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
+        .fetch_one(&mut *conn)
+        .await?;
+    if after != before + 2 {
+        return Err(CheckError::assertion(format!(
+            "own writes invisible: {before} then {after}"
+        )));
+    }
+    Ok(())
+}
+
+fn hammer_smoke(pool: &PgPool) -> Smoketest {
+    let ids = Arc::new(AtomicI64::new(1_000));
+    let with = |name: &'static str, timeout: Duration| {
+        let ids = ids.clone();
+        from_fn(name, move |ctx| {
+            let ids = ids.clone();
+            Box::pin(async move {
+                insert(ctx, &ids).await?;
+                match name {
+                    FAIL => smoketest::fail!("failing on purpose"),
+                    PANIC => panic!("panicking on purpose"),
+                    TIMEOUT_IN_QUERY => {
+                        sqlx::query("SELECT pg_sleep(10)")
+                            .execute(ctx.postgres().await?)
+                            .await?;
+                    }
+                    TIMEOUT_IDLE => tokio::time::sleep(Duration::from_secs(60)).await,
+                    SLOW_PASS => tokio::time::sleep(Duration::from_millis(40)).await,
+                    _ => {}
+                }
+                Ok(Outcome::Pass)
+            })
+        })
+        .timeout(timeout)
+    };
+    Smoketest::builder()
+        .without_discovery()
+        .postgres(pool.clone())
+        .check(with(PASS, Duration::from_secs(10)))
+        .check(with(FAIL, Duration::from_secs(10)))
+        .check(with(PANIC, Duration::from_secs(10)))
+        .check(with(TIMEOUT_IN_QUERY, Duration::from_millis(150)))
+        .check(with(TIMEOUT_IDLE, Duration::from_millis(150)))
+        .check(with(SLOW_PASS, Duration::from_secs(10)))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_mixed_runs_leave_the_table_as_it_was_and_no_connection_idle_in_transaction() {
+    let _serial = serial().await;
+    let Some(db) = database(16).await else { return };
+    let smoke = hammer_smoke(&db.pool);
+    let before = count(&db.pool).await;
+
+    let started = Instant::now();
+    let tally = hammer(&smoke, 1_000, 32).await;
+    eprintln!("postgres: 1000 runs in {:?}: {tally:?}", started.elapsed());
+
+    // Cancelled runs go on in the background for a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&db.pool).await, before, "rows survived the rollbacks");
+    assert_eq!(db.sessions("idle in transaction%").await, 0);
+    assert_eq!(db.sessions("active").await, 0, "a pg_sleep still runs");
+
+    let started = Instant::now();
+    let report = smoke.run(&Selection::one(PASS)).await.unwrap();
+    assert_eq!(report.status, Status::Pass, "{report:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checks_cut_off_while_their_transaction_begins_leave_nothing_open() {
+    let _serial = serial().await;
+    let Some(db) = database(8).await else { return };
+    let ids = Arc::new(AtomicI64::new(10_000));
+    let mut builder = Smoketest::builder()
+        .without_discovery()
+        .postgres(db.pool.clone());
+    // Timeouts of 0.2 to 3 ms cut checks off inside acquire, BEGIN, SET LOCAL or INSERT.
+    for micros in (200..3_000).step_by(200) {
+        let ids = ids.clone();
+        builder = builder.check(
+            from_fn(format!("cut_{micros}"), move |ctx| {
+                let ids = ids.clone();
+                Box::pin(async move {
+                    insert(ctx, &ids).await?;
+                    Ok(Outcome::Pass)
+                })
+            })
+            .timeout(Duration::from_micros(micros)),
+        );
+    }
+    let smoke = builder.concurrency(32).build().unwrap();
+    let before = count(&db.pool).await;
+    for _ in 0..25 {
+        smoke.run(&Selection::all()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&db.pool).await, before);
+    assert_eq!(db.sessions("idle in transaction%").await, 0);
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn two_checks_writing_the_same_row_do_not_see_each_other() {
+    let Some(db) = database(4).await else { return };
+    let first_wrote = Arc::new(tokio::sync::Notify::new());
+    let (signal, wait) = (first_wrote.clone(), first_wrote.clone());
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .postgres(db.pool.clone())
+        .check(from_fn("first", move |ctx| {
+            let signal = signal.clone();
+            Box::pin(async move {
+                let conn = ctx.postgres().await?;
+                sqlx::query("UPDATE items SET note = 'first' WHERE id = 1")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("INSERT INTO items VALUES (100, 'first')")
+                    .execute(&mut *conn)
+                    .await?;
+                signal.notify_one();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .check(from_fn("second", move |ctx| {
+            let wait = wait.clone();
+            Box::pin(async move {
+                wait.notified().await;
+                let conn = ctx.postgres().await?;
+                let note: String = sqlx::query_scalar("SELECT note FROM items WHERE id = 1")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                ensure_eq!(
+                    note,
+                    "before",
+                    "the second check saw the first one's update"
+                );
+                let inserted: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE id = 100")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                ensure_eq!(inserted, 0, "the second check saw the first one's insert");
+                // Waits for the first check's row lock, released by its rollback.
+                sqlx::query("UPDATE items SET note = 'second' WHERE id = 1")
+                    .execute(&mut *conn)
+                    .await?;
+                let note: String = sqlx::query_scalar("SELECT note FROM items WHERE id = 1")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                ensure_eq!(note, "second");
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    assert_eq!(report.status, Status::Pass, "{report:?}");
+    let note: String = sqlx::query_scalar("SELECT note FROM items WHERE id = 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(note, "before");
+    assert_eq!(count(&db.pool).await, 3);
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_query_sleeping_past_the_timeout_answers_in_time_and_is_gone_from_the_server() {
+    let _serial = serial().await;
+    let Some(db) = database(4).await else { return };
+    let marker = unique("sleeper");
+    let sql = format!("SELECT pg_sleep(30) /* {marker} */");
+    let timeout = Duration::from_millis(300);
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .postgres(db.pool.clone())
+        .check(
+            from_fn("sleeps", move |ctx| {
+                let sql = sql.clone();
+                Box::pin(async move {
+                    sqlx::query(AssertSqlSafe(sql))
+                        .execute(ctx.postgres().await?)
+                        .await?;
+                    Ok(Outcome::Pass)
+                })
+            })
+            .timeout(timeout),
+        )
+        .build()
+        .unwrap();
+    let running = |marker: String| {
+        let admin = db.admin.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+            )
+            .bind(marker)
+            .fetch_one(&admin)
+            .await
+            .unwrap()
+        }
+    };
+
+    let started = Instant::now();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    let answered = started.elapsed();
+    eprintln!("postgres: a {timeout:?} check sleeping in pg_sleep answered in {answered:?}");
+    assert_eq!(report.checks[0].error.as_ref().unwrap().kind, "timeout");
+    assert!(
+        answered < timeout + Duration::from_millis(100),
+        "answered in {answered:?}"
+    );
+
+    // The server-side query is gone shortly after.
+    let gone = Instant::now();
+    while running(marker.clone()).await > 0 {
+        assert!(
+            gone.elapsed() < Duration::from_secs(1),
+            "pg_sleep still runs on the server"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!(
+        "postgres: the server-side query was gone {:?} after the answer",
+        gone.elapsed()
+    );
+    assert_eq!(db.sessions("idle in transaction%").await, 0);
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_check_overriding_the_statement_timeout_is_still_cancelled_on_the_server() {
+    let _serial = serial().await;
+    let Some(db) = database(4).await else { return };
+    let marker = unique("stubborn");
+    let sql = format!("SELECT pg_sleep(30) /* {marker} */");
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .postgres(db.pool.clone())
+        .check(
+            from_fn("stubborn", move |ctx| {
+                let sql = sql.clone();
+                Box::pin(async move {
+                    let conn = ctx.postgres().await?;
+                    sqlx::query("SET LOCAL statement_timeout = 0")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
+                    Ok(Outcome::Pass)
+                })
+            })
+            .timeout(Duration::from_millis(200)),
+        )
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    eprintln!(
+        "postgres: with statement_timeout disabled by the check, answered in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.checks[0].error.as_ref().unwrap().kind, "timeout");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let still: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+    )
+    .bind(&marker)
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(still, 0, "the runner did not cancel the statement");
+    assert_eq!(db.sessions("idle in transaction%").await, 0);
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_check_that_commits_is_reported_as_committed() {
+    let Some(db) = database(2).await else { return };
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .postgres(db.pool.clone())
+        .check(from_fn("commits", |ctx| {
+            Box::pin(async move {
+                let conn = ctx.postgres().await?;
+                sqlx::query("INSERT INTO items VALUES (99, 'committed')")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .check(from_fn("nested_commit_is_a_savepoint", |ctx| {
+            Box::pin(async move {
+                use smoketest::db::sqlx::Connection;
+                let conn = ctx.postgres().await?;
+                let mut nested = conn.begin().await?;
+                sqlx::query("INSERT INTO items VALUES (98, 'nested')")
+                    .execute(&mut *nested)
+                    .await?;
+                nested.commit().await?;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .check(from_fn("changes_session_settings", |ctx| {
+            Box::pin(async move {
+                let conn = ctx.postgres().await?;
+                sqlx::raw_sql(
+                    "SET LOCAL TimeZone = 'Asia/Tokyo'; SET LOCAL DateStyle = 'SQL, DMY'",
+                )
+                .execute(&mut *conn)
+                .await?;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    assert_eq!(
+        report.checks[2].status,
+        Status::Pass,
+        "not a commit: {report:?}"
+    );
+    let error = report.checks[0]
+        .error
+        .as_ref()
+        .expect("the check must fail");
+    assert_eq!(error.kind, "committed", "{error:?}");
+    assert!(error.message.as_deref().unwrap().contains("COMMIT"));
+    // Postgres cannot refuse the COMMIT; the report is what tells.
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM items WHERE id > 3 ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids,
+        [99],
+        "the nested commit must stay a savepoint, rolled back"
+    );
+    assert_eq!(report.checks[1].status, Status::Pass, "{report:?}");
+    assert_eq!(db.sessions("idle in transaction%").await, 0);
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_fails_fast_as_unavailable_and_recovers() {
+    let Some(db) = database(2).await else { return };
+    let options = db.pool.connect_options();
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    let target = tokio::net::lookup_host(target)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(target).await;
+    let proxied = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_lazy_with((*options).clone().host("127.0.0.1").port(proxy.addr.port()));
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .postgres(proxied.clone())
+        .database_acquire_timeout(Duration::from_millis(500))
+        .check(db::postgres::ping())
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    assert_eq!(report.status, Status::Pass, "{report:?}");
+
+    proxy.down().await;
+    let started = Instant::now();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    let failed_in = started.elapsed();
+    eprintln!("postgres: unreachable database reported in {failed_in:?}");
+    let error = report.checks[0]
+        .error
+        .as_ref()
+        .expect("must fail while down");
+    assert_eq!(error.kind, "db_unavailable", "{error:?}");
+    assert!(error.suggestion.is_some());
+    assert!(failed_in < Duration::from_secs(2), "took {failed_in:?}");
+
+    proxy.up().await;
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    assert_eq!(report.status, Status::Pass, "no recovery: {report:?}");
+    proxied.close().await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn built_in_checks_pass_including_migrations() {
+    let Some(db) = database(2).await else { return };
+    let migrations = || {
+        vec![Migration::new(
+            1,
+            "create notes".into(),
+            MigrationType::Simple,
+            AssertSqlSafe("CREATE TABLE notes (id bigint PRIMARY KEY)").into_sql_str(),
+            false,
+        )]
+    };
+    Migrator::with_migrations(migrations())
+        .run(&db.pool)
+        .await
+        .unwrap();
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .postgres(db.pool.clone())
+        .postgres_named("reporting", db.pool.clone())
+        .check(db::postgres::ping())
+        .check(db::postgres::write_probe())
+        .check(db::postgres::ping().pool("reporting"))
+        .check(db::postgres::migrations_applied(Migrator::with_migrations(
+            migrations(),
+        )))
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    assert_eq!(report.status, Status::Pass, "{report:?}");
+    assert_eq!(
+        report
+            .checks
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "db::postgres::ping",
+            "db::postgres::write",
+            "db::postgres::reporting::ping",
+            "db::postgres::migrations"
+        ]
+    );
+    assert_eq!(db.sessions("idle in transaction%").await, 0);
+    db.drop_schema().await;
+}

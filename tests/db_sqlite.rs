@@ -1,0 +1,498 @@
+//! Rolled-back transactions on a real SQLite database file: nothing a check writes survives
+//! passing, failing, panicking, timing-out or cancelled runs, a check cannot commit, and the
+//! built-in checks work.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use smoketest::db::sqlx::migrate::{Migration, MigrationType, Migrator};
+use smoketest::db::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use smoketest::db::sqlx::{self, AssertSqlSafe, SqlSafeStr, SqlitePool};
+use smoketest::db::{self as db};
+use smoketest::{CheckError, Context, Outcome, Selection, Smoketest, Status, ensure_eq, from_fn};
+
+struct Db {
+    dir: std::path::PathBuf,
+    pool: SqlitePool,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn database(max_connections: u32) -> Db {
+    let dir = std::env::temp_dir().join(unique("smoketest_sqlite"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let options = SqliteConnectOptions::new()
+        .filename(dir.join("test.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(options)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY, note TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for id in 1..=3 {
+        sqlx::query("INSERT INTO items (id, note) VALUES (?, 'before')")
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    Db { dir, pool }
+}
+
+async fn count(pool: &SqlitePool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM items")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn insert(ctx: &mut Context, ids: &AtomicI64) -> Result<(), CheckError> {
+    let conn = ctx.sqlite().await?;
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
+        .fetch_one(&mut *conn)
+        .await?;
+    for _ in 0..2 {
+        sqlx::query("INSERT INTO items (id, note) VALUES (?, 'smoke')")
+            .bind(ids.fetch_add(1, Ordering::Relaxed))
+            .execute(&mut *conn)
+            .await?;
+    }
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
+        .fetch_one(&mut *conn)
+        .await?;
+    if after != before + 2 {
+        return Err(CheckError::assertion(format!(
+            "own writes invisible: {before} then {after}"
+        )));
+    }
+    Ok(())
+}
+
+/// The hammer's checks on SQLite. SQLite has one writer at a time, so the time-outs are
+/// short: each one holds the write lock until its deadline.
+fn hammer_smoke(pool: &SqlitePool) -> Smoketest {
+    let ids = Arc::new(AtomicI64::new(1_000));
+    let with = |name: &'static str, timeout: Duration| {
+        let ids = ids.clone();
+        from_fn(name, move |ctx| {
+            let ids = ids.clone();
+            Box::pin(async move {
+                insert(ctx, &ids).await?;
+                match name {
+                    FAIL => smoketest::fail!("failing on purpose"),
+                    PANIC => panic!("panicking on purpose"),
+                    TIMEOUT_IN_QUERY => {
+                        // Never ends by itself: only the progress handler stops it.
+                        sqlx::query_scalar::<_, i64>(
+                            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+                        )
+                        .fetch_one(ctx.sqlite().await?)
+                        .await?;
+                    }
+                    TIMEOUT_IDLE => tokio::time::sleep(Duration::from_secs(60)).await,
+                    SLOW_PASS => tokio::time::sleep(Duration::from_millis(30)).await,
+                    _ => {}
+                }
+                Ok(Outcome::Pass)
+            })
+        })
+        .timeout(timeout)
+    };
+    Smoketest::builder()
+        .without_discovery()
+        .sqlite(pool.clone())
+        .check(with(PASS, Duration::from_secs(10)))
+        .check(with(FAIL, Duration::from_secs(10)))
+        .check(with(PANIC, Duration::from_secs(10)))
+        .check(with(TIMEOUT_IN_QUERY, Duration::from_millis(25)))
+        .check(with(TIMEOUT_IDLE, Duration::from_millis(25)))
+        .check(with(SLOW_PASS, Duration::from_secs(10)))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_mixed_runs_leave_the_table_as_it_was_and_the_pool_healthy() {
+    let _serial = serial().await;
+    let db = database(8).await;
+    let smoke = hammer_smoke(&db.pool);
+    let before = count(&db.pool).await;
+
+    let started = Instant::now();
+    let tally = hammer(&smoke, 1_000, 32).await;
+    eprintln!("sqlite: 1000 runs in {:?}: {tally:?}", started.elapsed());
+    assert_eq!(
+        tally.passed + tally.failed + tally.panicked + tally.timed_out + tally.cancelled,
+        1_000
+    );
+
+    // Cancelled runs go on in the background: wait until the table is quiet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&db.pool).await, before, "rows survived the rollbacks");
+
+    // A normal run still passes, in normal time.
+    let started = Instant::now();
+    let report = smoke.run(&Selection::one(PASS)).await.unwrap();
+    assert_eq!(report.status, Status::Pass, "{report:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // No pooled connection is left inside a transaction: BEGIN would fail on such a one.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut conn = db.pool.acquire().await.unwrap();
+        sqlx::raw_sql("BEGIN; ROLLBACK")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        held.push(conn);
+    }
+    drop(held);
+    assert_eq!(count(&db.pool).await, before);
+}
+
+#[tokio::test]
+async fn two_checks_writing_the_same_row_do_not_see_each_other() {
+    let db = database(4).await;
+    let first_wrote = Arc::new(tokio::sync::Notify::new());
+    let signal = first_wrote.clone();
+    let wait = first_wrote.clone();
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .sqlite(db.pool.clone())
+        .check(from_fn("first", move |ctx| {
+            let signal = signal.clone();
+            Box::pin(async move {
+                let conn = ctx.sqlite().await?;
+                sqlx::query("UPDATE items SET note = 'first' WHERE id = 1")
+                    .execute(&mut *conn)
+                    .await?;
+                let note: String = sqlx::query_scalar("SELECT note FROM items WHERE id = 1")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                ensure_eq!(note, "first");
+                signal.notify_one();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .check(from_fn("second", move |ctx| {
+            let wait = wait.clone();
+            Box::pin(async move {
+                wait.notified().await;
+                // SQLite's single writer: this waits for the first check's rollback.
+                let conn = ctx.sqlite().await?;
+                let note: String = sqlx::query_scalar("SELECT note FROM items WHERE id = 1")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                ensure_eq!(note, "before", "the second check saw the first one's write");
+                sqlx::query("UPDATE items SET note = 'second' WHERE id = 1")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    assert_eq!(report.status, Status::Pass, "{report:?}");
+    let note: String = sqlx::query_scalar("SELECT note FROM items WHERE id = 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(note, "before");
+}
+
+#[tokio::test]
+async fn a_check_that_commits_fails_as_committed_and_writes_nothing() {
+    let db = database(2).await;
+    let before = count(&db.pool).await;
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .sqlite(db.pool.clone())
+        .check(from_fn("commits", |ctx| {
+            Box::pin(async move {
+                let conn = ctx.sqlite().await?;
+                sqlx::query("INSERT INTO items (id, note) VALUES (99, 'committed?')")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    let error = report.checks[0]
+        .error
+        .as_ref()
+        .expect("the check must fail");
+    assert_eq!(error.kind, "committed", "{error:?}");
+    assert!(error.message.as_deref().unwrap().contains("COMMIT"));
+    assert_eq!(count(&db.pool).await, before, "the COMMIT went through");
+    // The pool is usable afterwards.
+    let report = Smoketest::builder()
+        .without_discovery()
+        .sqlite(db.pool.clone())
+        .check(db::sqlite::write_probe())
+        .build()
+        .unwrap()
+        .run(&Selection::all())
+        .await
+        .unwrap();
+    assert_eq!(report.status, Status::Pass, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_query_past_the_deadline_is_interrupted_in_the_database() {
+    let _serial = serial().await;
+    let db = database(2).await;
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .sqlite(db.pool.clone())
+        .check(
+            from_fn("endless", |ctx| {
+                Box::pin(async move {
+                    sqlx::query_scalar::<_, i64>(
+                        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+                    )
+                    .fetch_one(ctx.sqlite().await?)
+                    .await?;
+                    Ok(Outcome::Pass)
+                })
+            })
+            .timeout(Duration::from_millis(200)),
+        )
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    let answered = started.elapsed();
+    eprintln!("sqlite: a 200 ms check with an endless query answered in {answered:?}");
+    assert_eq!(report.checks[0].error.as_ref().unwrap().kind, "timeout");
+    assert!(
+        answered < Duration::from_millis(300),
+        "answered in {answered:?}"
+    );
+    // The connection is free again: the endless query no longer runs.
+    let mut conns = Vec::new();
+    for _ in 0..2 {
+        let mut conn = tokio::time::timeout(Duration::from_secs(1), db.pool.acquire())
+            .await
+            .expect("a connection is still busy with the endless query")
+            .unwrap();
+        sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
+        conns.push(conn);
+    }
+}
+
+#[tokio::test]
+async fn built_in_checks_pass_and_leave_no_table() {
+    let db = database(2).await;
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .sqlite(db.pool.clone())
+        .check(db::sqlite::ping())
+        .check(db::sqlite::write_probe())
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    assert_eq!(report.status, Status::Pass, "{report:?}");
+    assert_eq!(
+        report
+            .checks
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["db::sqlite::ping", "db::sqlite::write"]
+    );
+    let probe_tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'smoketest%'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(probe_tables, 0);
+}
+
+fn migration(version: i64, description: &'static str, sql: &'static str) -> Migration {
+    Migration::new(
+        version,
+        description.into(),
+        MigrationType::Simple,
+        AssertSqlSafe(sql).into_sql_str(),
+        false,
+    )
+}
+
+#[tokio::test]
+async fn migrations_check_names_what_is_pending_and_passes_once_applied() {
+    let db = database(2).await;
+    let all = || {
+        vec![
+            migration(
+                1,
+                "create notes",
+                "CREATE TABLE notes (id INTEGER PRIMARY KEY)",
+            ),
+            migration(2, "add body", "ALTER TABLE notes ADD COLUMN body TEXT"),
+        ]
+    };
+    let check = |pool: &SqlitePool| {
+        Smoketest::builder()
+            .without_discovery()
+            .sqlite(pool.clone())
+            .check(db::sqlite::migrations_applied(Migrator::with_migrations(
+                all(),
+            )))
+            .build()
+            .unwrap()
+    };
+
+    let report = check(&db.pool).run(&Selection::all()).await.unwrap();
+    let error = report.checks[0].error.as_ref().unwrap();
+    assert!(
+        error
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("_sqlx_migrations"),
+        "{error:?}"
+    );
+
+    Migrator::with_migrations(all()[..1].to_vec())
+        .run(&db.pool)
+        .await
+        .unwrap();
+    let report = check(&db.pool).run(&Selection::all()).await.unwrap();
+    let error = report.checks[0].error.as_ref().unwrap();
+    assert_eq!(error.kind, "assertion");
+    assert!(
+        error.message.as_deref().unwrap().contains("2 (add body)"),
+        "{error:?}"
+    );
+
+    Migrator::with_migrations(all())
+        .run(&db.pool)
+        .await
+        .unwrap();
+    let report = check(&db.pool).run(&Selection::all()).await.unwrap();
+    assert_eq!(report.status, Status::Pass, "{report:?}");
+    // A migrator recording in a table of its own.
+    let other = database(2).await;
+    let mut custom = Migrator::with_migrations(all());
+    custom.dangerous_set_table_name("app_migrations");
+    custom.run(&other.pool).await.unwrap();
+    let report = Smoketest::builder()
+        .without_discovery()
+        .sqlite(other.pool.clone())
+        .check(
+            db::sqlite::migrations_applied(Migrator::with_migrations(all()))
+                .migrations_table("app_migrations"),
+        )
+        .build()
+        .unwrap()
+        .run(&Selection::all())
+        .await
+        .unwrap();
+    assert_eq!(report.status, Status::Pass, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_detached_context_with_the_pools_of_a_smoketest_rolls_back_on_finish() {
+    let db = database(2).await;
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .sqlite(db.pool.clone())
+        .build()
+        .unwrap();
+    let mut ctx = Context::detached("unit", Duration::from_secs(5)).with_pools_of(&smoke);
+    sqlx::query("INSERT INTO items (id, note) VALUES (50, 'unit test')")
+        .execute(ctx.sqlite().await.unwrap())
+        .await
+        .unwrap();
+    assert!(ctx.finish().await.is_empty());
+    assert_eq!(count(&db.pool).await, 3);
+}
+
+#[tokio::test]
+async fn a_missing_database_fails_as_unavailable_and_recovers() {
+    let dir = std::env::temp_dir().join(unique("smoketest_sqlite_missing"));
+    let options = SqliteConnectOptions::new()
+        .filename(dir.join("app.db"))
+        .create_if_missing(true);
+    let pool = SqlitePoolOptions::new().connect_lazy_with(options);
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .sqlite(pool.clone())
+        .database_acquire_timeout(Duration::from_millis(500))
+        .check(db::sqlite::ping())
+        .build()
+        .unwrap();
+
+    let started = Instant::now();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    let error = report.checks[0].error.as_ref().unwrap();
+    assert_eq!(error.kind, "db_unavailable", "{error:?}");
+    assert!(error.suggestion.is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    assert_eq!(report.status, Status::Pass, "{report:?}");
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_check_asking_for_an_unregistered_pool_fails_as_config() {
+    let db = database(1).await;
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .sqlite(db.pool.clone())
+        .check(db::sqlite::ping().pool("reporting"))
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    assert_eq!(report.checks[0].name, "db::sqlite::reporting::ping");
+    let error = report.checks[0].error.as_ref().unwrap();
+    assert_eq!(error.kind, "config");
+    assert!(
+        error
+            .suggestion
+            .as_deref()
+            .unwrap()
+            .contains("sqlite_named")
+    );
+
+    let duplicate = Smoketest::builder()
+        .without_discovery()
+        .sqlite(db.pool.clone())
+        .sqlite(db.pool.clone())
+        .build()
+        .unwrap_err();
+    assert!(
+        duplicate
+            .to_string()
+            .contains("two SQLite pools are named `default`")
+    );
+}
