@@ -10,6 +10,8 @@
 //!   `smoketest-example.db` in the working directory.
 //! - `SMOKETEST_EXAMPLE_ADDR`: where to listen (default `127.0.0.1:3000`).
 //! - `RELEASE_ID`: the release this process runs, shown in reports.
+//! - `SMOKETEST_TOKEN`: a bearer token; when set, anonymous callers see statuses and error
+//!   kinds only, token holders everything. Unset, everybody sees everything (development).
 
 mod checks;
 mod db;
@@ -72,8 +74,15 @@ async fn run() -> Result<(), String> {
         Db::Sqlite(pool) => builder.sqlite(pool.clone()),
         Db::Postgres(pool) => builder.postgres(pool.clone()),
     };
+    // Safe to expose: DATABASE_URL's value never appears in a report or log line. With
+    // SMOKETEST_TOKEN set, only callers presenting it see error messages; without it (local
+    // development) everybody does.
+    builder = builder.redact_env("DATABASE_URL");
+    builder = match std::env::var("SMOKETEST_TOKEN") {
+        Ok(token) if !token.is_empty() => builder.bearer_token(token),
+        _ => builder.anonymous_detail(smoketest::Detail::Full),
+    };
     let smoke = builder
-        .anonymous_detail(smoketest::Detail::Full)
         // Kubernetes probes (YAML in the README): /livez depends on nothing external, so a
         // database outage never restarts the pod; /readyz takes it out of rotation instead.
         // Readiness runs in the background every 5 s and probes read the latest snapshot.
