@@ -60,7 +60,14 @@ async fn run() -> Result<(), String> {
     if let Ok(release) = std::env::var("RELEASE_ID") {
         builder = builder.release_id(release);
     }
+    // Checks write through `ctx.mysql()` / `ctx.sqlite()`: transactions the runner always
+    // rolls back.
+    builder = match &db {
+        Db::MySql(pool) => builder.mysql(pool.clone()),
+        Db::Sqlite(pool) => builder.sqlite(pool.clone()),
+    };
     let smoke = builder
+        .redact_env("DATABASE_URL")
         .anonymous_detail(smoketest::Detail::Full)
         // Kubernetes probes (YAML in the README): /livez depends on nothing external, so a
         // database outage never restarts the pod; /readyz takes it out of rotation instead.
