@@ -1,0 +1,649 @@
+//! The driver: starts each benchmark server, loads it, measures side by side, prints each
+//! ratio with its goal and writes `BENCHMARKS.md`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use crate::load::{self, Load, Outcome, median};
+use crate::machine::{self, Machine};
+use crate::pg::Db;
+use crate::report::{self, Criterion, Figures};
+use crate::servers::App;
+
+/// How the run was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where to write the Markdown report.
+    pub out: PathBuf,
+    /// Postgres to measure against; `None` skips the database scenarios.
+    pub postgres: Option<String>,
+    /// A criterion output directory to include (`target/criterion`).
+    pub criterion: Option<PathBuf>,
+    /// Short windows: checks the harness, not the code.
+    pub quick: bool,
+}
+
+/// Timing of the run (shortened by `--quick`).
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Warm-up per server before measuring.
+    pub warmup: Duration,
+    /// Alternating rounds per comparison.
+    pub rounds: usize,
+    /// Measuring window per round and side.
+    pub window: Duration,
+    /// Connections for the HTTP throughput comparisons.
+    pub connections: usize,
+    /// Clients for pgbench and connections for the Postgres scenario.
+    pub pg_clients: usize,
+    /// Requests to time in the parallel scenario.
+    pub parallel_samples: usize,
+    /// Connections in the flood.
+    pub flood_connections: usize,
+    /// Length of the flood.
+    pub flood: Duration,
+    /// Requests before the first and the second memory reading.
+    pub memory_requests: (u64, u64),
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                warmup: Duration::from_millis(200),
+                rounds: 2,
+                window: Duration::from_millis(300),
+                connections: 16,
+                pg_clients: 4,
+                parallel_samples: 3,
+                flood_connections: 100,
+                flood: Duration::from_secs(1),
+                memory_requests: (1_000, 5_000),
+            }
+        } else {
+            Plan {
+                warmup: Duration::from_secs(1),
+                rounds: 8,
+                window: Duration::from_millis(1500),
+                connections: 32,
+                pg_clients: 8,
+                parallel_samples: 20,
+                flood_connections: 500,
+                flood: Duration::from_secs(10),
+                memory_requests: (1_000, 100_000),
+            }
+        }
+    }
+}
+
+/// `smoketest-bench run [--out FILE] [--postgres URL | --no-postgres] [--criterion DIR] [--quick]`.
+pub fn main(args: &[String]) -> Result<(), String> {
+    let mut options = Options {
+        out: PathBuf::from("BENCHMARKS.md"),
+        postgres: std::env::var("SMOKETEST_BENCH_POSTGRES_URL")
+            .or_else(|_| std::env::var("SMOKETEST_TEST_POSTGRES_URL"))
+            .ok()
+            .or_else(|| Some("postgres://postgres@127.0.0.1:5432/test".into())),
+        criterion: None,
+        quick: false,
+    };
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--out" => options.out = value()?.into(),
+            "--postgres" => options.postgres = Some(value()?),
+            "--no-postgres" => options.postgres = None,
+            "--criterion" => options.criterion = Some(value()?.into()),
+            "--quick" => options.quick = true,
+            _ => return Err(format!("run: unknown option {flag}")),
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(run(options))
+}
+
+/// A benchmark server process.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    app: App,
+}
+
+impl Server {
+    async fn start(app: App, postgres: Option<&str>, pool: usize) -> Result<Server, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("where am I? {e}"))?;
+        let mut command = Command::new(exe);
+        command
+            .arg("serve")
+            .arg(app.name())
+            .args(["--pool", &pool.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(url) = postgres {
+            command.args(["--postgres", url]);
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start the {} server: {e}", app.name()))?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .map_err(|_| format!("the {} server did not start within 30 s", app.name()))?
+        .map_err(|e| format!("reading the {} server's address: {e}", app.name()))?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("the {} server did not start: {line:?}", app.name()))?;
+        Ok(Server { child, addr, app })
+    }
+
+    /// Resident memory of the server process, KiB.
+    fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.id()?;
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    }
+
+    /// How many check bodies the server has run.
+    async fn check_runs(&self) -> Result<u64, String> {
+        let (_, body) = load::get(self.addr, "/bench/stats").await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| format!("/bench/stats: {e}"))?;
+        v["check_runs"]
+            .as_u64()
+            .ok_or_else(|| "/bench/stats has no check_runs".into())
+    }
+
+    /// GET `path` once and insist on a 200, so that we never measure a failing server.
+    async fn expect_ok(&self, path: &str) -> Result<(), String> {
+        let (status, body) = load::get(self.addr, path).await?;
+        if status != 200 {
+            return Err(format!(
+                "the {} server answered GET {path} with {status}: {}",
+                self.app.name(),
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        Ok(())
+    }
+
+    fn load(&self, path: &str, connections: usize, duration: Duration) -> Load {
+        Load {
+            addr: self.addr,
+            path: path.to_string(),
+            connections,
+            duration,
+            max_requests: None,
+        }
+    }
+
+    async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Throughput of two loads measured in alternating rounds (A B, B A, …) so that drift in
+/// the machine's other load hits both alike; the ratio is taken per round.
+#[derive(Debug, Clone, Default)]
+pub struct Paired {
+    /// Requests (or transactions) per second of the measured side, per round.
+    pub a: Vec<f64>,
+    /// Of the reference side, per round.
+    pub b: Vec<f64>,
+    /// `a / b` per round.
+    pub ratios: Vec<f64>,
+    /// Requests that did not get a 2xx answer, both sides.
+    pub failures: u64,
+    /// Requests side A answered, warm-up included.
+    pub a_answered: u64,
+}
+
+impl Paired {
+    /// The median of the per-round ratios.
+    pub fn ratio(&self) -> f64 {
+        median(&self.ratios)
+    }
+
+    fn push(&mut self, a: f64, b: f64) {
+        self.a.push(a);
+        self.b.push(b);
+        self.ratios.push(a / b);
+    }
+}
+
+fn failures(o: &Outcome) -> u64 {
+    o.non_2xx + o.errors
+}
+
+async fn paired_http(a: &Load, b: &Load, plan: &Plan) -> Paired {
+    let mut warm_a = a.clone();
+    warm_a.duration = plan.warmup;
+    let mut warm_b = b.clone();
+    warm_b.duration = plan.warmup;
+    let warm = load::run(&warm_a).await;
+    load::run(&warm_b).await;
+    let mut out = Paired {
+        a_answered: warm.ok + warm.non_2xx,
+        ..Paired::default()
+    };
+    for round in 0..plan.rounds {
+        let (ra, rb) = if round % 2 == 0 {
+            let ra = load::run(a).await;
+            (ra, load::run(b).await)
+        } else {
+            let rb = load::run(b).await;
+            (load::run(a).await, rb)
+        };
+        out.failures += failures(&ra) + failures(&rb);
+        out.a_answered += ra.ok + ra.non_2xx;
+        out.push(ra.throughput(), rb.throughput());
+    }
+    out
+}
+
+fn show(name: &str, value: &str, goal: &str, met: Option<bool>) {
+    let verdict = match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "",
+    };
+    println!("{name:<34} {value:<28} goal {goal:<14} {verdict}");
+}
+
+async fn pass_through(plan: &Plan) -> Result<report::PassThrough, String> {
+    let bare = Server::start(App::Api, None, 1).await?;
+    let layered = Server::start(App::ApiWithLayer, None, 1).await?;
+    bare.expect_ok("/orders").await?;
+    layered.expect_ok("/orders").await?;
+    layered.expect_ok("/smoketest").await?;
+    let pair = paired_http(
+        &layered.load("/orders", plan.connections, plan.window),
+        &bare.load("/orders", plan.connections, plan.window),
+        plan,
+    )
+    .await;
+    bare.stop().await;
+    layered.stop().await;
+    Ok(report::PassThrough {
+        pair,
+        connections: plan.connections,
+    })
+}
+
+async fn endpoint(plan: &Plan) -> Result<report::Endpoint, String> {
+    let smoke = Server::start(App::Endpoint, None, 1).await?;
+    let bare = Server::start(App::Bare, None, 1).await?;
+    smoke.expect_ok("/smoketest").await?;
+    bare.expect_ok("/smoketest").await?;
+    let runs_before = smoke.check_runs().await?;
+    let pair = paired_http(
+        &smoke.load("/smoketest", plan.connections, plan.window),
+        &bare.load("/smoketest", plan.connections, plan.window),
+        plan,
+    )
+    .await;
+    let runs = smoke.check_runs().await? - runs_before;
+    smoke.stop().await;
+    bare.stop().await;
+    Ok(report::Endpoint {
+        connections: plan.connections,
+        checks_per_request: runs as f64 / pair.a_answered.max(1) as f64,
+        pair,
+    })
+}
+
+async fn postgres(plan: &Plan, db: &Db) -> Result<report::Postgres, String> {
+    let clients = plan.pg_clients;
+    let smoke = Server::start(App::Postgres, Some(&db.url), clients).await?;
+    smoke.expect_ok("/smoketest").await?;
+    let load = smoke.load("/smoketest", clients, plan.window);
+    let seconds = plan.window.as_secs().max(1);
+    // Warm both: the server's pool and statement cache, Postgres' buffers.
+    let mut warm = load.clone();
+    warm.duration = plan.warmup;
+    load::run(&warm).await;
+    db.pgbench(clients, 1).await?;
+
+    let mut pair = Paired::default();
+    let mut runs = 0;
+    let mut requests = 0;
+    let window = Duration::from_secs(seconds);
+    let mut timed = load.clone();
+    timed.duration = window;
+    for round in 0..plan.rounds.div_ceil(2) {
+        let before = smoke.check_runs().await?;
+        let (http, tps) = if round % 2 == 0 {
+            let http = load::run(&timed).await;
+            (http, db.pgbench(clients, seconds).await?)
+        } else {
+            let tps = db.pgbench(clients, seconds).await?;
+            (load::run(&timed).await, tps)
+        };
+        runs += smoke.check_runs().await? - before;
+        requests += http.ok + http.non_2xx;
+        pair.failures += failures(&http);
+        pair.push(http.throughput(), tps);
+    }
+    smoke.stop().await;
+    Ok(report::Postgres {
+        pair,
+        clients,
+        checks_per_request: runs as f64 / requests.max(1) as f64,
+        window,
+    })
+}
+
+async fn parallel(plan: &Plan) -> Result<report::Parallel, String> {
+    let server = Server::start(App::Parallel, None, 1).await?;
+    for _ in 0..3 {
+        server.expect_ok("/smoketest").await?;
+    }
+    let outcome = load::run(&Load {
+        max_requests: Some(plan.parallel_samples as u64),
+        ..server.load("/smoketest", 1, Duration::from_secs(60))
+    })
+    .await;
+    server.stop().await;
+    if failures(&outcome) > 0 {
+        return Err(format!(
+            "{} of the parallel scenario's requests failed",
+            failures(&outcome)
+        ));
+    }
+    Ok(report::Parallel {
+        median_ms: outcome.percentile_ms(50.0),
+        max_ms: outcome.percentile_ms(100.0),
+        samples: outcome.latencies_us.len(),
+    })
+}
+
+async fn flood(plan: &Plan, db: Option<&Db>) -> Result<report::Flood, String> {
+    let server = Server::start(App::Flood, db.map(|d| d.url.as_str()), 10).await?;
+    server.expect_ok("/smoketest").await?;
+    // Let the statistics of earlier scenarios settle (backends report within ~1 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let xacts_before = match db {
+        Some(db) => Some(db.transactions().await?),
+        None => None,
+    };
+    let runs_before = server.check_runs().await?;
+    let outcome = load::run(&server.load(
+        "/smoketest",
+        plan.flood_connections,
+        plan.flood,
+    ))
+    .await;
+    let runs = server.check_runs().await? - runs_before;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let db_xacts_per_s = match (db, xacts_before) {
+        (Some(db), Some(before)) => {
+            Some((db.transactions().await? - before) as f64 / outcome.elapsed.as_secs_f64())
+        }
+        _ => None,
+    };
+    server.stop().await;
+    Ok(report::Flood {
+        connections: plan.flood_connections,
+        seconds: outcome.elapsed.as_secs_f64(),
+        throughput: outcome.throughput(),
+        p50_ms: outcome.percentile_ms(50.0),
+        p99_ms: outcome.percentile_ms(99.0),
+        max_ms: outcome.percentile_ms(100.0),
+        ok: outcome.ok,
+        non_2xx: outcome.non_2xx,
+        errors: outcome.errors,
+        check_runs_per_s: runs as f64 / outcome.elapsed.as_secs_f64(),
+        db_xacts_per_s,
+    })
+}
+
+async fn memory(plan: &Plan, db: Option<&Db>) -> Result<report::Memory, String> {
+    let server = Server::start(App::Memory, db.map(|d| d.url.as_str()), 10).await?;
+    let (first, second) = plan.memory_requests;
+    let connections = plan.connections;
+    let started = Instant::now();
+    let bounded = |n: u64| Load {
+        max_requests: Some(n),
+        ..server.load("/smoketest", connections, Duration::from_secs(300))
+    };
+    let a = load::run(&bounded(first)).await;
+    let rss_first = server.rss_kib().ok_or("cannot read the server's RSS")?;
+    let b = load::run(&bounded(second - first)).await;
+    let rss_second = server.rss_kib().ok_or("cannot read the server's RSS")?;
+    let elapsed = started.elapsed();
+    let answered = a.ok + a.non_2xx + b.ok + b.non_2xx;
+    let failed = failures(&a) + failures(&b);
+    server.stop().await;
+    Ok(report::Memory {
+        requests: (first, second),
+        answered,
+        failed,
+        rss_kib: (rss_first, rss_second),
+        with_postgres: db.is_some(),
+        seconds: elapsed.as_secs_f64(),
+    })
+}
+
+fn read_criterion(dir: &PathBuf) -> Vec<Criterion> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<Criterion>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if path.file_name().is_some_and(|n| n == "new") {
+                let read = |f: &str| -> Option<serde_json::Value> {
+                    serde_json::from_str(&std::fs::read_to_string(path.join(f)).ok()?).ok()
+                };
+                if let (Some(b), Some(e)) = (read("benchmark.json"), read("estimates.json")) {
+                    if let (Some(id), Some(mean), Some(lo), Some(hi)) = (
+                        b["full_id"].as_str(),
+                        e["mean"]["point_estimate"].as_f64(),
+                        e["mean"]["confidence_interval"]["lower_bound"].as_f64(),
+                        e["mean"]["confidence_interval"]["upper_bound"].as_f64(),
+                    ) {
+                        out.push(Criterion {
+                            id: id.to_string(),
+                            mean_ns: mean,
+                            low_ns: lo,
+                            high_ns: hi,
+                        });
+                    }
+                }
+            } else {
+                walk(&path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+async fn run(options: Options) -> Result<(), String> {
+    let plan = Plan::new(options.quick);
+    let machine = Machine::describe();
+    let load_before = machine::load_average();
+    let started = Instant::now();
+    println!(
+        "smoketest-bench on {} ({} cores), commit {}",
+        machine.cpu, machine.cores, machine.commit
+    );
+    if let Some(url) = &options.postgres {
+        println!("postgres: {url}");
+    }
+    println!();
+
+    let db = match &options.postgres {
+        Some(url) => match crate::pg::prepare(url).await {
+            Ok(db) => Some(db),
+            Err(e) => {
+                println!("postgres unavailable, database scenarios skipped: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+
+    let mut figures = Figures::new(plan, machine, db.as_ref().map(|d| d.version.clone()));
+
+    match pass_through(&plan).await {
+        Ok(p) => {
+            let r = p.pair.ratio();
+            show(
+                "1. pass-through (layer / none)",
+                &format!("{r:.3}"),
+                ">= 0.98",
+                Some(r >= 0.98),
+            );
+            figures.pass_through = Ok(p);
+        }
+        Err(e) => {
+            println!("1. pass-through failed: {e}");
+            figures.pass_through = Err(e);
+        }
+    }
+    match endpoint(&plan).await {
+        Ok(p) => {
+            let r = p.pair.ratio();
+            show(
+                "2. endpoint (10 no-op / bare)",
+                &format!("{r:.3}"),
+                ">= 0.5",
+                Some(r >= 0.5),
+            );
+            figures.endpoint = Ok(p);
+        }
+        Err(e) => {
+            println!("2. endpoint failed: {e}");
+            figures.endpoint = Err(e);
+        }
+    }
+    figures.postgres = match &db {
+        Some(db) => match postgres(&plan, db).await {
+            Ok(p) => {
+                let r = p.pair.ratio();
+                show(
+                    "3. postgres check / pgbench",
+                    &format!("{r:.3}"),
+                    ">= 0.6",
+                    Some(r >= 0.6),
+                );
+                Ok(p)
+            }
+            Err(e) => {
+                println!("3. postgres failed: {e}");
+                Err(e)
+            }
+        },
+        None => Err("no Postgres to measure against".into()),
+    };
+    match parallel(&plan).await {
+        Ok(p) => {
+            let r = p.median_ms / 100.0;
+            show(
+                "4. parallel (wall / 100 ms)",
+                &format!("{r:.3} ({:.1} ms)", p.median_ms),
+                "<= 1.2",
+                Some(r <= 1.2),
+            );
+            figures.parallel = Ok(p);
+        }
+        Err(e) => {
+            println!("4. parallel failed: {e}");
+            figures.parallel = Err(e);
+        }
+    }
+    match flood(&plan, db.as_ref()).await {
+        Ok(f) => {
+            show(
+                "5. flood throughput",
+                &format!("{:.0} req/s", f.throughput),
+                "(reported)",
+                None,
+            );
+            show(
+                "   flood p99 latency",
+                &format!("{:.1} ms", f.p99_ms),
+                "(reported)",
+                None,
+            );
+            if let Some(x) = f.db_xacts_per_s {
+                show(
+                    "   flood DB transactions",
+                    &format!("{x:.1} /s"),
+                    "(reported)",
+                    None,
+                );
+            }
+            figures.flood = Ok(f);
+        }
+        Err(e) => {
+            println!("5. flood failed: {e}");
+            figures.flood = Err(e);
+        }
+    }
+    match memory(&plan, db.as_ref()).await {
+        Ok(m) => {
+            let growth = m.growth_mib();
+            show(
+                "6. memory growth",
+                &format!("{growth:.2} MiB"),
+                "< 5 MiB",
+                Some(growth < 5.0),
+            );
+            figures.memory = Ok(m);
+        }
+        Err(e) => {
+            println!("6. memory failed: {e}");
+            figures.memory = Err(e);
+        }
+    }
+    if let Some(db) = &db {
+        db.teardown().await;
+    }
+
+    if let Some(dir) = &options.criterion {
+        figures.criterion = read_criterion(dir);
+    }
+    figures.load_average = (load_before, machine::load_average());
+    figures.seconds = started.elapsed().as_secs_f64();
+    let markdown = report::markdown(&figures);
+    std::fs::write(&options.out, markdown)
+        .map_err(|e| format!("writing {}: {e}", options.out.display()))?;
+    println!(
+        "\nwrote {} ({:.0} s of measuring)",
+        options.out.display(),
+        figures.seconds
+    );
+    Ok(())
+}

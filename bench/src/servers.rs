@@ -1,0 +1,310 @@
+//! The benchmark servers: small axum apps, one per process, each configured for one
+//! scenario, so that each is measured alone and its memory can be read from `/proc`.
+//!
+//! `smoketest-bench serve APP [--postgres URL] [--pool N]` binds `127.0.0.1:0`, prints
+//! `listening ADDR` on its first line of output, and serves until its standard input
+//! closes (the driver holds it open), so a server never outlives the benchmark.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use bytes::Bytes;
+use serde::Serialize;
+use smoketest_core::{Outcome, Smoketest, SmoketestBuilder, ensure_eq, from_fn};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+/// The table the Postgres check (and pgbench) write to, always rolled back.
+pub const TABLE: &str = "smoketest_bench_orders";
+const INSERT: &str =
+    "INSERT INTO smoketest_bench_orders (item, quantity) VALUES ($1, $2) RETURNING id";
+const SELECT: &str = "SELECT id, item, quantity FROM smoketest_bench_orders WHERE id = $1";
+
+/// How many check bodies have run in this process (every check counts itself).
+static CHECK_RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// One benchmark server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum App {
+    /// `GET /orders`: a small JSON API route, no smoketest.
+    Api,
+    /// The same route with `SmoketestLayer` (10 no-op checks) wrapped around the router.
+    ApiWithLayer,
+    /// `/smoketest` with 10 no-op checks; every request runs them.
+    Endpoint,
+    /// `/smoketest` answered by a bare handler with a fixed body produced by the same 10
+    /// checks at start-up: the cost of HTTP alone.
+    Bare,
+    /// `/smoketest` with one Postgres check; every request runs it.
+    Postgres,
+    /// `/smoketest` with 10 checks that each sleep 100 ms.
+    Parallel,
+    /// `/smoketest` with 10 no-op checks and the Postgres check, every setting at its
+    /// default.
+    Flood,
+    /// As `Flood`, but every request runs the checks: the most allocation per request.
+    Memory,
+}
+
+impl App {
+    /// Every app, for parsing.
+    pub const ALL: [App; 8] = [
+        App::Api,
+        App::ApiWithLayer,
+        App::Endpoint,
+        App::Bare,
+        App::Postgres,
+        App::Parallel,
+        App::Flood,
+        App::Memory,
+    ];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            App::Api => "api",
+            App::ApiWithLayer => "api-with-layer",
+            App::Endpoint => "endpoint",
+            App::Bare => "bare",
+            App::Postgres => "postgres",
+            App::Parallel => "parallel",
+            App::Flood => "flood",
+            App::Memory => "memory",
+        }
+    }
+
+    fn parse(name: &str) -> Option<App> {
+        App::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+/// Settings that make every request run the checks (no cache, no rate limit), for the
+/// scenarios that measure the cost of a run rather than the cost of not running.
+fn every_request(builder: SmoketestBuilder) -> SmoketestBuilder {
+    builder
+}
+
+fn noop_checks(mut builder: SmoketestBuilder, count: usize) -> SmoketestBuilder {
+    for i in 0..count {
+        builder = builder.check(from_fn(format!("noop::{i:02}"), |_ctx| {
+            CHECK_RUNS.fetch_add(1, Ordering::Relaxed);
+            Box::pin(async { Ok(Outcome::Pass) })
+        }));
+    }
+    builder
+}
+
+fn postgres_check(builder: SmoketestBuilder, pool: PgPool) -> SmoketestBuilder {
+    builder.check(
+        from_fn("db::order_roundtrip", move |_ctx| {
+            CHECK_RUNS.fetch_add(1, Ordering::Relaxed);
+            let pool = pool.clone();
+            Box::pin(async move { order_roundtrip(&pool).await })
+        })
+        .tag("db"),
+    )
+}
+
+/// BEGIN; INSERT; SELECT; ROLLBACK — the transaction pgbench runs too (see `pg.rs`).
+async fn order_roundtrip(pool: &PgPool) -> smoketest_core::Result {
+    let mut tx = pool.begin().await?;
+    let (id,): (i64,) = sqlx::query_as(INSERT)
+    .bind("smoketest")
+    .bind(1_i64)
+    .fetch_one(&mut *tx)
+    .await?;
+    let (read_id, item, quantity): (i64, String, i64) = sqlx::query_as(SELECT)
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    ensure_eq!(read_id, id, "id read back");
+    ensure_eq!(item.as_str(), "smoketest", "item read back");
+    ensure_eq!(quantity, 1, "quantity read back");
+    tx.rollback().await?;
+    Ok(Outcome::Pass)
+}
+
+#[derive(Serialize)]
+struct Order {
+    id: i64,
+    item: &'static str,
+    quantity: i64,
+}
+
+/// The API route of the pass-through scenario: a small JSON list, serialized per request.
+async fn orders() -> axum::Json<Vec<Order>> {
+    axum::Json(vec![
+        Order {
+            id: 1,
+            item: "espresso beans",
+            quantity: 2,
+        },
+        Order {
+            id: 2,
+            item: "milk frother",
+            quantity: 1,
+        },
+        Order {
+            id: 3,
+            item: "paper filters",
+            quantity: 100,
+        },
+    ])
+}
+
+async fn stats() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "check_runs": CHECK_RUNS.load(Ordering::Relaxed) }))
+}
+
+fn with_stats(smoke: Smoketest) -> Router {
+    smoketest_axum::router(smoke).route("/bench/stats", get(stats))
+}
+
+fn base() -> SmoketestBuilder {
+    Smoketest::builder()
+        .service("smoketest-bench")
+        .version(env!("CARGO_PKG_VERSION"))
+        .without_discovery()
+}
+
+fn build(builder: SmoketestBuilder) -> Result<Smoketest, String> {
+    builder
+        .build()
+        .map_err(|e| format!("building the smoketest: {e}"))
+}
+
+async fn pool(url: Option<&str>, size: u32) -> Result<PgPool, String> {
+    let url = url.ok_or("this app needs --postgres URL")?;
+    PgPoolOptions::new()
+        .max_connections(size)
+        .min_connections(size)
+        // One connection per worker, as pgbench holds one per client: a liveness ping
+        // on every acquire would be one more round trip than the transaction pgbench runs.
+        .test_before_acquire(false)
+        .connect(url)
+        .await
+        .map_err(|e| format!("cannot connect to Postgres at {url}: {e}"))
+}
+
+async fn app(app: App, postgres: Option<&str>, pool_size: u32) -> Result<Router, String> {
+    Ok(match app {
+        App::Api => Router::new().route("/orders", get(orders)),
+        App::ApiWithLayer => {
+            let smoke = build(noop_checks(base(), 10))?;
+            Router::new()
+                .route("/orders", get(orders))
+                .layer(smoketest_axum::SmoketestLayer::new(smoke))
+        }
+        App::Endpoint => with_stats(build(every_request(noop_checks(base(), 10)))?),
+        App::Bare => {
+            let smoke = build(every_request(noop_checks(base(), 10)))?;
+            let (parts, ()) = http::Request::get("/smoketest")
+                .body(())
+                .expect("a valid request")
+                .into_parts();
+            let model = smoke.handle(&parts).await;
+            let content_type = model.headers()[header::CONTENT_TYPE].clone();
+            let body: Bytes = model.into_body();
+            Router::new().route(
+                "/smoketest",
+                get(move || {
+                    let body = body.clone();
+                    let content_type = content_type.clone();
+                    async move {
+                        (
+                            [
+                                (header::CONTENT_TYPE, content_type),
+                                (header::CACHE_CONTROL, "no-store".parse().expect("valid")),
+                                (header::VARY, "Accept".parse().expect("valid")),
+                            ],
+                            body,
+                        )
+                            .into_response()
+                    }
+                }),
+            )
+        }
+        App::Postgres => {
+            let pool = pool(postgres, pool_size).await?;
+            with_stats(build(every_request(postgres_check(base(), pool)))?)
+        }
+        App::Parallel => {
+            let mut builder = every_request(base());
+            for i in 0..10 {
+                builder = builder.check(from_fn(format!("sleep::{i:02}"), |_ctx| {
+                    CHECK_RUNS.fetch_add(1, Ordering::Relaxed);
+                    Box::pin(async {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Ok(Outcome::Pass)
+                    })
+                }));
+            }
+            with_stats(build(builder)?)
+        }
+        App::Flood => {
+            let mut builder = noop_checks(base(), 10);
+            if postgres.is_some() {
+                builder = postgres_check(builder, pool(postgres, pool_size).await?);
+            }
+            with_stats(build(builder)?)
+        }
+        App::Memory => {
+            let mut builder = every_request(noop_checks(base(), 10));
+            if postgres.is_some() {
+                builder = postgres_check(builder, pool(postgres, pool_size).await?);
+            }
+            with_stats(build(builder)?)
+        }
+    })
+}
+
+/// `smoketest-bench serve APP [--postgres URL] [--pool N]`.
+pub fn main(args: &[String]) -> Result<(), String> {
+    let mut args = args.iter();
+    let name = args.next().ok_or("serve: which app?")?;
+    let which = App::parse(name).ok_or_else(|| {
+        format!(
+            "serve: unknown app `{name}`; one of: {}",
+            App::ALL.map(App::name).join(", ")
+        )
+    })?;
+    let mut postgres = None;
+    let mut pool_size = 10;
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--postgres" => postgres = Some(value.clone()),
+            "--pool" => pool_size = value.parse().map_err(|_| "--pool takes a number")?,
+            _ => return Err(format!("serve: unknown option {flag}")),
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let router = app(which, postgres.as_deref(), pool_size).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("cannot listen on loopback: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("listening {addr}");
+        // Exit when the driver closes our standard input (or dies).
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            std::process::exit(0);
+        });
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, router)
+            .await
+            .map_err(|e| format!("serving: {e}"))
+    })
+}
