@@ -238,12 +238,10 @@ mod tests {
     async fn counts_statuses_and_stops_at_the_budget() {
         use axum::Router;
         use axum::routing::get;
-        let app = Router::new()
-            .route("/ok", get(|| async { "ok" }))
-            .route(
-                "/missing",
-                get(|| async { (http::StatusCode::NOT_FOUND, "no") }),
-            );
+        let app = Router::new().route("/ok", get(|| async { "ok" })).route(
+            "/missing",
+            get(|| async { (http::StatusCode::NOT_FOUND, "no") }),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move { axum::serve(listener, app).await });

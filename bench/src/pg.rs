@@ -85,11 +85,7 @@ pub async fn prepare(url: &str) -> Result<Db, String> {
         url: bench_url,
         admin_url: url.to_string(),
         own,
-        version: version
-            .split(" on ")
-            .next()
-            .unwrap_or(&version)
-            .to_string(),
+        version: version.split(" on ").next().unwrap_or(&version).to_string(),
     })
 }
 
@@ -159,7 +155,8 @@ impl Db {
                 String::from_utf8_lossy(&output.stderr).trim()
             ));
         }
-        parse_tps(&stdout).ok_or_else(|| format!("no `tps = …` line in pgbench's output:\n{stdout}"))
+        parse_tps(&stdout)
+            .ok_or_else(|| format!("no `tps = …` line in pgbench's output:\n{stdout}"))
     }
 }
 

@@ -219,7 +219,10 @@ pub fn markdown(f: &Figures) -> String {
     let _ = writeln!(md, "## Summary\n");
     let _ = writeln!(md, "| # | scenario | measured | goal | verdict |");
     let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
-    let row = |md: &mut String, n: &str, what: &str, r: Result<(String, String, Option<bool>), &String>| {
+    let row = |md: &mut String,
+               n: &str,
+               what: &str,
+               r: Result<(String, String, Option<bool>), &String>| {
         let _ = match r {
             Ok((value, goal, met)) => writeln!(
                 md,
@@ -549,7 +552,10 @@ pub fn markdown(f: &Figures) -> String {
     }
 
     // Criterion.
-    let _ = writeln!(md, "\n## Micro-benchmarks (`cargo bench -p smoketest-core`)\n");
+    let _ = writeln!(
+        md,
+        "\n## Micro-benchmarks (`cargo bench -p smoketest-core`)\n"
+    );
     if f.criterion.is_empty() {
         let _ = writeln!(md, "Not run in this invocation.");
     } else {

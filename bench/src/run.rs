@@ -2,7 +2,7 @@
 //! ratio with its goal and writes `BENCHMARKS.md`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -392,12 +392,7 @@ async fn flood(plan: &Plan, db: Option<&Db>) -> Result<report::Flood, String> {
         None => None,
     };
     let runs_before = server.check_runs().await?;
-    let outcome = load::run(&server.load(
-        "/smoketest",
-        plan.flood_connections,
-        plan.flood,
-    ))
-    .await;
+    let outcome = load::run(&server.load("/smoketest", plan.flood_connections, plan.flood)).await;
     let runs = server.check_runs().await? - runs_before;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let db_xacts_per_s = match (db, xacts_before) {
@@ -449,8 +444,8 @@ async fn memory(plan: &Plan, db: Option<&Db>) -> Result<report::Memory, String> 
     })
 }
 
-fn read_criterion(dir: &PathBuf) -> Vec<Criterion> {
-    fn walk(dir: &std::path::Path, out: &mut Vec<Criterion>) {
+fn read_criterion(dir: &Path) -> Vec<Criterion> {
+    fn walk(dir: &Path, out: &mut Vec<Criterion>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
@@ -463,20 +458,20 @@ fn read_criterion(dir: &PathBuf) -> Vec<Criterion> {
                 let read = |f: &str| -> Option<serde_json::Value> {
                     serde_json::from_str(&std::fs::read_to_string(path.join(f)).ok()?).ok()
                 };
-                if let (Some(b), Some(e)) = (read("benchmark.json"), read("estimates.json")) {
-                    if let (Some(id), Some(mean), Some(lo), Some(hi)) = (
+                if let (Some(b), Some(e)) = (read("benchmark.json"), read("estimates.json"))
+                    && let (Some(id), Some(mean), Some(lo), Some(hi)) = (
                         b["full_id"].as_str(),
                         e["mean"]["point_estimate"].as_f64(),
                         e["mean"]["confidence_interval"]["lower_bound"].as_f64(),
                         e["mean"]["confidence_interval"]["upper_bound"].as_f64(),
-                    ) {
-                        out.push(Criterion {
-                            id: id.to_string(),
-                            mean_ns: mean,
-                            low_ns: lo,
-                            high_ns: hi,
-                        });
-                    }
+                    )
+                {
+                    out.push(Criterion {
+                        id: id.to_string(),
+                        mean_ns: mean,
+                        low_ns: lo,
+                        high_ns: hi,
+                    });
                 }
             } else {
                 walk(&path, out);

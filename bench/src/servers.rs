@@ -114,14 +114,12 @@ fn postgres_check(builder: SmoketestBuilder, pool: PgPool) -> SmoketestBuilder {
 async fn order_roundtrip(pool: &PgPool) -> smoketest_core::Result {
     let mut tx = pool.begin().await?;
     let (id,): (i64,) = sqlx::query_as(INSERT)
-    .bind("smoketest")
-    .bind(1_i64)
-    .fetch_one(&mut *tx)
-    .await?;
-    let (read_id, item, quantity): (i64, String, i64) = sqlx::query_as(SELECT)
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
+        .bind("smoketest")
+        .bind(1_i64)
+        .fetch_one(&mut *tx)
+        .await?;
+    let (read_id, item, quantity): (i64, String, i64) =
+        sqlx::query_as(SELECT).bind(id).fetch_one(&mut *tx).await?;
     ensure_eq!(read_id, id, "id read back");
     ensure_eq!(item.as_str(), "smoketest", "item read back");
     ensure_eq!(quantity, 1, "quantity read back");
