@@ -3,6 +3,7 @@
 //! ```text
 //! smoketest-bench run [--out BENCHMARKS.md] [--postgres URL | --no-postgres] [--criterion DIR] [--quick]
 //! smoketest-bench serve APP [--postgres URL] [--pool N]     (started by `run`)
+//! smoketest-bench load ADDR PATH [CONNECTIONS] [SECONDS]    (load one server, for profiling)
 //! ```
 //!
 //! `run` starts each benchmark server as a child process of its own, loads it over
@@ -21,9 +22,10 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("serve") => servers::main(&args[1..]),
         Some("run") => run::main(&args[1..]),
+        Some("load") => run::load_main(&args[1..]),
         None => run::main(&[]),
         Some(other) => Err(format!(
-            "unknown command `{other}`; use `run` (the benchmarks) or `serve APP` (one server)"
+            "unknown command `{other}`; use `run` (the benchmarks), `serve APP` (one server) or `load ADDR PATH` (load one)"
         )),
     };
     if let Err(e) = result {

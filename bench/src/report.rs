@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::load::median;
 use crate::machine::{Machine, utc_now};
 use crate::run::{Paired, Plan};
 
@@ -360,11 +361,14 @@ pub fn markdown(f: &Figures) -> String {
             let _ = writeln!(
                 md,
                 "- {} connections. Requests/s with the layer per round: {}; without: {}.\n\
+                 - Server CPU time per request (median of rounds): {:.1} µs with the layer, {:.1} µs without.\n\
                  - Per-round ratios: {} (range {lo:.3}–{hi:.3}).\n\
                  - **Ratio {:.3}** (goal ≥ 0.98): {}. Failed requests: {}.",
                 x.connections,
                 rounds(&x.pair.a),
                 rounds(&x.pair.b),
+                median(&x.pair.a_cpu_us),
+                median(&x.pair.b_cpu_us),
                 ratios(&x.pair.ratios),
                 x.pair.ratio(),
                 verdict(x.pair.ratio() >= 0.98),
@@ -393,12 +397,15 @@ pub fn markdown(f: &Figures) -> String {
                 md,
                 "- {} connections. Requests/s of `/smoketest` per round: {}; bare: {}.\n\
                  - Check bodies run per request: {:.2} (10 means every request ran every check).\n\
+                 - Server CPU time per request (median of rounds): {:.1} µs for `/smoketest`, {:.1} µs for the bare handler.\n\
                  - Per-round ratios: {} (range {lo:.3}–{hi:.3}).\n\
                  - **Ratio {:.3}** (goal ≥ 0.5): {}. Failed requests: {}.",
                 x.connections,
                 rounds(&x.pair.a),
                 rounds(&x.pair.b),
                 x.checks_per_request,
+                median(&x.pair.a_cpu_us),
+                median(&x.pair.b_cpu_us),
                 ratios(&x.pair.ratios),
                 x.pair.ratio(),
                 verdict(x.pair.ratio() >= 0.5),

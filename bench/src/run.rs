@@ -116,6 +116,73 @@ pub fn main(args: &[String]) -> Result<(), String> {
     runtime.block_on(run(options))
 }
 
+/// CPU time (user + system) a process has used so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesized command name; utime and stime are the 14th and 15th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux architecture Rust targets.
+    Some(ticks as f64 / 100.0)
+}
+
+/// `smoketest-bench load ADDR PATH [CONNECTIONS] [SECONDS] [SERVER_PID]`: load a server
+/// started with `serve` (under a profiler, say) and print what it sustained, and the
+/// server's CPU time per request when its process id is given.
+pub fn load_main(args: &[String]) -> Result<(), String> {
+    let usage = "load ADDR PATH [CONNECTIONS] [SECONDS]";
+    let addr: SocketAddr = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("usage: {usage}"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: load only loopback"
+        ));
+    }
+    let path = args
+        .get(1)
+        .ok_or_else(|| format!("usage: {usage}"))?
+        .clone();
+    let number = |i: usize, default: u64| -> Result<u64, String> {
+        args.get(i).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| format!("usage: {usage}"))
+        })
+    };
+    let connections = number(2, 32)? as usize;
+    let seconds = number(3, 10)?.min(600);
+    let pid = number(4, 0)? as u32;
+    let cpu_before = cpu_seconds(pid);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let outcome = runtime.block_on(load::run(&Load {
+        addr,
+        path,
+        connections,
+        duration: Duration::from_secs(seconds),
+        max_requests: None,
+    }));
+    println!(
+        "{:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms; {} 2xx, {} other, {} errors",
+        outcome.throughput(),
+        outcome.percentile_ms(50.0),
+        outcome.percentile_ms(99.0),
+        outcome.ok,
+        outcome.non_2xx,
+        outcome.errors
+    );
+    if let (Some(before), Some(after)) = (cpu_before, cpu_seconds(pid)) {
+        println!(
+            "server CPU: {:.1} µs per request",
+            (after - before) * 1e6 / (outcome.ok + outcome.non_2xx).max(1) as f64
+        );
+    }
+    Ok(())
+}
+
 /// A benchmark server process.
 struct Server {
     child: Child,
@@ -221,6 +288,10 @@ pub struct Paired {
     pub failures: u64,
     /// Requests side A answered, warm-up included.
     pub a_answered: u64,
+    /// Server CPU time per answered request on side A, µs, per round (HTTP sides only).
+    pub a_cpu_us: Vec<f64>,
+    /// The same for side B.
+    pub b_cpu_us: Vec<f64>,
 }
 
 impl Paired {
@@ -240,7 +311,21 @@ fn failures(o: &Outcome) -> u64 {
     o.non_2xx + o.errors
 }
 
-async fn paired_http(a: &Load, b: &Load, plan: &Plan) -> Paired {
+/// One load run, with the server's CPU time per answered request.
+async fn measured(load: &Load, pid: Option<u32>) -> (Outcome, f64) {
+    let before = pid.and_then(cpu_seconds);
+    let outcome = load::run(load).await;
+    let after = pid.and_then(cpu_seconds);
+    let cpu = match (before, after) {
+        (Some(b), Some(a)) => (a - b) * 1e6 / (outcome.ok + outcome.non_2xx).max(1) as f64,
+        _ => f64::NAN,
+    };
+    (outcome, cpu)
+}
+
+async fn paired_http(a: (&Load, &Server), b: (&Load, &Server), plan: &Plan) -> Paired {
+    let ((a, a_server), (b, b_server)) = (a, b);
+    let (a_pid, b_pid) = (a_server.child.id(), b_server.child.id());
     let mut warm_a = a.clone();
     warm_a.duration = plan.warmup;
     let mut warm_b = b.clone();
@@ -252,13 +337,15 @@ async fn paired_http(a: &Load, b: &Load, plan: &Plan) -> Paired {
         ..Paired::default()
     };
     for round in 0..plan.rounds {
-        let (ra, rb) = if round % 2 == 0 {
-            let ra = load::run(a).await;
-            (ra, load::run(b).await)
+        let ((ra, ca), (rb, cb)) = if round % 2 == 0 {
+            let ra = measured(a, a_pid).await;
+            (ra, measured(b, b_pid).await)
         } else {
-            let rb = load::run(b).await;
-            (load::run(a).await, rb)
+            let rb = measured(b, b_pid).await;
+            (measured(a, a_pid).await, rb)
         };
+        out.a_cpu_us.push(ca);
+        out.b_cpu_us.push(cb);
         out.failures += failures(&ra) + failures(&rb);
         out.a_answered += ra.ok + ra.non_2xx;
         out.push(ra.throughput(), rb.throughput());
@@ -282,8 +369,11 @@ async fn pass_through(plan: &Plan) -> Result<report::PassThrough, String> {
     layered.expect_ok("/orders").await?;
     layered.expect_ok("/smoketest").await?;
     let pair = paired_http(
-        &layered.load("/orders", plan.connections, plan.window),
-        &bare.load("/orders", plan.connections, plan.window),
+        (
+            &layered.load("/orders", plan.connections, plan.window),
+            &layered,
+        ),
+        (&bare.load("/orders", plan.connections, plan.window), &bare),
         plan,
     )
     .await;
@@ -302,8 +392,14 @@ async fn endpoint(plan: &Plan) -> Result<report::Endpoint, String> {
     bare.expect_ok("/smoketest").await?;
     let runs_before = smoke.check_runs().await?;
     let pair = paired_http(
-        &smoke.load("/smoketest", plan.connections, plan.window),
-        &bare.load("/smoketest", plan.connections, plan.window),
+        (
+            &smoke.load("/smoketest", plan.connections, plan.window),
+            &smoke,
+        ),
+        (
+            &bare.load("/smoketest", plan.connections, plan.window),
+            &bare,
+        ),
         plan,
     )
     .await;
