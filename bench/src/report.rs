@@ -200,6 +200,19 @@ fn duration(ns: f64) -> String {
     }
 }
 
+/// The runner's cost per check and per run (ns), from the 1- and 100-check benchmarks.
+fn per_check(criterion: &[Criterion]) -> Option<(f64, f64)> {
+    let mean = |n: &str| {
+        criterion
+            .iter()
+            .find(|c| c.id == format!("runner/no-op checks/{n}"))
+            .map(|c| c.mean_ns)
+    };
+    let (one, hundred) = (mean("1")?, mean("100")?);
+    let check = (hundred - one) / 99.0;
+    Some((check, one - check))
+}
+
 /// The Markdown document.
 pub fn markdown(f: &Figures) -> String {
     let mut md = String::new();
@@ -417,6 +430,37 @@ pub fn markdown(f: &Figures) -> String {
         }
     }
 
+    if let Ok(x) = &f.endpoint {
+        let runner = per_check(&f.criterion)
+            .map(|(check, run)| {
+                format!(
+                    " In-process, without HTTP, the runner costs {} per run plus {} per check \
+                     (criterion, below)",
+                    duration(run),
+                    duration(check)
+                )
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            md,
+            "\nWhere the time goes. The server's CPU time per request above is the stable \
+             figure: the difference between the two sides ({:.1} µs) is the run and the \
+             report, paid on every request because this scenario turns every protection off.{runner}. \
+             Profiling the endpoint server under this load (`perf record -g` with \
+             `smoketest-bench serve endpoint` and `smoketest-bench load`) shows no single hot \
+             spot: the run's share is spawning, scheduling and joining one tokio task per check, \
+             the allocations that go with them, and the JSON writer with the copy of the \
+             report made for the caller's detail level. One task per check is the runner's \
+             design, not an accident: it is what lets the run's deadline cut off a check that \
+             blocks its thread and keeps a caller that hangs up from cancelling a check half-way \
+             (DESIGN.md §2). Against any check that does real work (scenario 3: one database \
+             transaction) the overhead is small; the ratio here is the worst case of checks \
+             that do nothing at all, on a machine where the load generator competes for the \
+             same two cores.",
+            median(&x.pair.a_cpu_us) - median(&x.pair.b_cpu_us)
+        );
+    }
+
     let _ = writeln!(md, "\n## 3. Database check vs the database's own limit\n");
     let _ = writeln!(
         md,
@@ -584,19 +628,13 @@ pub fn markdown(f: &Figures) -> String {
                 duration(c.high_ns)
             );
         }
-        let mean = |n: &str| {
-            f.criterion
-                .iter()
-                .find(|c| c.id == format!("runner/no-op checks/{n}"))
-                .map(|c| c.mean_ns)
-        };
-        if let (Some(one), Some(hundred)) = (mean("1"), mean("100")) {
+        if let Some((check, run)) = per_check(&f.criterion) {
             let _ = writeln!(
                 md,
                 "\nPer-check overhead of the runner, from the 1- and 100-check runs: \
                  **{}** per check, on top of **{}** per run.",
-                duration((hundred - one) / 99.0),
-                duration(one)
+                duration(check),
+                duration(run)
             );
         }
     }
