@@ -398,9 +398,12 @@ pub fn markdown(f: &Figures) -> String {
         md,
         "What it answers: what does running the checks and writing the report cost, on top \
          of HTTP? One server answers `GET /smoketest` by running 10 no-op checks for every \
-         request (no cache, no rate limit) and writing the JSON report; the other answers the \
-         same path with a bare axum handler returning a JSON body of the same report, made once \
-         at start-up. The ratio is the endpoint's throughput over the bare handler's: 0.5 \
+         request and writing the JSON report; the other answers the same path with a bare \
+         axum handler returning a JSON body of the same report, made once at start-up. \
+         \"Every request\" means no cache, no rate limit and no single-flight: the server \
+         takes the public steps `Smoketest::handle` takes (`parse_request`, `run`, \
+         `restrict`, `Format::write`) without the engine, which exists precisely to make \
+         most requests *not* run the checks (scenario 5 measures it). The ratio is the endpoint's throughput over the bare handler's: 0.5 \
          means a run of 10 checks plus the report costs as much as all of HTTP handling.\n"
     );
     match &f.endpoint {

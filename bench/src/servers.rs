@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use bytes::Bytes;
 use serde::Serialize;
-use smoketest_core::{Outcome, Smoketest, SmoketestBuilder, ensure_eq, from_fn};
+use smoketest_core::{Detail, Outcome, Smoketest, SmoketestBuilder, Status, ensure_eq, from_fn};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -83,10 +83,51 @@ impl App {
     }
 }
 
-/// Settings that make every request run the checks (no cache, no rate limit), for the
-/// scenarios that measure the cost of a run rather than the cost of not running.
-fn every_request(builder: SmoketestBuilder) -> SmoketestBuilder {
-    builder
+/// `/smoketest` where every request runs the checks: no cache, no rate limit, no
+/// single-flight, for the scenarios that measure the cost of a run rather than the cost of
+/// not running. It takes the steps `Smoketest::handle` takes — parse the request, run the
+/// selection, restrict the report to the anonymous detail level, write it — without the
+/// engine in between, which decides whether a request runs at all.
+fn every_request(smoke: Smoketest) -> Router {
+    let answer = move |request: axum::extract::Request| {
+        let smoke = smoke.clone();
+        async move {
+            let (parts, _body) = request.into_parts();
+            let parsed = match smoke.parse_request(&parts) {
+                Ok(parsed) => parsed,
+                Err(e) => return e.into_response().map(axum::body::Body::from),
+            };
+            let report = match smoke.run(&parsed.selection).await {
+                Ok(report) => report.restrict(Detail::default()),
+                Err(unknown) => {
+                    return (http::StatusCode::NOT_FOUND, unknown.to_string()).into_response();
+                }
+            };
+            let status = if report.status == Status::Fail {
+                http::StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                http::StatusCode::OK
+            };
+            let body = if parsed.head {
+                Vec::new()
+            } else {
+                parsed.format.write(&report)
+            };
+            (
+                status,
+                [
+                    (header::CONTENT_TYPE, parsed.format.content_type()),
+                    (header::CACHE_CONTROL, "no-store"),
+                    (header::VARY, "Accept"),
+                ],
+                body,
+            )
+                .into_response()
+        }
+    };
+    Router::new()
+        .route("/smoketest", get(answer))
+        .route("/bench/stats", get(stats))
 }
 
 fn noop_checks(mut builder: SmoketestBuilder, count: usize) -> SmoketestBuilder {
@@ -198,9 +239,9 @@ async fn app(app: App, postgres: Option<&str>, pool_size: u32) -> Result<Router,
                 .route("/orders", get(orders))
                 .layer(smoketest_axum::SmoketestLayer::new(smoke))
         }
-        App::Endpoint => with_stats(build(every_request(noop_checks(base(), 10)))?),
+        App::Endpoint => every_request(build(noop_checks(base(), 10))?),
         App::Bare => {
-            let smoke = build(every_request(noop_checks(base(), 10)))?;
+            let smoke = build(noop_checks(base(), 10))?;
             let (parts, ()) = http::Request::get("/smoketest")
                 .body(())
                 .expect("a valid request")
@@ -229,10 +270,10 @@ async fn app(app: App, postgres: Option<&str>, pool_size: u32) -> Result<Router,
         }
         App::Postgres => {
             let pool = pool(postgres, pool_size).await?;
-            with_stats(build(every_request(postgres_check(base(), pool)))?)
+            every_request(build(postgres_check(base(), pool))?)
         }
         App::Parallel => {
-            let mut builder = every_request(base());
+            let mut builder = base();
             for i in 0..10 {
                 builder = builder.check(from_fn(format!("sleep::{i:02}"), |_ctx| {
                     CHECK_RUNS.fetch_add(1, Ordering::Relaxed);
@@ -242,7 +283,7 @@ async fn app(app: App, postgres: Option<&str>, pool_size: u32) -> Result<Router,
                     })
                 }));
             }
-            with_stats(build(builder)?)
+            every_request(build(builder)?)
         }
         App::Flood => {
             let mut builder = noop_checks(base(), 10);
@@ -252,11 +293,11 @@ async fn app(app: App, postgres: Option<&str>, pool_size: u32) -> Result<Router,
             with_stats(build(builder)?)
         }
         App::Memory => {
-            let mut builder = every_request(noop_checks(base(), 10));
+            let mut builder = noop_checks(base(), 10);
             if postgres.is_some() {
                 builder = postgres_check(builder, pool(postgres, pool_size).await?);
             }
-            with_stats(build(builder)?)
+            every_request(build(builder)?)
         }
     })
 }
