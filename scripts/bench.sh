@@ -20,13 +20,21 @@ for arg in "$@"; do
     [[ $arg == --quick ]] && quick=1
 done
 
+# pgbench (the database's own limit) and valgrind (instruction counts), from Debian.
+missing=()
 if ! command -v pgbench >/dev/null 2>&1 || ! pgbench --version >/dev/null 2>&1; then
+    missing+=(postgresql-client)
+fi
+if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_control >/dev/null 2>&1; then
+    missing+=(valgrind)
+fi
+if ((${#missing[@]})); then
     if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
-        echo "== installing pgbench (postgresql-client)"
+        echo "== installing ${missing[*]}"
         apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "warning: pgbench not found and cannot install it; the pgbench comparison will be skipped" >&2
+        echo "warning: ${missing[*]} missing and cannot be installed; those figures will be skipped" >&2
     fi
 fi
 

@@ -102,6 +102,19 @@ impl Memory {
     }
 }
 
+/// User-space instructions per request of one server (callgrind).
+#[derive(Debug, Clone)]
+pub struct Instructions {
+    /// The server.
+    pub app: &'static str,
+    /// What was requested.
+    pub path: &'static str,
+    /// Instructions per request.
+    pub per_request: f64,
+    /// Requests counted.
+    pub requests: u64,
+}
+
 /// One criterion benchmark's result.
 #[derive(Debug, Clone)]
 pub struct Criterion {
@@ -140,6 +153,8 @@ pub struct Figures {
     pub flood: Result<Flood, String>,
     /// Scenario 6.
     pub memory: Result<Memory, String>,
+    /// Instruction counts per request.
+    pub instructions: Result<Vec<Instructions>, String>,
     /// `cargo bench` results, when given.
     pub criterion: Vec<Criterion>,
 }
@@ -159,6 +174,7 @@ impl Figures {
             parallel: Err("not run".into()),
             flood: Err("not run".into()),
             memory: Err("not run".into()),
+            instructions: Err("not run".into()),
             criterion: Vec::new(),
         }
     }
@@ -598,6 +614,62 @@ pub fn markdown(f: &Figures) -> String {
                 x.seconds,
                 x.growth_mib(),
                 verdict(x.growth_mib() < 5.0)
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(md, "Not measured: {e}");
+        }
+    }
+
+    // Instruction counts.
+    let _ = writeln!(md, "\n## Instructions per request (callgrind)\n");
+    let _ = writeln!(
+        md,
+        "Time on a shared machine moves with everybody else's work; the number of \
+         instructions a server executes per request does not. Each server below runs under \
+         valgrind's callgrind, is warmed up, then counts user-space instructions (the kernel's \
+         TCP work is not included) over a fixed number of requests from 8 connections. This is \
+         the figure to watch for regressions of a few percent, which the throughput ratios \
+         above cannot resolve. Instructions are not time: copies and serialization loops are \
+         cheap per instruction, system calls are not counted, so compare a row with itself \
+         across commits rather than rows with each other.\n"
+    );
+    match &f.instructions {
+        Ok(rows) => {
+            let per = |app: &str| {
+                rows.iter()
+                    .find(|r| r.app == app)
+                    .map_or(f64::NAN, |r| r.per_request)
+            };
+            let _ = writeln!(
+                md,
+                "| server | request | instructions per request | requests counted |"
+            );
+            let _ = writeln!(md, "| --- | --- | --- | --- |");
+            for r in rows {
+                let _ = writeln!(
+                    md,
+                    "| `{}` | `GET {}` | {:.0} | {} |",
+                    r.app, r.path, r.per_request, r.requests
+                );
+            }
+            let api = per("api");
+            let _ = writeln!(
+                md,
+                "\n- Pass-through: `Router::layer(SmoketestLayer)` adds {:.0} instructions per API \
+                 request ({:+.1} %); wrapped once around the whole router \
+                 (`SmoketestLayer::new(smoke).layer(router)`, served with `into_make_service`) it \
+                 adds {:.0} ({:+.1} %). The difference between the two is axum's: `Router::layer` \
+                 wraps every route in another boxed, cloned service, whatever the layer does. \
+                 Mounting with `smoketest_axum::router(smoke)` and `Router::merge` instead adds \
+                 no layer at all: the service's own routes do not pass through smoketest.\n\
+                 - Endpoint: a `/smoketest` request running 10 no-op checks executes {:.1}× the \
+                 instructions of the bare handler returning the same JSON.",
+                per("api-with-layer") - api,
+                (per("api-with-layer") / api - 1.0) * 100.0,
+                per("api-with-outer-layer") - api,
+                (per("api-with-outer-layer") / api - 1.0) * 100.0,
+                per("endpoint") / per("bare")
             );
         }
         Err(e) => {

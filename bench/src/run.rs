@@ -541,6 +541,111 @@ async fn memory(plan: &Plan, db: Option<&Db>) -> Result<report::Memory, String> 
     })
 }
 
+/// User-space instructions the server executes per request, counted by valgrind's
+/// callgrind over `requests` requests after a warm-up: unlike time, the count does not move
+/// with the machine's other load, so it shows differences of a few percent that throughput
+/// on a shared machine cannot.
+async fn instructions_per_request(app: App, path: &str, requests: u64) -> Result<f64, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("where am I? {e}"))?;
+    let out = std::env::temp_dir().join(format!(
+        "smoketest-bench-{}-{}.callgrind",
+        std::process::id(),
+        app.name()
+    ));
+    let dump = PathBuf::from(format!("{}.1", out.display()));
+    let _ = std::fs::remove_file(&dump);
+    let mut child = Command::new("valgrind")
+        .args(["--tool=callgrind", "--instr-atstart=no"])
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(exe)
+        .args(["serve", app.name()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run valgrind ({e}); scripts/bench.sh installs it"))?;
+    let pid = child.id().ok_or("valgrind exited at once")?.to_string();
+    let stdout = child.stdout.take().expect("piped");
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        BufReader::new(stdout).read_line(&mut line),
+    )
+    .await
+    .map_err(|_| "the server under valgrind did not start within 60 s".to_string())?
+    .map_err(|e| e.to_string())?;
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("the server under valgrind did not start: {line:?}"))?;
+    let bounded = |n: u64| Load {
+        addr,
+        path: path.to_string(),
+        connections: 8,
+        duration: Duration::from_secs(60),
+        max_requests: Some(n),
+    };
+    load::run(&bounded(requests / 4)).await;
+    let control = |what: &'static [&'static str]| {
+        let pid = pid.clone();
+        async move {
+            Command::new("callgrind_control")
+                .args(what)
+                .arg(&pid)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await
+                .map_err(|e| format!("callgrind_control: {e}"))
+        }
+    };
+    control(&["-i", "on"]).await?;
+    let outcome = load::run(&bounded(requests)).await;
+    control(&["-i", "off"]).await?;
+    control(&["-d"]).await?;
+    drop(child.stdin.take());
+    let _ = child.kill().await;
+    let text = std::fs::read_to_string(&dump)
+        .map_err(|e| format!("reading callgrind's dump {}: {e}", dump.display()))?;
+    let _ = std::fs::remove_file(&dump);
+    let _ = std::fs::remove_file(&out);
+    let total: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("totals:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or("no totals in callgrind's dump")?;
+    if outcome.ok == 0 || failures(&outcome) > 0 {
+        return Err(format!(
+            "{} of {} requests failed under valgrind",
+            failures(&outcome),
+            requests
+        ));
+    }
+    Ok(total / outcome.ok as f64)
+}
+
+async fn instructions(quick: bool) -> Result<Vec<report::Instructions>, String> {
+    let requests = if quick { 400 } else { 4_000 };
+    let mut out = Vec::new();
+    for (app, path) in [
+        (App::Api, "/orders"),
+        (App::ApiWithLayer, "/orders"),
+        (App::ApiWithOuterLayer, "/orders"),
+        (App::Bare, "/smoketest"),
+        (App::Endpoint, "/smoketest"),
+    ] {
+        out.push(report::Instructions {
+            app: app.name(),
+            path,
+            per_request: instructions_per_request(app, path, requests).await?,
+            requests,
+        });
+    }
+    Ok(out)
+}
+
 fn read_criterion(dir: &Path) -> Vec<Criterion> {
     fn walk(dir: &Path, out: &mut Vec<Criterion>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -722,6 +827,32 @@ async fn run(options: Options) -> Result<(), String> {
     }
     if let Some(db) = &db {
         db.teardown().await;
+    }
+    match instructions(options.quick).await {
+        Ok(rows) => {
+            let per = |app: App| {
+                rows.iter()
+                    .find(|r| r.app == app.name())
+                    .map_or(f64::NAN, |r| r.per_request)
+            };
+            show(
+                "   instructions: layer / none",
+                &format!("{:.3}", per(App::Api) / per(App::ApiWithLayer)),
+                "(reported)",
+                None,
+            );
+            show(
+                "   instructions: bare / endpoint",
+                &format!("{:.3}", per(App::Bare) / per(App::Endpoint)),
+                "(reported)",
+                None,
+            );
+            figures.instructions = Ok(rows);
+        }
+        Err(e) => {
+            println!("instruction counts skipped: {e}");
+            figures.instructions = Err(e);
+        }
     }
 
     if let Some(dir) = &options.criterion {

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::ServiceExt;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -18,6 +19,7 @@ use serde::Serialize;
 use smoketest_core::{Detail, Outcome, Smoketest, SmoketestBuilder, Status, ensure_eq, from_fn};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use tower::Layer;
 
 /// The table the Postgres check (and pgbench) write to, always rolled back.
 pub const TABLE: &str = "smoketest_bench_orders";
@@ -33,8 +35,12 @@ static CHECK_RUNS: AtomicU64 = AtomicU64::new(0);
 pub enum App {
     /// `GET /orders`: a small JSON API route, no smoketest.
     Api,
-    /// The same route with `SmoketestLayer` (10 no-op checks) wrapped around the router.
+    /// The same route with `SmoketestLayer` (10 no-op checks) added with `Router::layer`,
+    /// as the adapter's documentation shows.
     ApiWithLayer,
+    /// The same route with `SmoketestLayer` wrapped once around the whole router
+    /// (`layer.layer(router).into_make_service()`), before routing.
+    ApiWithOuterLayer,
     /// `/smoketest` with 10 no-op checks; every request runs them.
     Endpoint,
     /// `/smoketest` answered by a bare handler with a fixed body produced by the same 10
@@ -53,9 +59,10 @@ pub enum App {
 
 impl App {
     /// Every app, for parsing.
-    pub const ALL: [App; 8] = [
+    pub const ALL: [App; 9] = [
         App::Api,
         App::ApiWithLayer,
+        App::ApiWithOuterLayer,
         App::Endpoint,
         App::Bare,
         App::Postgres,
@@ -69,6 +76,7 @@ impl App {
         match self {
             App::Api => "api",
             App::ApiWithLayer => "api-with-layer",
+            App::ApiWithOuterLayer => "api-with-outer-layer",
             App::Endpoint => "endpoint",
             App::Bare => "bare",
             App::Postgres => "postgres",
@@ -232,7 +240,7 @@ async fn pool(url: Option<&str>, size: u32) -> Result<PgPool, String> {
 
 async fn app(app: App, postgres: Option<&str>, pool_size: u32) -> Result<Router, String> {
     Ok(match app {
-        App::Api => Router::new().route("/orders", get(orders)),
+        App::Api | App::ApiWithOuterLayer => Router::new().route("/orders", get(orders)),
         App::ApiWithLayer => {
             let smoke = build(noop_checks(base(), 10))?;
             Router::new()
@@ -342,8 +350,17 @@ pub fn main(args: &[String]) -> Result<(), String> {
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, router)
+        let served = if which == App::ApiWithOuterLayer {
+            let smoke = build(noop_checks(base(), 10))?;
+            let service = smoketest_axum::SmoketestLayer::new(smoke).layer(router);
+            axum::serve(
+                listener,
+                ServiceExt::<axum::extract::Request>::into_make_service(service),
+            )
             .await
-            .map_err(|e| format!("serving: {e}"))
+        } else {
+            axum::serve(listener, router).await
+        };
+        served.map_err(|e| format!("serving: {e}"))
     })
 }
