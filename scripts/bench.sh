@@ -46,7 +46,7 @@ rm -rf "$target/criterion"
 if [[ $quick == 1 ]]; then
     criterion_args=(--warm-up-time 0.2 --measurement-time 0.5 --sample-size 10)
 else
-    criterion_args=(--warm-up-time 1 --measurement-time 3)
+    criterion_args=(--warm-up-time 0.5 --measurement-time 2)
 fi
 cargo bench -q -p smoketest-core --bench runner --bench formats -- "${criterion_args[@]}"
 
