@@ -533,7 +533,8 @@ pub fn markdown(f: &Figures) -> String {
         "What it answers: how close does a smoke check that writes to Postgres get to what \
          Postgres itself can do? The server's `/smoketest` runs one check per request: \
          `BEGIN; INSERT … RETURNING id; SELECT … WHERE id = $1; ROLLBACK` through a sqlx pool \
-         with one connection per client. pgbench runs the same statements (prepared protocol, \
+         with one connection per client (no liveness ping on acquire: pgbench holds its \
+         connections too). pgbench runs the same statements (prepared protocol, \
          same table) with the same number of clients. The ratio is `/smoketest` requests per \
          second over pgbench's transactions per second: the whole HTTP + runner + sqlx path \
          against a C client that does nothing else.\n\n\
@@ -597,7 +598,7 @@ pub fn markdown(f: &Figures) -> String {
         md,
         "What it answers: what happens when far more callers than expected hit the endpoint \
          at once — a misconfigured monitor, a probe storm? The server runs 10 no-op checks and \
-         the Postgres check with **every setting at its default** (sqlx's default pool of 10). \
+         the Postgres check with **every smoketest setting at its default** (single-flight, the rate limit, the cap on runs in flight; a pool of 10 connections). \
          Reported, not judged: the throughput and tail latency callers see, how many check \
          bodies ran, and how many transactions the database had to start (from \
          `pg_stat_database`, committed + rolled back, in a database the benchmark creates for \
