@@ -531,10 +531,12 @@ pub fn markdown(f: &Figures) -> String {
     let _ = writeln!(
         md,
         "What it answers: how close does a smoke check that writes to Postgres get to what \
-         Postgres itself can do? The server's `/smoketest` runs one check per request: \
-         `BEGIN; INSERT … RETURNING id; SELECT … WHERE id = $1; ROLLBACK` through a sqlx pool \
-         with one connection per client (no liveness ping on acquire: pgbench holds its \
-         connections too). pgbench runs the same statements (prepared protocol, \
+         Postgres itself can do? The server's `/smoketest` runs one check per request, \
+         written as a service would write it: `ctx.postgres()` (the runner begins the \
+         transaction and sets the deadline inside the database), `INSERT … RETURNING id`, \
+         `SELECT … WHERE id = $1`, and the runner's `ROLLBACK`; the pool has one connection \
+         per client (no liveness ping on acquire: pgbench holds its connections too). \
+         pgbench runs the same statements (prepared protocol, \
          same table) with the same number of clients. The ratio is `/smoketest` requests per \
          second over pgbench's transactions per second: the whole HTTP + runner + sqlx path \
          against a C client that does nothing else.\n\n\

@@ -16,7 +16,9 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use bytes::Bytes;
 use serde::Serialize;
-use smoketest_core::{Detail, Outcome, Smoketest, SmoketestBuilder, Status, ensure_eq, from_fn};
+use smoketest_core::{
+    Context, Detail, Outcome, Smoketest, SmoketestBuilder, Status, ensure_eq, from_fn,
+};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tower::Layer;
@@ -149,30 +151,32 @@ fn noop_checks(mut builder: SmoketestBuilder, count: usize) -> SmoketestBuilder 
 }
 
 fn postgres_check(builder: SmoketestBuilder, pool: PgPool) -> SmoketestBuilder {
-    builder.check(
-        from_fn("db::order_roundtrip", move |_ctx| {
+    builder.postgres(pool).check(
+        from_fn("db::order_roundtrip", |ctx| {
             CHECK_RUNS.fetch_add(1, Ordering::Relaxed);
-            let pool = pool.clone();
-            Box::pin(async move { order_roundtrip(&pool).await })
+            Box::pin(order_roundtrip(ctx))
         })
         .tag("db"),
     )
 }
 
-/// BEGIN; INSERT; SELECT; ROLLBACK — the transaction pgbench runs too (see `pg.rs`).
-async fn order_roundtrip(pool: &PgPool) -> smoketest_core::Result {
-    let mut tx = pool.begin().await?;
+/// INSERT and SELECT inside the transaction `ctx.postgres()` begins and the runner rolls
+/// back: on the wire BEGIN (with the deadline set inside the database), INSERT, SELECT,
+/// ROLLBACK — the transaction pgbench runs too (see `pg.rs`).
+async fn order_roundtrip(ctx: &mut Context) -> smoketest_core::Result {
+    let conn = ctx.postgres().await?;
     let (id,): (i64,) = sqlx::query_as(INSERT)
         .bind("smoketest")
         .bind(1_i64)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
-    let (read_id, item, quantity): (i64, String, i64) =
-        sqlx::query_as(SELECT).bind(id).fetch_one(&mut *tx).await?;
+    let (read_id, item, quantity): (i64, String, i64) = sqlx::query_as(SELECT)
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
     ensure_eq!(read_id, id, "id read back");
     ensure_eq!(item.as_str(), "smoketest", "item read back");
     ensure_eq!(quantity, 1, "quantity read back");
-    tx.rollback().await?;
     Ok(Outcome::Pass)
 }
 
