@@ -172,14 +172,7 @@ impl SmoketestScope {
 impl HttpServiceFactory for SmoketestScope {
     fn register(self, config: &mut AppService) {
         // Groups mounted on their own paths (`/livez`, `/readyz`), outside the mount path.
-        let mount = self.smoke.path().to_string();
-        let covered = |p: &str| mount == "/" || p == mount || p.starts_with(&format!("{mount}/"));
-        let group_paths: Vec<String> = self
-            .smoke
-            .group_paths()
-            .filter(|p| !covered(p))
-            .map(str::to_string)
-            .collect();
+        let group_paths: Vec<String> = self.smoke.group_paths().map(str::to_string).collect();
         for path in group_paths {
             let (smoke, runtime) = (self.smoke.clone(), self.runtime.clone());
             web::resource(path)

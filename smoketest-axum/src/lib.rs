@@ -67,15 +67,10 @@ where
         router = router.route(&format!("{path}/"), any(handler.clone()));
     }
     // Groups mounted on their own paths (`/livez`, `/readyz`), outside the mount path.
-    for group_path in groups.iter().filter(|g| !smoke_covers(&path, g)) {
+    for group_path in &groups {
         router = router.route(group_path, any(handler.clone()));
     }
     router
-}
-
-/// Whether the routes above already match `group_path`.
-fn smoke_covers(mount: &str, group_path: &str) -> bool {
-    mount == "/" || group_path == mount || group_path.starts_with(&format!("{mount}/"))
 }
 
 async fn answer(smoke: &Smoketest, request: Request) -> Response {

@@ -489,7 +489,9 @@ impl Smoketest {
     }
 
     /// The paths the groups are served at (`/livez`, `/readyz`), for adapters that route
-    /// by path rather than asking [`Smoketest::serves`].
+    /// by path rather than asking [`Smoketest::serves`]. They always lie outside the mount
+    /// path ([`build`](crate::SmoketestBuilder::build) refuses one inside it), so an adapter
+    /// routes each of them beside the mount path.
     pub fn group_paths(&self) -> impl Iterator<Item = &str> {
         self.inner
             .groups
