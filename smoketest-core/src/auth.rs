@@ -86,8 +86,8 @@ use http::{HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
-use crate::http::RequestError;
 use crate::registry::BuildError;
+use crate::request::RequestError;
 use crate::{Detail, Smoketest, SmoketestBuilder};
 
 /// Tokens shorter than this are refused when the `Smoketest` is built: a short token can be
@@ -232,7 +232,13 @@ impl Access {
         bool::from(matched)
     }
 
-    fn authorize(&self, parts: &Parts) -> Result<Caller, RequestError> {
+    /// Who is asking. `required` is the path's own rule (a group's), `None` for the
+    /// service's.
+    pub(crate) fn authorize(
+        &self,
+        parts: &Parts,
+        required: Option<bool>,
+    ) -> Result<Caller, RequestError> {
         if self.digests.is_empty() && self.authorizer.is_none() {
             return Ok(Caller::Anonymous);
         }
@@ -243,25 +249,24 @@ impl Access {
         {
             return Ok(Caller::Authorized);
         }
-        match &self.authorizer {
-            Some(authorizer) => match authorizer(parts) {
-                Verdict::Authorized => return Ok(Caller::Authorized),
-                Verdict::Denied => return Err(invalid_token()),
-                Verdict::Anonymous => {}
-            },
-            None => {
-                if let Presented::Bearer(_) = presented {
-                    return Err(invalid_token());
-                }
+        let verdict = self.authorizer.as_ref().map(|authorize| authorize(parts));
+        match verdict {
+            Some(Verdict::Authorized) => return Ok(Caller::Authorized),
+            Some(Verdict::Denied) => return Err(invalid_token()),
+            // With tokens configured, a bearer token that neither they nor the authorizer
+            // accepted is a wrong one: refused, never downgraded to anonymous.
+            _ if !self.digests.is_empty() && matches!(presented, Presented::Bearer(_)) => {
+                return Err(invalid_token());
             }
+            _ => {}
         }
-        if self.required {
-            Err(RequestError {
-                status: StatusCode::UNAUTHORIZED,
-                kind: "unauthorized",
-                parameter: Some("Authorization".to_string()),
-                message: "this endpoint requires authorization: send `Authorization: Bearer <token>` with one of the service's smoketest tokens".to_string(),
-            })
+        if required.unwrap_or(self.required) {
+            Err(RequestError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                Some("Authorization"),
+                "this endpoint requires authorization: send `Authorization: Bearer <token>` with one of the service's smoketest tokens",
+            ))
         } else {
             Ok(Caller::Anonymous)
         }
@@ -269,12 +274,12 @@ impl Access {
 }
 
 fn invalid_token() -> RequestError {
-    RequestError {
-        status: StatusCode::UNAUTHORIZED,
-        kind: "invalid_token",
-        parameter: Some("Authorization".to_string()),
-        message: "the credentials in the Authorization header were not accepted (unknown token, or one that was rotated out); a request with wrong credentials is refused rather than treated as anonymous: fix the token, or send none for the anonymous view".to_string(),
-    }
+    RequestError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+        Some("Authorization"),
+        "the credentials in the Authorization header were not accepted (unknown token, or one that was rotated out); a request with wrong credentials is refused rather than treated as anonymous: fix the token, or send none for the anonymous view",
+    )
 }
 
 /// The `WWW-Authenticate` header for a 401 of the given error kind (RFC 6750 §3).
@@ -290,7 +295,14 @@ impl Smoketest {
     /// Check a request's credentials: who is asking, or the 401 to answer. Called by
     /// [`Smoketest::handle`] before anything else; see the [module documentation](self).
     pub fn authorize(&self, parts: &Parts) -> Result<Caller, RequestError> {
-        self.inner.access.authorize(parts)
+        let rule = match self.route(parts.uri.path()) {
+            Some(crate::request::Route::Group(index)) => self.inner.engine.scopes[index]
+                .group
+                .as_ref()
+                .and_then(|g| g.requires_authorization),
+            _ => None,
+        };
+        self.inner.access.authorize(parts, rule)
     }
 }
 

@@ -1,30 +1,49 @@
 //! The engine: decides, for each request, whether to start a run, join one, or answer
 //! from a recent report — so that no amount of traffic makes the checks (and the
-//! database behind them) do more than a small, fixed amount of work.
+//! database behind them) do more than a small, fixed amount of work, and no path's
+//! traffic can starve another path.
 //!
-//! Every request [`Smoketest::handle`] serves goes through these rules, in order:
+//! Every path is a *scope* with its own budget: the mount path (`/smoketest`, one check
+//! `/smoketest/{name}`, any `?tag=`/`?check=`/`?exclude=` selection) is one scope, and
+//! each [group](crate::group) (`/livez`, `/readyz`, …) is a scope of its own. A flood of
+//! the mount path drains the mount path's budget only: the probes keep answering. Every
+//! request [`Smoketest::handle`] serves, on any path, goes through these rules, in order:
 //!
-//! 1. **Single-flight.** If a run of the same checks is in progress, the request waits for
-//!    it and gets its report. A thousand simultaneous requests cause one run.
-//! 2. **Cache** (off by default). With [`cache_ttl`](crate::SmoketestBuilder::cache_ttl),
-//!    a report younger than the TTL is served as it is, marked `"cached": true` with its
-//!    `age_ms`.
-//! 3. **Runs in flight.** At most [`max_runs_in_flight`](crate::SmoketestBuilder::max_runs_in_flight)
-//!    runs (of different selections) execute at once (default 4).
-//! 4. **Rate.** New runs start at most once per
+//! 1. **Nothing to run costs nothing.** A selection with no checks (`?tag=nonsense`, an
+//!    empty `Group::live()`) answers at once with a report of zero checks and never takes
+//!    a place in any budget.
+//! 2. **Single-flight.** If a run of the same checks is in progress in the scope, the
+//!    request waits for it and gets its report. A thousand simultaneous requests cause one
+//!    run.
+//! 3. **Snapshots and cache.** A group with a schedule ([`Group::every`](crate::Group::every))
+//!    answers from its latest scheduled run. With
+//!    [`cache_ttl`](crate::SmoketestBuilder::cache_ttl), any path answers from a report
+//!    younger than the TTL.
+//! 4. **Runs in flight.** At most
+//!    [`max_runs_in_flight`](crate::SmoketestBuilder::max_runs_in_flight) runs execute at
+//!    once per scope (default 4). A run counts until the last task it started has ended —
+//!    checks cut off by their timeout and cleanups included — not until it answered.
+//! 5. **Rate.** New runs start at most once per
 //!    [`min_interval`](crate::SmoketestBuilder::min_interval) on average (default 1 s),
-//!    with bursts of up to [`burst`](crate::SmoketestBuilder::burst) after a quiet period
-//!    (default 10): a token bucket. `burst(1)` makes it a strict minimum interval.
+//!    with bursts of up to [`burst`](crate::SmoketestBuilder::burst) (default 10): a token
+//!    bucket per scope. `burst(1)` makes it a strict minimum interval.
 //!
-//! A request that rule 3 or 4 turns away gets the latest report of the same checks,
-//! marked cached with its age; if there is none yet, `503 Service Unavailable` with
-//! `Retry-After`. An authorized caller's `?fresh=1` skips rules 2 and 4 (a deploy gate
-//! wants this release's answer now), but still joins a run in progress and still counts
-//! against rule 3, which protects the database's connection pool.
+//! A request that rule 4 or 5 turns away gets the latest report of the same checks,
+//! marked `"cached": true` with its `age_ms`. With none yet, the mount path answers
+//! `503 Service Unavailable` with `Retry-After`; a group path never does: its first run
+//! happens (at most one such run per group, since later requests join it).
 //!
-//! Which checks a request selects is resolved before the engine sees it, so `?tag=nonsense`
-//! and `?tag=other-nonsense` (both selecting nothing) share one entry: a caller cannot make
-//! the engine remember unbounded numbers of selections.
+//! **Freshness.** An authorized caller's `?fresh=1` gets a run that *started after the
+//! request arrived*, on every path: it skips rules 3 and 5, never joins a run that started
+//! earlier (it waits for that run to end, then starts its own, or joins one that started
+//! after it arrived), and still counts against rule 4, which protects the database's
+//! connection pool; when rule 4 refuses it, the answer is 503 with `Retry-After`, never an
+//! older report. Every report says `cached` and `age_ms` (milliseconds since its run
+//! finished), so no answer is stale without saying so.
+//!
+//! Which checks a request selects is resolved before the engine sees it, so `?tag=a` and
+//! `?tag=b` selecting the same checks share one entry, and the engine remembers at most 64
+//! selections: a caller cannot make it remember unbounded numbers of them.
 //!
 //! [`Smoketest::run`] bypasses these rules: it is for programs and tests that run the
 //! checks themselves, not for requests from the network.
@@ -35,13 +54,24 @@
 //!
 //! # What a flood costs
 //!
-//! With the defaults, anonymous callers sending any number of requests for any selections
-//! for `T` seconds start at most `10 + T` runs (the burst, then one per second), and at
-//! most 4 run at once. A run executes each selected check once, so the database sees at
-//! most `C` transactions per second in the long run — `C` being the number of checks that
-//! use it (each check gets one transaction per pool, always rolled back) — and holds at
-//! most `4 × C` connections for smoke checks at any moment. Everything else is answered
-//! from memory.
+//! With the defaults, callers sending any number of requests to one path for `T` seconds
+//! start at most `10 + T` runs there (the burst, then one per second), and at most 4 run
+//! at once. A run executes each selected check once, so the database sees at most `C`
+//! transactions per second per path in the long run — `C` being the number of checks of
+//! that path that use it (one transaction per check and pool, always rolled back) — and
+//! holds at most `4 × C` connections for that path's smoke checks at any moment. With `G`
+//! group paths, the worst case for the whole service is the sum over the mount path and
+//! the groups: at most `(1 + G) × (10 + T)` runs. A group with a schedule costs one run per
+//! interval, whatever its traffic. Everything else is answered from memory.
+//!
+//! # How stale an answer can be
+//!
+//! Never more than it says: `age_ms` is on every report. A report served instead of a run
+//! (rules 3–5) is the latest of its selection: with a schedule, at most the interval plus
+//! one run's duration old; under a sustained flood of one selection with the defaults, at
+//! most about one second plus one run's duration (a token arrives every second). A
+//! selection asked for rarely can get an older report while the budget is spent on others;
+//! `?fresh=1` is the way to insist.
 //!
 //! # Example
 //!
@@ -81,17 +111,22 @@
 //! # }
 //! ```
 
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
-use tokio::time::Instant;
+use http::StatusCode;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::registry::{BuildError, Entry};
+use crate::group::ResolvedGroup;
+use crate::registry::{BuildError, Entry, Inner};
 use crate::report::{Report, millis};
-use crate::{Selection, Smoketest, SmoketestBuilder, UnknownCheck};
+use crate::{Detail, Selection, Smoketest, SmoketestBuilder, UnknownCheck};
 
 /// The default [`min_interval`](crate::SmoketestBuilder::min_interval): one new run per
 /// second, sustained.
@@ -104,13 +139,13 @@ pub const DEFAULT_MAX_RUNS_IN_FLIGHT: usize = 4;
 /// How many selections' latest reports are remembered; the oldest idle one is forgotten.
 const MAX_REMEMBERED_SELECTIONS: usize = 64;
 
-/// Load-protection settings as the builder collects them.
+/// Load-protection settings as the builder collects them; every scope gets a copy.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
-    cache_ttl: Option<Duration>,
-    min_interval: Duration,
-    burst: u32,
-    max_in_flight: usize,
+    pub(crate) cache_ttl: Option<Duration>,
+    pub(crate) min_interval: Duration,
+    pub(crate) burst: u32,
+    pub(crate) max_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -125,60 +160,33 @@ impl Default for Limits {
 }
 
 impl Limits {
-    pub(crate) fn build(self) -> Result<Engine, BuildError> {
+    fn validate(&self, whose: &str) -> Result<(), BuildError> {
         if self.max_in_flight == 0 {
-            return Err(BuildError::Config(
-                "max_runs_in_flight must be at least 1, or no request would ever run the checks"
-                    .into(),
-            ));
+            return Err(BuildError::Config(format!(
+                "{whose}max_runs_in_flight must be at least 1, or no request would ever run the checks"
+            )));
         }
         if self.burst == 0 {
-            return Err(BuildError::Config(
-                "burst must be at least 1, or no request would ever run the checks".into(),
-            ));
+            return Err(BuildError::Config(format!(
+                "{whose}burst must be at least 1, or no request would ever run the checks"
+            )));
         }
-        Ok(Engine {
-            state: Mutex::new(State {
-                slots: HashMap::new(),
-                in_flight: 0,
-                tokens: f64::from(self.burst),
-                refilled: Instant::now(),
-                runs_started: 0,
-            }),
-            limits: self,
-        })
+        Ok(())
     }
 }
 
-type RunFuture = Shared<BoxFuture<'static, Result<Arc<Report>, Arc<str>>>>;
-
-/// The engine's state for one service. See the [module documentation](self).
-pub(crate) struct Engine {
-    limits: Limits,
-    state: Mutex<State>,
-}
-
-impl std::fmt::Debug for Engine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
-}
-
-struct State {
-    slots: HashMap<Vec<Arc<str>>, Slot>,
-    in_flight: usize,
-    /// Token bucket for new runs.
-    tokens: f64,
-    refilled: Instant,
-    runs_started: u64,
-}
-
-#[derive(Default)]
-struct Slot {
-    running: Option<RunFuture>,
-    latest: Option<(Arc<Report>, Instant)>,
+/// Who asks the engine for a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ask {
+    /// A request from the network, under the scope's budget.
+    Request {
+        /// `?fresh=1`: a run that started after the request arrived.
+        fresh: bool,
+    },
+    /// The scope's own schedule: not budgeted, the interval is the limit.
+    Scheduled,
+    /// The service's own call ([`Smoketest::run_group`]): a fresh run, not budgeted.
+    Direct,
 }
 
 /// Why the engine gave no report.
@@ -186,7 +194,7 @@ struct Slot {
 pub(crate) enum Refusal {
     /// The selection names a check that does not exist.
     Unknown(UnknownCheck),
-    /// Limits reached and no earlier report to fall back on.
+    /// Limits reached and no report the caller may be given instead.
     Throttled(Throttled),
 }
 
@@ -200,39 +208,122 @@ pub struct Throttled {
     pub reason: &'static str,
 }
 
-/// A place in the engine's budget for one run, from [`Smoketest::admit_run`]: it counts
-/// against [`max_runs_in_flight`](crate::SmoketestBuilder::max_runs_in_flight) until it
-/// is dropped.
-#[must_use = "the place in the budget is given back when the permit is dropped"]
-pub struct RunPermit {
-    smoke: Smoketest,
+type RunFuture = Shared<BoxFuture<'static, Result<Arc<Report>, Arc<str>>>>;
+
+/// The engine of one service: a scope per path (index 0 the mount path, then the groups).
+pub(crate) struct Engine {
+    pub(crate) scopes: Vec<Scope>,
+    runs_started: AtomicU64,
+    schedules_started: AtomicBool,
 }
 
-impl std::fmt::Debug for RunPermit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunPermit").finish_non_exhaustive()
+/// One path's policy, budget and runs. See the [module documentation](self).
+pub(crate) struct Scope {
+    /// The group this scope serves; `None` for the mount path.
+    pub(crate) group: Option<ResolvedGroup>,
+    /// The HTTP status of a failing report on this path.
+    pub(crate) failure_status: StatusCode,
+    /// What anonymous callers see on this path.
+    pub(crate) detail: Detail,
+    limits: Limits,
+    state: Mutex<State>,
+    schedule: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct State {
+    slots: HashMap<Vec<Arc<str>>, Slot>,
+    in_flight: usize,
+    /// Token bucket for new runs.
+    tokens: f64,
+    refilled: Instant,
+}
+
+#[derive(Default)]
+struct Slot {
+    running: Option<(RunFuture, Instant)>,
+    latest: Option<Latest>,
+}
+
+struct Latest {
+    report: Arc<Report>,
+    started: Instant,
+    finished: Instant,
+}
+
+impl Latest {
+    /// The report as served now: `cached` when it was not run for this request.
+    fn serve(&self, cached: bool) -> Report {
+        let mut report = (*self.report).clone();
+        report.cached = cached;
+        report.age_ms = Some(millis(self.finished.elapsed()));
+        report
     }
 }
 
-impl Drop for RunPermit {
+impl Drop for Scope {
     fn drop(&mut self) {
-        self.smoke.inner.engine.lock().in_flight -= 1;
+        if let Some(task) = lock(&self.schedule).take() {
+            task.abort();
+        }
     }
 }
 
-enum Decision {
-    Join(RunFuture),
-    Serve(Box<Report>),
-    Refuse(Refusal),
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Never held across an await or user code; a poisoned one still holds consistent state.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Engine {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // The lock is never held across an await or user code; a poisoned one still
-        // holds consistent counters.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// The engine for the mount path (`mount`: its failure status and anonymous detail) and
+    /// `groups`, each group with its own budget.
+    pub(crate) fn new(
+        limits: Limits,
+        mount: (StatusCode, Detail),
+        groups: Vec<ResolvedGroup>,
+    ) -> Result<Engine, BuildError> {
+        limits.validate("")?;
+        let scope = |group: Option<ResolvedGroup>, failure_status, detail| {
+            let mut limits = limits.clone();
+            if let Some(g) = &group {
+                limits.min_interval = g.min_interval.unwrap_or(limits.min_interval);
+                limits.burst = g.burst.unwrap_or(limits.burst);
+                limits.validate(&format!("group `{}`: ", g.name))?;
+            }
+            Ok(Scope {
+                group,
+                failure_status,
+                detail,
+                state: Mutex::new(State {
+                    slots: HashMap::new(),
+                    in_flight: 0,
+                    tokens: f64::from(limits.burst),
+                    refilled: Instant::now(),
+                }),
+                limits,
+                schedule: Mutex::new(None),
+            })
+        };
+        let mut scopes = vec![scope(None, mount.0, mount.1)?];
+        for group in groups {
+            let (status, detail) = (group.failure_status, group.detail);
+            scopes.push(scope(Some(group), status, detail)?);
+        }
+        Ok(Engine {
+            scopes,
+            runs_started: AtomicU64::new(0),
+            schedules_started: AtomicBool::new(false),
+        })
     }
 
+    /// The scope serving `name`'s group.
+    pub(crate) fn group_scope(&self, name: &str) -> Option<usize> {
+        self.scopes
+            .iter()
+            .position(|s| s.group.as_ref().is_some_and(|g| g.name == name))
+    }
+}
+
+impl Scope {
     /// Admit one more run under the limits (the rate only when not `fresh`), counting it.
     fn admit(&self, state: &mut State, now: Instant, fresh: bool) -> Result<(), Throttled> {
         if state.in_flight >= self.limits.max_in_flight {
@@ -249,7 +340,6 @@ impl Engine {
                 })?;
         }
         state.in_flight += 1;
-        state.runs_started += 1;
         Ok(())
     }
 
@@ -272,90 +362,170 @@ impl Engine {
     }
 }
 
-fn cached(report: &Report, finished: Instant, now: Instant) -> Report {
-    let mut report = report.clone();
-    report.cached = true;
-    report.age_ms = Some(millis(now.saturating_duration_since(finished)));
-    report
+/// A place in a scope's budget, held by every task of the run it admitted until the last
+/// one ends: [`max_runs_in_flight`](crate::SmoketestBuilder::max_runs_in_flight) counts
+/// tasks still running, not runs that answered. From [`Smoketest::admit_run`] for runs
+/// outside the endpoint.
+#[must_use = "the place in the budget is given back when the permit is dropped"]
+pub struct RunPermit {
+    smoke: Smoketest,
+    scope: usize,
+}
+
+impl std::fmt::Debug for RunPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunPermit").finish_non_exhaustive()
+    }
+}
+
+impl Drop for RunPermit {
+    fn drop(&mut self) {
+        lock(&self.smoke.inner.engine.scopes[self.scope].state).in_flight -= 1;
+    }
+}
+
+enum Decision {
+    Join(RunFuture),
+    /// A run that started before a fresh request arrived: wait for it, then decide again.
+    Wait(RunFuture),
+    Serve(Box<Report>),
+    Refuse(Refusal),
 }
 
 impl Smoketest {
-    /// A report for `selection` under the engine's rules: joined, cached or fresh.
-    /// `fresh` (authorized callers only) skips the cache and the rate limit.
+    /// A report for `selection` on scope `index` under the engine's rules: joined, served
+    /// from memory or run. Group scopes ignore `selection` (the group is the selection).
     pub(crate) async fn serve(
         &self,
+        index: usize,
         selection: &Selection,
-        fresh: bool,
+        ask: Ask,
+        arrived: Instant,
     ) -> Result<Report, Refusal> {
-        let entries = self.select(selection).map_err(Refusal::Unknown)?;
+        let scope = &self.inner.engine.scopes[index];
+        let entries = match &scope.group {
+            Some(group) => group.members.clone(),
+            None => self.select(selection).map_err(Refusal::Unknown)?,
+        };
         if entries.is_empty() {
-            // Nothing to run costs nothing: not worth a place in the budget, and a caller
-            // selecting nothing (`?tag=nonsense`) must not use up other callers' runs.
-            return Ok(self.run_entries(entries).await);
+            return Ok(self.empty_report(scope));
         }
         let key: Vec<Arc<str>> = entries.iter().map(|e| e.name.clone()).collect();
-        let engine = &self.inner.engine;
-        let decision = {
-            let mut state = engine.lock();
-            let now = Instant::now();
-            let state = &mut *state;
-            let slot = state.slots.get(&key);
-            if let Some(running) = slot.and_then(|s| s.running.clone()) {
-                Decision::Join(running)
-            } else if let Some((report, finished)) =
-                slot.and_then(|s| s.latest.as_ref())
-                    .filter(|(_, finished)| {
-                        !fresh
-                            && engine
-                                .limits
-                                .cache_ttl
-                                .is_some_and(|ttl| now.saturating_duration_since(*finished) < ttl)
-                    })
-            {
-                Decision::Serve(Box::new(cached(report, *finished, now)))
-            } else {
-                match engine.admit(state, now, fresh) {
-                    Err(throttled) => match state.slots.get(&key).and_then(|s| s.latest.as_ref()) {
-                        Some((report, finished)) => {
-                            Decision::Serve(Box::new(cached(report, *finished, now)))
-                        }
-                        None => Decision::Refuse(Refusal::Throttled(throttled)),
-                    },
-                    Ok(()) => {
-                        let permit = RunPermit {
-                            smoke: self.clone(),
-                        };
-                        let run = self.start(key.clone(), entries, permit);
-                        forget_idle_slots(&mut state.slots, &key);
-                        state.slots.entry(key).or_default().running = Some(run.clone());
-                        Decision::Join(run)
-                    }
+        let fresh = !matches!(ask, Ask::Request { fresh: false });
+        loop {
+            let decision = self.decide(index, &key, &entries, ask, fresh, arrived);
+            match decision {
+                Decision::Serve(report) => return Ok(*report),
+                Decision::Refuse(refusal) => return Err(refusal),
+                Decision::Wait(run) => {
+                    let _ = run.await;
+                }
+                Decision::Join(run) => {
+                    let report = run.await.unwrap_or_else(|message| {
+                        // Only a bug in the runner gets here: checks are isolated in tasks.
+                        panic!("the smoketest runner failed: {message}")
+                    });
+                    let mut report = (*report).clone();
+                    report.age_ms = Some(0.0);
+                    return Ok(report);
                 }
             }
-        };
-        match decision {
-            Decision::Serve(report) => Ok(*report),
-            Decision::Refuse(refusal) => Err(refusal),
-            Decision::Join(run) => match run.await {
-                Ok(report) => Ok((*report).clone()),
-                // Only a bug in the runner gets here: checks are isolated in their tasks.
-                Err(message) => panic!("the smoketest runner failed: {message}"),
-            },
         }
+    }
+
+    fn decide(
+        &self,
+        index: usize,
+        key: &[Arc<str>],
+        entries: &[Arc<Entry>],
+        ask: Ask,
+        fresh: bool,
+        arrived: Instant,
+    ) -> Decision {
+        let scope = &self.inner.engine.scopes[index];
+        let mut state = lock(&scope.state);
+        let state = &mut *state;
+        let now = Instant::now();
+        let slot = state.slots.get(key);
+        if let Some((run, started)) = slot.and_then(|s| s.running.as_ref()) {
+            return if !fresh || *started >= arrived || ask == Ask::Scheduled {
+                Decision::Join(run.clone())
+            } else {
+                Decision::Wait(run.clone())
+            };
+        }
+        let latest = slot.and_then(|s| s.latest.as_ref());
+        if let Some(latest) = latest {
+            if fresh && latest.started >= arrived {
+                // Another fresh caller's run, started after this request arrived.
+                return Decision::Serve(Box::new(latest.serve(false)));
+            }
+            let scheduled = scope.group.as_ref().is_some_and(|g| g.schedule.is_some());
+            let young = scope
+                .limits
+                .cache_ttl
+                .is_some_and(|ttl| now.saturating_duration_since(latest.finished) < ttl);
+            if !fresh && (scheduled || young) {
+                return Decision::Serve(Box::new(latest.serve(true)));
+            }
+        }
+        // What a refused request gets instead of a run: never an older report for `fresh`.
+        let fallback = latest.filter(|_| !fresh).map(|l| Box::new(l.serve(true)));
+        let mut permit = None;
+        if let Ask::Request { fresh } = ask {
+            match scope.admit(state, now, fresh) {
+                Ok(()) => {
+                    permit = Some(RunPermit {
+                        smoke: self.clone(),
+                        scope: index,
+                    });
+                }
+                Err(throttled) => match fallback {
+                    Some(report) => return Decision::Serve(report),
+                    // A group's first run happens whatever the budget: at most one such
+                    // run per group, since every later request joins it.
+                    None if !fresh && scope.group.is_some() => {}
+                    None => return Decision::Refuse(Refusal::Throttled(throttled)),
+                },
+            }
+        }
+        self.inner
+            .engine
+            .runs_started
+            .fetch_add(1, Ordering::Relaxed);
+        let run = self.start(index, key.to_vec(), entries.to_vec(), permit, now);
+        if scope.group.is_none() {
+            forget_idle_slots(&mut state.slots, key);
+        }
+        state.slots.entry(key.to_vec()).or_default().running = Some((run.clone(), now));
+        Decision::Join(run)
     }
 
     /// Spawn a run owned by the engine; its report becomes the selection's latest whether
     /// or not anybody still waits for it.
-    fn start(&self, key: Vec<Arc<str>>, entries: Vec<Arc<Entry>>, permit: RunPermit) -> RunFuture {
+    fn start(
+        &self,
+        index: usize,
+        key: Vec<Arc<str>>,
+        entries: Vec<Arc<Entry>>,
+        permit: Option<RunPermit>,
+        started: Instant,
+    ) -> RunFuture {
         let smoke = self.clone();
+        let hold: Option<Arc<dyn Any + Send + Sync>> = permit.map(|p| Arc::new(p) as _);
         let task = tokio::spawn(async move {
             let mut finish = FinishRun {
                 smoke: smoke.clone(),
+                index,
                 key,
+                started,
                 report: None,
-                _permit: permit,
             };
-            let report = Arc::new(smoke.run_entries(entries).await);
+            let mut report = smoke.run_entries(entries, hold).await;
+            if let Some(group) = &smoke.inner.engine.scopes[index].group {
+                report = group.record(report);
+            }
+            let report = Arc::new(report);
             finish.report = Some(report.clone());
             report
         });
@@ -367,11 +537,22 @@ impl Smoketest {
         .shared()
     }
 
-    /// Take a place in the engine's budget for a run that does not go through the endpoint
-    /// (a scheduler of your own, a group of checks served elsewhere), so that it shares the
-    /// limits of the [`engine`](crate::engine) module: at most `max_runs_in_flight` at
-    /// once and, unless `fresh`, one per `min_interval` on average. Hold the permit while
-    /// the run lasts.
+    /// The answer to a selection of no checks: nothing ran, nothing is remembered.
+    fn empty_report(&self, scope: &Scope) -> Report {
+        let config = &self.inner.config;
+        let mut report = Report::from_checks(SystemTime::now(), Duration::ZERO, Vec::new());
+        report.service = config.service.clone();
+        report.version = config.version.clone();
+        report.release_id = config.release_id.clone();
+        report.age_ms = Some(0.0);
+        report.group = scope.group.as_ref().map(|g| g.name.clone());
+        report
+    }
+
+    /// Take a place in the mount path's budget for a run that does not go through the
+    /// endpoint (a scheduler of your own), so that it shares the limits of the
+    /// [`engine`](crate::engine) module: at most `max_runs_in_flight` at once and, unless
+    /// `fresh`, one per `min_interval` on average. Hold the permit while the run lasts.
     ///
     /// ```
     /// # use smoketest_core::{Selection, Smoketest};
@@ -387,39 +568,98 @@ impl Smoketest {
     /// # }
     /// ```
     pub fn admit_run(&self, fresh: bool) -> Result<RunPermit, Throttled> {
-        let engine = &self.inner.engine;
-        engine.admit(&mut engine.lock(), Instant::now(), fresh)?;
+        let scope = &self.inner.engine.scopes[0];
+        scope.admit(&mut lock(&scope.state), Instant::now(), fresh)?;
+        self.inner
+            .engine
+            .runs_started
+            .fetch_add(1, Ordering::Relaxed);
         Ok(RunPermit {
             smoke: self.clone(),
+            scope: 0,
         })
     }
 
-    /// How many runs the engine has started since the service began (for tests and load
-    /// measurements).
+    /// How many runs the engine has started since the service began, on every path (for
+    /// tests and load measurements).
     pub fn runs_started(&self) -> u64 {
-        self.inner.engine.lock().runs_started
+        self.inner.engine.runs_started.load(Ordering::Relaxed)
+    }
+
+    /// Start the schedules of background groups, if they are not running. Idempotent.
+    /// [`build`](crate::SmoketestBuilder::build) calls it when inside a tokio runtime, and
+    /// every request does otherwise; call it yourself to start the schedules before the
+    /// first request when you build outside a runtime. Does nothing outside a runtime.
+    pub fn start_background(&self) {
+        let engine = &self.inner.engine;
+        if engine.schedules_started.load(Ordering::Acquire)
+            || tokio::runtime::Handle::try_current().is_err()
+        {
+            return;
+        }
+        for (index, scope) in engine.scopes.iter().enumerate() {
+            let Some(schedule) = scope.group.as_ref().and_then(|g| g.schedule) else {
+                continue;
+            };
+            let mut task = lock(&scope.schedule);
+            if task.as_ref().is_some_and(|t| !t.is_finished()) {
+                continue;
+            }
+            let weak = Arc::downgrade(&self.inner);
+            *task = Some(tokio::spawn(run_on_schedule(
+                weak,
+                index,
+                schedule.interval,
+                schedule.initial_delay,
+            )));
+        }
+        engine.schedules_started.store(true, Ordering::Release);
     }
 }
 
-/// Releases a run's slot (and, by dropping its permit, its place in the budget) when its
-/// task ends, even if the runner itself panicked.
+/// The background loop of one group. Holds the registry only weakly between runs, so it
+/// ends when the last `Smoketest` is dropped.
+async fn run_on_schedule(weak: Weak<Inner>, index: usize, every: Duration, delay: Duration) {
+    tokio::time::sleep(delay).await;
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let smoke = Smoketest { inner };
+        let _ = smoke
+            .serve(index, &Selection::all(), Ask::Scheduled, Instant::now())
+            .await;
+    }
+}
+
+/// Releases a run's slot when its task ends, even if the runner itself panicked, and
+/// publishes its report as the selection's latest.
 struct FinishRun {
     smoke: Smoketest,
+    index: usize,
     key: Vec<Arc<str>>,
+    started: Instant,
     report: Option<Arc<Report>>,
-    _permit: RunPermit,
 }
 
 impl Drop for FinishRun {
     fn drop(&mut self) {
-        let mut state = self.smoke.inner.engine.lock();
+        let scope = &self.smoke.inner.engine.scopes[self.index];
+        let mut state = lock(&scope.state);
         let slot = state
             .slots
             .entry(std::mem::take(&mut self.key))
             .or_default();
         slot.running = None;
         if let Some(report) = self.report.take() {
-            slot.latest = Some((report, Instant::now()));
+            slot.latest = Some(Latest {
+                report,
+                started: self.started,
+                finished: Instant::now(),
+            });
         }
     }
 }
@@ -430,7 +670,7 @@ fn forget_idle_slots(slots: &mut HashMap<Vec<Arc<str>>, Slot>, keep: &[Arc<str>]
         let oldest = slots
             .iter()
             .filter(|(k, s)| s.running.is_none() && k.as_slice() != keep)
-            .min_by_key(|(_, s)| s.latest.as_ref().map(|(_, at)| *at))
+            .min_by_key(|(_, s)| s.latest.as_ref().map(|l| l.finished))
             .map(|(k, _)| k.clone());
         match oldest {
             Some(k) => {
@@ -444,16 +684,17 @@ fn forget_idle_slots(slots: &mut HashMap<Vec<Arc<str>>, Slot>, keep: &[Arc<str>]
 /// Load protection. See the [`engine`](crate::engine) module for the rules and defaults.
 impl SmoketestBuilder {
     /// Serve a report younger than `ttl` instead of running the checks again (marked
-    /// `"cached": true`, with `age_ms`). Default: off, every request that the rate allows
-    /// runs the checks. Authorized callers bypass it with `?fresh=1`.
+    /// `"cached": true`, with `age_ms`), on every path. Default: off, every request that
+    /// the rate allows runs the checks. Authorized callers bypass it with `?fresh=1`.
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.limits.cache_ttl = (!ttl.is_zero()).then_some(ttl);
         self
     }
 
-    /// On average at most one new run per `interval` (default 1 s); see
+    /// On average at most one new run per `interval` per path (default 1 s); see
     /// [`burst`](Self::burst). Requests beyond it get the latest report, or 503 with
-    /// `Retry-After` when there is none. `Duration::ZERO` removes the limit.
+    /// `Retry-After` when there is none. `Duration::ZERO` removes the limit. A group can
+    /// set its own ([`Group::min_interval`](crate::Group::min_interval)).
     pub fn min_interval(mut self, interval: Duration) -> Self {
         self.limits.min_interval = interval;
         self
@@ -468,8 +709,9 @@ impl SmoketestBuilder {
     }
 
     /// How many runs (of different selections; one selection never runs twice at once)
-    /// may execute at the same time (default 4). Beyond it, requests get the latest report
-    /// or 503. Applies to authorized callers too: it protects the connection pool.
+    /// may execute at the same time per path (default 4), counting a run until every task
+    /// it started has ended. Beyond it, requests get the latest report or 503. Applies to
+    /// authorized callers too: it protects the connection pool.
     pub fn max_runs_in_flight(mut self, runs: usize) -> Self {
         self.limits.max_in_flight = runs;
         self

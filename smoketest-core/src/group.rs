@@ -97,20 +97,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http::request::Parts;
-use http::{Method, Response, StatusCode};
-use percent_encoding::percent_decode_str;
-use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use http::StatusCode;
 
-use crate::engine::Throttled;
-use crate::format::Format;
-use crate::http::RequestError;
-use crate::registry::{BuildError, Config, Entry, Inner};
+use crate::registry::{BuildError, Entry};
 use crate::report::CheckHistory;
 use crate::{Detail, Report, Smoketest, Status};
 
@@ -132,14 +124,19 @@ pub struct Group {
     failure_threshold: u32,
     on_status_change: Option<Hook>,
     live_only: bool,
+    /// `Some(false)`: open to anonymous callers even when the service requires
+    /// authorization; `Some(true)`: always requires it; `None`: the service's rule.
+    requires_authorization: Option<bool>,
+    min_interval: Option<Duration>,
+    burst: Option<u32>,
     /// Whether a group with no `check`/`tag` includes every check (`new`) or none (presets).
     all_by_default: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Schedule {
-    interval: Duration,
-    initial_delay: Duration,
+pub(crate) struct Schedule {
+    pub(crate) interval: Duration,
+    pub(crate) initial_delay: Duration,
 }
 
 /// What [`Group::on_status_change`] is told: the group's reported status changed.
@@ -188,6 +185,9 @@ impl Group {
             failure_threshold: 1,
             on_status_change: None,
             live_only: false,
+            requires_authorization: None,
+            min_interval: None,
+            burst: None,
             all_by_default: true,
         }
     }
@@ -200,6 +200,7 @@ impl Group {
             .detail(Detail::Status)
             .failure_status(StatusCode::SERVICE_UNAVAILABLE);
         group.all_by_default = false;
+        group.requires_authorization = Some(false);
         group
     }
 
@@ -211,6 +212,7 @@ impl Group {
             .detail(Detail::Status)
             .failure_status(StatusCode::SERVICE_UNAVAILABLE);
         group.all_by_default = false;
+        group.requires_authorization = Some(false);
         group
     }
 
@@ -298,6 +300,36 @@ impl Group {
         self
     }
 
+    /// Answer anonymous callers on this path even when the service
+    /// [requires authorization](crate::SmoketestBuilder::require_authorization) — at the
+    /// group's own [`detail`](Self::detail) level. The [`live`](Self::live) and
+    /// [`ready`](Self::ready) presets are open, because kubelet probes send no token. A
+    /// wrong token is still refused with 401.
+    pub fn open(mut self) -> Self {
+        self.requires_authorization = Some(false);
+        self
+    }
+
+    /// Refuse anonymous callers on this path with 401, whatever the service's rule.
+    pub fn require_authorization(mut self) -> Self {
+        self.requires_authorization = Some(true);
+        self
+    }
+
+    /// This path's own [`min_interval`](crate::SmoketestBuilder::min_interval) between
+    /// runs requested over HTTP (default: the builder's). Every group has a budget of its
+    /// own, which requests to other paths cannot drain.
+    pub fn min_interval(mut self, interval: Duration) -> Self {
+        self.min_interval = Some(interval);
+        self
+    }
+
+    /// This path's own [`burst`](crate::SmoketestBuilder::burst) (default: the builder's).
+    pub fn burst(mut self, runs: u32) -> Self {
+        self.burst = Some(runs);
+        self
+    }
+
     /// Call `hook` after every run whose reported status differs from the previous run's
     /// (and after the first run). It runs on the runtime's thread: hand slow work (sending a
     /// page) to a task. A panic in it is caught and logged.
@@ -310,49 +342,90 @@ impl Group {
     }
 }
 
-/// The groups of a built [`Smoketest`].
-#[derive(Default)]
-pub(crate) struct Groups {
-    list: Vec<Arc<GroupRuntime>>,
-}
-
-/// A group resolved against the registry, with its state.
-pub(crate) struct GroupRuntime {
-    name: String,
-    path: Option<String>,
-    failure_status: StatusCode,
-    detail: Detail,
-    schedule: Option<Schedule>,
+/// A group resolved against the registry: what the engine's scope for it needs.
+pub(crate) struct ResolvedGroup {
+    pub(crate) name: String,
+    pub(crate) path: Option<String>,
+    pub(crate) members: Vec<Arc<Entry>>,
+    pub(crate) failure_status: StatusCode,
+    pub(crate) detail: Detail,
+    pub(crate) requires_authorization: Option<bool>,
+    pub(crate) schedule: Option<Schedule>,
+    pub(crate) min_interval: Option<Duration>,
+    pub(crate) burst: Option<u32>,
     failure_threshold: u32,
     on_status_change: Option<Hook>,
-    entries: Vec<Arc<Entry>>,
-    state: Mutex<GroupState>,
-    /// Held while the group runs: concurrent requests wait and share the result.
-    running: tokio::sync::Mutex<()>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    history: Mutex<HistoryState>,
 }
 
 #[derive(Default)]
-struct GroupState {
-    completed: u64,
-    latest: Option<(Report, Instant)>,
-    history: BTreeMap<String, CheckHistory>,
+struct HistoryState {
+    checks: BTreeMap<String, CheckHistory>,
     status: Option<Status>,
 }
 
-impl Drop for GroupRuntime {
-    fn drop(&mut self) {
-        if let Some(task) = lock(&self.task).take() {
-            task.abort();
+impl ResolvedGroup {
+    /// Fold a finished run into the history, apply the threshold and call the hook if the
+    /// reported status changed. The engine calls it once per run, before the run's report
+    /// is published.
+    pub(crate) fn record(&self, mut report: Report) -> Report {
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let mut state = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        for check in &report.checks {
+            let history = state.checks.entry(check.name.clone()).or_default();
+            match check.status {
+                Status::Fail => {
+                    history.consecutive_failures = history.consecutive_failures.saturating_add(1);
+                    history.last_failure = Some(now.clone());
+                }
+                Status::Pass | Status::Warn => {
+                    history.consecutive_failures = 0;
+                    history.last_success = Some(now.clone());
+                }
+                Status::Skip => {}
+            }
         }
-    }
-}
+        if report.status == Status::Fail {
+            let over_threshold = report.checks.iter().any(|c| {
+                c.status == Status::Fail
+                    && state.checks[&c.name].consecutive_failures >= self.failure_threshold
+            });
+            if !over_threshold {
+                report.status = Status::Pass;
+            }
+        }
+        report.group = Some(self.name.clone());
+        report.history = report
+            .checks
+            .iter()
+            .map(|c| (c.name.clone(), state.checks[&c.name].clone()))
+            .collect();
+        let previous = state.status.replace(report.status);
+        drop(state);
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The state stays consistent across a panic (a hook's panic is caught anyway).
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        if previous != Some(report.status) {
+            if report.status == Status::Fail || previous.is_some() {
+                tracing::warn!(
+                    group = %self.name,
+                    previous = previous.map_or("none", Status::as_str),
+                    current = %report.status,
+                    "smoke check group changed status"
+                );
+            }
+            if let Some(hook) = &self.on_status_change {
+                let change = StatusChange {
+                    group: self.name.clone(),
+                    previous,
+                    current: report.status,
+                    report: report.clone(),
+                };
+                if std::panic::catch_unwind(AssertUnwindSafe(|| hook(&change))).is_err() {
+                    tracing::error!(group = %self.name, "the status-change hook panicked");
+                }
+            }
+        }
+        report
+    }
 }
 
 /// Resolve `groups` against the registered checks, refusing unknown members, duplicate
@@ -360,8 +433,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) fn resolve(
     groups: Vec<Group>,
     entries: &[Arc<Entry>],
-    config: &Config,
-) -> Result<Groups, BuildError> {
+    mount: &str,
+    failure_status: StatusCode,
+    detail: Detail,
+) -> Result<Vec<ResolvedGroup>, BuildError> {
     let names: BTreeSet<&str> = entries.iter().map(|e| &*e.name).collect();
     let tags: BTreeSet<&str> = entries
         .iter()
@@ -398,7 +473,7 @@ pub(crate) fn resolve(
             }
         }
         if let Some(path) = &group.path {
-            validate_path(path, &config.path).map_err(config_error)?;
+            validate_path(path, mount).map_err(config_error)?;
             if !seen_paths.insert(path.clone()) {
                 return Err(config_error(format!(
                     "another group is already served at `{path}`"
@@ -435,21 +510,22 @@ pub(crate) fn resolve(
             .filter(|e| !e.tags.iter().any(|t| group.exclude_tags.contains(t)))
             .cloned()
             .collect();
-        list.push(Arc::new(GroupRuntime {
+        list.push(ResolvedGroup {
             name: group.name,
             path: group.path,
-            failure_status: group.failure_status.unwrap_or(config.failure_status),
-            detail: group.detail.unwrap_or(config.anonymous_detail),
+            members,
+            failure_status: group.failure_status.unwrap_or(failure_status),
+            detail: group.detail.unwrap_or(detail),
+            requires_authorization: group.requires_authorization,
             schedule: group.schedule,
+            min_interval: group.min_interval,
+            burst: group.burst,
             failure_threshold: group.failure_threshold,
             on_status_change: group.on_status_change,
-            entries: members,
-            state: Mutex::new(GroupState::default()),
-            running: tokio::sync::Mutex::new(()),
-            task: Mutex::new(None),
-        }));
+            history: Mutex::new(HistoryState::default()),
+        });
     }
-    Ok(Groups { list })
+    Ok(list)
 }
 
 fn list_or_none(items: &BTreeSet<&str>) -> String {
@@ -483,9 +559,17 @@ fn validate_path(path: &str, mount: &str) -> Result<(), String> {
 }
 
 impl Smoketest {
+    fn groups(&self) -> impl Iterator<Item = &ResolvedGroup> {
+        self.inner
+            .engine
+            .scopes
+            .iter()
+            .filter_map(|s| s.group.as_ref())
+    }
+
     /// The names of the groups, in the order they were added.
     pub fn group_names(&self) -> impl Iterator<Item = &str> {
-        self.inner.groups.list.iter().map(|g| g.name.as_str())
+        self.groups().map(|g| g.name.as_str())
     }
 
     /// The paths the groups are served at (`/livez`, `/readyz`), for adapters that route
@@ -493,334 +577,26 @@ impl Smoketest {
     /// path ([`build`](crate::SmoketestBuilder::build) refuses one inside it), so an adapter
     /// routes each of them beside the mount path.
     pub fn group_paths(&self) -> impl Iterator<Item = &str> {
-        self.inner
-            .groups
-            .list
-            .iter()
-            .filter_map(|g| g.path.as_deref())
+        self.groups().filter_map(|g| g.path.as_deref())
     }
 
     /// The names of the checks in group `name`, or `None` if there is no such group.
     pub fn group_members(&self, name: &str) -> Option<Vec<&str>> {
-        self.group_named(name)
-            .map(|g| g.entries.iter().map(|e| &*e.name).collect())
+        self.groups()
+            .find(|g| g.name == name)
+            .map(|g| g.members.iter().map(|e| &*e.name).collect())
     }
 
     /// Run group `name` now, live (also for a background group), updating its history and
-    /// calling its status-change hook like any of its runs. `None` if there is no such group.
+    /// calling its status-change hook like any of its runs. Not limited by the group's
+    /// budget: this is the service's own call, not a request. `None` if there is no such
+    /// group.
     pub async fn run_group(&self, name: &str) -> Option<Report> {
-        let group = self.group_named(name)?.clone();
-        // Unlimited: this is the service's own call, not a request.
-        self.run_group_shared(group, false).await.ok()
+        let index = self.inner.engine.group_scope(name)?;
+        let ask = crate::engine::Ask::Direct;
+        let now = tokio::time::Instant::now();
+        self.serve(index, &crate::Selection::all(), ask, now)
+            .await
+            .ok()
     }
-
-    /// Start the schedules of background groups, if they are not running. Idempotent.
-    /// [`build`](crate::SmoketestBuilder::build) calls it when inside a tokio runtime, and
-    /// every request does otherwise; call it yourself to start the schedules before the
-    /// first request when you build outside a runtime. Does nothing outside a runtime.
-    pub fn start_background(&self) {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
-        for (index, group) in self.inner.groups.list.iter().enumerate() {
-            let Some(schedule) = group.schedule else {
-                continue;
-            };
-            let mut task = lock(&group.task);
-            if task.as_ref().is_some_and(|t| !t.is_finished()) {
-                continue;
-            }
-            let weak = Arc::downgrade(&self.inner);
-            *task = Some(tokio::spawn(run_on_schedule(weak, index, schedule)));
-        }
-    }
-
-    fn group_named(&self, name: &str) -> Option<&Arc<GroupRuntime>> {
-        self.inner.groups.list.iter().find(|g| g.name == name)
-    }
-
-    /// The group served at `path`, if any.
-    pub(crate) fn group_at(&self, path: &str) -> Option<&Arc<GroupRuntime>> {
-        self.inner
-            .groups
-            .list
-            .iter()
-            .find(|g| g.path.as_deref() == Some(path))
-    }
-
-    /// Answer a request to a group's path: `GET`/`HEAD`, `?format=` and `Accept` as on the
-    /// mount path; selection parameters are refused (the group is the selection). `caller`
-    /// is the detail the caller is entitled to beyond the group's own (an authorized
-    /// caller's), or `None` for the group's level.
-    pub(crate) async fn handle_group(
-        &self,
-        group: &Arc<GroupRuntime>,
-        parts: &Parts,
-        caller: Option<Detail>,
-    ) -> Response<Bytes> {
-        self.start_background();
-        let (format, head) = match parse_group_request(group, parts) {
-            Ok(parsed) => parsed,
-            Err(e) => return e.into_response(),
-        };
-        // Requests are subject to the engine's limits (a flood of /readyz must not run the
-        // checks back to back); background schedules are not, their interval is the limit.
-        let report = if group.schedule.is_some() {
-            self.group_snapshot(group).await
-        } else {
-            self.run_group_shared(group.clone(), true).await
-        };
-        let report = match report {
-            Ok(report) => report,
-            Err(refused) => return crate::http::throttled(refused.retry_after, refused.reason),
-        };
-        let detail = caller.map_or(group.detail, |d| d.max(group.detail));
-        let report = report.restrict(detail);
-        format.response(&report, detail, group.failure_status, head)
-    }
-
-    /// The latest snapshot of a background group, marked cached with its age; the first
-    /// request before any run completes runs the group itself.
-    async fn group_snapshot(&self, group: &Arc<GroupRuntime>) -> Result<Report, Throttled> {
-        if let Some(report) = group.latest_cached() {
-            return Ok(report);
-        }
-        self.run_group_shared(group.clone(), true).await
-    }
-
-    /// Run the group, unless a run that finished while this call waited for the group's lock
-    /// can answer it (concurrent requests share one run). The run is spawned so that a caller
-    /// that hangs up cannot leave its history half-updated.
-    ///
-    /// With `limited`, the run needs a place in the engine's budget (rate and in-flight
-    /// limits); when refused, the group's latest report answers (marked cached), or, with
-    /// none yet, the refusal.
-    async fn run_group_shared(
-        &self,
-        group: Arc<GroupRuntime>,
-        limited: bool,
-    ) -> Result<Report, Throttled> {
-        let seen = lock(&group.state).completed;
-        let smoke = self.clone();
-        let task = tokio::spawn(async move {
-            let _running = group.running.lock().await;
-            {
-                let state = lock(&group.state);
-                if state.completed > seen
-                    && let Some((report, _)) = &state.latest
-                {
-                    return Ok(report.clone());
-                }
-            }
-            let _permit = if limited {
-                match smoke.admit_run(false) {
-                    Ok(permit) => Some(permit),
-                    Err(refused) => return group.latest_cached().ok_or(refused),
-                }
-            } else {
-                None
-            };
-            let report = smoke.run_selected(group.entries.clone()).await;
-            Ok(group.record(report))
-        });
-        task.await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-    }
-}
-
-impl GroupRuntime {
-    /// The latest report, marked cached with its age, if the group has run.
-    fn latest_cached(&self) -> Option<Report> {
-        let state = lock(&self.state);
-        let (report, finished) = state.latest.as_ref()?;
-        let mut report = report.clone();
-        report.cached = true;
-        report.age_ms = Some(crate::report::millis(finished.elapsed()));
-        Some(report)
-    }
-
-    /// Fold a finished run into the history, apply the threshold, keep it as the latest
-    /// snapshot and call the hook if the reported status changed.
-    fn record(&self, mut report: Report) -> Report {
-        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        let mut state = lock(&self.state);
-        for check in &report.checks {
-            let history = state.history.entry(check.name.clone()).or_default();
-            match check.status {
-                Status::Fail => {
-                    history.consecutive_failures = history.consecutive_failures.saturating_add(1);
-                    history.last_failure = Some(now.clone());
-                }
-                Status::Pass | Status::Warn => {
-                    history.consecutive_failures = 0;
-                    history.last_success = Some(now.clone());
-                }
-                Status::Skip => {}
-            }
-        }
-        if report.status == Status::Fail {
-            let over_threshold = report.checks.iter().any(|c| {
-                c.status == Status::Fail
-                    && state.history[&c.name].consecutive_failures >= self.failure_threshold
-            });
-            if !over_threshold {
-                report.status = Status::Pass;
-            }
-        }
-        report.group = Some(self.name.clone());
-        report.history = report
-            .checks
-            .iter()
-            .map(|c| (c.name.clone(), state.history[&c.name].clone()))
-            .collect();
-        state.completed += 1;
-        state.latest = Some((report.clone(), Instant::now()));
-        let previous = state.status.replace(report.status);
-        drop(state);
-
-        if previous != Some(report.status) {
-            if report.status == Status::Fail || previous.is_some() {
-                tracing::warn!(
-                    group = %self.name,
-                    previous = previous.map_or("none", Status::as_str),
-                    current = %report.status,
-                    "smoke check group changed status"
-                );
-            }
-            if let Some(hook) = &self.on_status_change {
-                let change = StatusChange {
-                    group: self.name.clone(),
-                    previous,
-                    current: report.status,
-                    report: report.clone(),
-                };
-                if std::panic::catch_unwind(AssertUnwindSafe(|| hook(&change))).is_err() {
-                    tracing::error!(group = %self.name, "the status-change hook panicked");
-                }
-            }
-        }
-        report
-    }
-}
-
-/// The background loop of one group. Holds the registry only weakly between runs, so it
-/// ends when the last `Smoketest` is dropped.
-async fn run_on_schedule(weak: Weak<Inner>, index: usize, schedule: Schedule) {
-    tokio::time::sleep(schedule.initial_delay).await;
-    let mut ticker = tokio::time::interval(schedule.interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let Some(inner) = weak.upgrade() else {
-            return;
-        };
-        let smoke = Smoketest { inner };
-        let group = smoke.inner.groups.list[index].clone();
-        // Unlimited: a background run never fails, it runs.
-        let _ = smoke.run_group_shared(group, false).await;
-    }
-}
-
-/// Method, query and `Accept` of a request to a group's path.
-fn parse_group_request(
-    group: &GroupRuntime,
-    parts: &Parts,
-) -> Result<(Format, bool), RequestError> {
-    let head = match parts.method {
-        Method::GET => false,
-        Method::HEAD => true,
-        _ => {
-            return Err(RequestError {
-                status: StatusCode::METHOD_NOT_ALLOWED,
-                kind: "method_not_allowed",
-                parameter: None,
-                message: format!(
-                    "{} is not allowed here; use GET (or HEAD for the status alone)",
-                    parts.method
-                ),
-            });
-        }
-    };
-    let bad = |parameter: &str, message: String| RequestError {
-        status: StatusCode::BAD_REQUEST,
-        kind: "bad_request",
-        parameter: Some(parameter.to_string()),
-        message,
-    };
-    let mut param = None;
-    for pair in parts
-        .uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |raw: &str| {
-            percent_decode_str(&raw.replace('+', " "))
-                .decode_utf8()
-                .map(|s| s.into_owned())
-        };
-        let key = decode(raw_key).map_err(|_| {
-            bad(
-                raw_key,
-                format!("the parameter name `{raw_key}` is not valid percent-encoded UTF-8"),
-            )
-        })?;
-        let value = decode(raw_value).map_err(|_| {
-            bad(
-                &key,
-                format!("the value of `{key}` is not valid percent-encoded UTF-8"),
-            )
-        })?;
-        match key.as_str() {
-            "format" if param.is_some() => {
-                return Err(bad("format", "`format` is given more than once".into()));
-            }
-            "format" => {
-                param = Some(Format::from_param(&value).ok_or_else(|| {
-                    bad(
-                        "format",
-                        format!(
-                            "unknown format `{value}`; use one of: {}",
-                            Format::ALL
-                                .iter()
-                                .map(|f| f.param())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    )
-                })?);
-            }
-            "tag" | "check" | "exclude" => {
-                return Err(bad(
-                    &key,
-                    format!(
-                        "`{key}` cannot narrow the group `{}`: its path serves the whole group; narrow the mount path's selection instead",
-                        group.name
-                    ),
-                ));
-            }
-            _ => {
-                return Err(bad(
-                    &key,
-                    format!("unknown parameter `{key}`; a group's path knows only: format"),
-                ));
-            }
-        }
-    }
-    let accept = match parts.headers.get(http::header::ACCEPT) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| bad("Accept", "the Accept header is not valid ASCII".into()))?,
-        ),
-    };
-    let format = Format::negotiate(accept, param).map_err(|e| RequestError {
-        status: StatusCode::NOT_ACCEPTABLE,
-        kind: "not_acceptable",
-        parameter: Some("Accept".to_string()),
-        message: format!("{e}; or ask with ?format="),
-    })?;
-    Ok((format, head))
 }

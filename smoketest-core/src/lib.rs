@@ -43,6 +43,7 @@ mod metrics;
 pub mod redact;
 pub mod registry;
 pub mod report;
+pub mod request;
 pub mod runner;
 
 pub use async_trait::async_trait;

@@ -148,8 +148,8 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) entries: Vec<Arc<Entry>>,
     pub(crate) by_name: HashMap<Arc<str>, usize>,
-    pub(crate) groups: crate::group::Groups,
-    // Safety (auth.rs, redact.rs, engine.rs).
+    // The pipeline's stages: access (auth.rs), the engine and its scopes (engine.rs, one
+    // per path: the mount path, then the groups), redaction (redact.rs).
     pub(crate) access: crate::auth::Access,
     pub(crate) redactor: crate::redact::Redactor,
     pub(crate) engine: crate::engine::Engine,
@@ -377,7 +377,6 @@ impl SmoketestBuilder {
         }
         let config = self.config;
         let access = self.access.build()?;
-        let engine = self.limits.build()?;
         let redactor = self.redaction.build();
         if config.concurrency == 0 {
             return Err(BuildError::Config("concurrency must be at least 1".into()));
@@ -441,13 +440,23 @@ impl SmoketestBuilder {
             }));
         }
 
-        let groups = crate::group::resolve(self.groups, &entries, &config)?;
+        let groups = crate::group::resolve(
+            self.groups,
+            &entries,
+            &config.path,
+            config.failure_status,
+            config.anonymous_detail,
+        )?;
+        let engine = crate::engine::Engine::new(
+            self.limits,
+            (config.failure_status, config.anonymous_detail),
+            groups,
+        )?;
         let smoke = Smoketest {
             inner: Arc::new(Inner {
                 config,
                 entries,
                 by_name,
-                groups,
                 access,
                 redactor,
                 engine,

@@ -116,7 +116,8 @@ impl Smoketest {
             status = tracing::field::Empty,
             duration_ms = tracing::field::Empty,
         );
-        let handle = tokio::spawn(async move { smoke.run_entries(entries).await }.instrument(span));
+        let handle =
+            tokio::spawn(async move { smoke.run_entries(entries, None).await }.instrument(span));
         handle.await.unwrap_or_else(|e| {
             // Only a bug in the runner itself could get here: checks are isolated below.
             std::panic::resume_unwind(e.into_panic())
@@ -144,7 +145,11 @@ impl Smoketest {
             .collect())
     }
 
-    pub(crate) async fn run_entries(&self, entries: Vec<Arc<Entry>>) -> Report {
+    pub(crate) async fn run_entries(
+        &self,
+        entries: Vec<Arc<Entry>>,
+        hold: Option<Arc<dyn Any + Send + Sync>>,
+    ) -> Report {
         let config = &self.inner.config;
         let started_at = SystemTime::now();
         let start = Instant::now();
@@ -214,6 +219,7 @@ impl Smoketest {
         span.record("duration_ms", report.duration_ms);
         #[cfg(feature = "metrics")]
         crate::metrics::emit(&report);
+        drop(hold);
         report
     }
 }

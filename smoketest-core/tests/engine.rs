@@ -132,7 +132,10 @@ async fn the_cache_serves_a_recent_report_with_its_age_until_the_ttl_passes() {
         .unwrap();
     let first = json(&smoke.handle(&get("/smoketest")).await);
     assert_eq!(first["cached"], false);
-    assert!(first.get("age_ms").is_none());
+    assert_eq!(
+        first["age_ms"], 0.0,
+        "every report says its age, a fresh one too"
+    );
 
     tokio::time::sleep(Duration::from_millis(50)).await;
     let second = json(&smoke.handle(&get("/smoketest")).await);
@@ -451,7 +454,7 @@ async fn requests_to_a_live_group_path_are_rate_limited_too() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_group_refused_before_any_run_answers_503_with_retry_after() {
+async fn a_group_has_a_budget_of_its_own_that_the_mount_path_cannot_drain() {
     let runs = Arc::new(AtomicUsize::new(0));
     let smoke = base()
         .check(counted("db::ping", &runs, Duration::ZERO))
@@ -460,11 +463,14 @@ async fn a_live_group_refused_before_any_run_answers_503_with_retry_after() {
         .min_interval(Duration::from_secs(60))
         .build()
         .unwrap();
-    // The endpoint's own run uses the only place in the budget …
+    // The mount path uses the only place in its budget, and is refused after that …
     assert_eq!(smoke.handle(&get("/smoketest")).await.status(), 200);
-    // … so the group, which has never run, has nothing to serve.
-    let response = smoke.handle(&get("/readyz")).await;
-    assert_eq!(response.status(), 503);
-    assert!(response.headers().contains_key("retry-after"));
+    let refused = json(&smoke.handle(&get("/smoketest")).await);
+    assert_eq!(refused["cached"], true);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // … while the group, which has never run, runs on its own budget.
+    let response = smoke.handle(&get("/readyz?format=json")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(json(&response)["cached"], false);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
