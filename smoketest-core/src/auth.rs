@@ -16,7 +16,7 @@
 //! | --- | --- | --- |
 //! | no `Authorization` header | any | anonymous, or 401 when authorization is required |
 //! | `Authorization: Bearer <a valid token>` | yes | authorized: full detail |
-//! | `Authorization: Bearer <anything else>` | yes | **401**, `error="invalid_token"` |
+//! | `Authorization: Bearer <anything else>` | yes | **401**, `error="invalid_token"`, even when an authorizer is configured |
 //! | another scheme (`Basic …`) | any | ignored: anonymous (it belongs to a proxy or the app) |
 //! | any `Authorization` header | no tokens, no authorizer | ignored: anonymous |
 //!
@@ -245,20 +245,20 @@ impl Access {
         let presented = presented(parts);
         if let Presented::Bearer(token) = presented
             && !self.digests.is_empty()
-            && self.accepts(token)
         {
-            return Ok(Caller::Authorized);
+            // A bearer token that is not one of the service's is wrong, whatever else is
+            // configured: refused, never downgraded to anonymous nor handed to the
+            // authorizer (whose own credentials travel in other headers).
+            return if self.accepts(token) {
+                Ok(Caller::Authorized)
+            } else {
+                Err(invalid_token())
+            };
         }
-        let verdict = self.authorizer.as_ref().map(|authorize| authorize(parts));
-        match verdict {
+        match self.authorizer.as_ref().map(|authorize| authorize(parts)) {
             Some(Verdict::Authorized) => return Ok(Caller::Authorized),
             Some(Verdict::Denied) => return Err(invalid_token()),
-            // With tokens configured, a bearer token that neither they nor the authorizer
-            // accepted is a wrong one: refused, never downgraded to anonymous.
-            _ if !self.digests.is_empty() && matches!(presented, Presented::Bearer(_)) => {
-                return Err(invalid_token());
-            }
-            _ => {}
+            Some(Verdict::Anonymous) | None => {}
         }
         if required.unwrap_or(self.required) {
             Err(RequestError::new(
@@ -318,8 +318,11 @@ impl SmoketestBuilder {
     }
 
     /// Decide about requests yourself (a header set by your ingress, a client certificate
-    /// your proxy verified, a session). Asked for every request that no bearer token
-    /// authorized; its [`Verdict`] is final.
+    /// your proxy verified, a session). Asked for every request that carries no bearer
+    /// token when [`bearer_token`](Self::bearer_token)s are configured (a bearer token that
+    /// is not one of them is 401 whatever the authorizer would say), and for every request
+    /// otherwise — so an authorizer that validates bearer tokens of its own (JWTs) is used
+    /// without `bearer_token`. Its [`Verdict`] is final.
     pub fn authorizer<F>(mut self, authorizer: F) -> Self
     where
         F: Fn(&Parts) -> Verdict + Send + Sync + 'static,

@@ -18,11 +18,22 @@ pub enum Fixture {
     Default,
     /// Mounted at `/ops/smoke`, failure status 503.
     Custom,
+    /// Mounted at `/quiet`: anonymous callers see the status only, so they may not select
+    /// checks by name; a bearer token and an authorizer (`x-internal: yes`) side by side.
+    Quiet,
+    /// Mounted at `/guarded` with `require_authorization()`: the probe presets stay open, a
+    /// deploy group at `/deployz` does not.
+    Guarded,
 }
 
 impl Fixture {
     /// Every fixture; each is served by every adapter.
-    pub const ALL: &'static [Fixture] = &[Fixture::Default, Fixture::Custom];
+    pub const ALL: &'static [Fixture] = &[
+        Fixture::Default,
+        Fixture::Custom,
+        Fixture::Quiet,
+        Fixture::Guarded,
+    ];
 }
 
 /// The bearer token of [`Fixture::Custom`].
@@ -76,6 +87,30 @@ pub fn smoketest(fixture: Fixture) -> Smoketest {
             // members), /readyz fails (it depends on `broken`).
             .group(smoketest::Group::live())
             .group(smoketest::Group::ready().check("ok").check("broken"))
+            .build(),
+        Fixture::Quiet => builder
+            .path("/quiet")
+            .bearer_token(CUSTOM_TOKEN)
+            .authorizer(|parts: &http::request::Parts| {
+                match parts.headers.get("x-internal").map(|v| v.as_bytes()) {
+                    Some(b"yes") => smoketest::Verdict::Authorized,
+                    _ => smoketest::Verdict::Anonymous,
+                }
+            })
+            .anonymous_detail(smoketest::Detail::Status)
+            .check(from_fn("ok", |_| Box::pin(async { Ok(Outcome::Pass) })).tag("fast"))
+            .check(from_fn("broken", |_| {
+                Box::pin(async { Err(CheckError::new(ErrorKind::Error, "boom")) })
+            }))
+            .build(),
+        Fixture::Guarded => builder
+            .path("/guarded")
+            .bearer_token(CUSTOM_TOKEN)
+            .require_authorization()
+            .check(from_fn("ok", |_| Box::pin(async { Ok(Outcome::Pass) })))
+            .group(smoketest::Group::live())
+            .group(smoketest::Group::ready().check("ok"))
+            .group(smoketest::Group::deploy().path("/deployz"))
             .build(),
     }
     .expect("fixture check names are unique")
@@ -507,6 +542,8 @@ const TIMING_MARKERS: &[&str] = &[
     "\"duration_ms\": ",   // JSON report
     "\"started_at\": ",    // JSON report
     "\"age_ms\": ",        // JSON report, cached answers
+    "\"last_success\": ",  // group history
+    "\"last_failure\": ",
     "\"observedValue\": ", // health+json
     "\"time\": ",          // health+json
     "time=\"",             // JUnit
