@@ -539,10 +539,10 @@ async fn send_raw(base: &str, case: &Case, version: &str) -> Answer {
 /// Where the formats put a timing: the text right before its value. A format that writes
 /// timings somewhere new adds its marker here (or a rule to [`normalize_text`]).
 const TIMING_MARKERS: &[&str] = &[
-    "\"duration_ms\": ",   // JSON report
-    "\"started_at\": ",    // JSON report
-    "\"age_ms\": ",        // JSON report, cached answers
-    "\"last_success\": ",  // group history
+    "\"duration_ms\": ",  // JSON report
+    "\"started_at\": ",   // JSON report
+    "\"age_ms\": ",       // JSON report, cached answers
+    "\"last_success\": ", // group history
     "\"last_failure\": ",
     "\"observedValue\": ", // health+json
     "\"time\": ",          // health+json
