@@ -11,11 +11,21 @@
 //!
 //! # Presets
 //!
-//! | preset | path | members | detail | on failure | runs |
-//! | --- | --- | --- | --- | --- | --- |
-//! | [`Group::live`] | `/livez` | none unless added; only in-process checks belong here | status only | 503 | live |
-//! | [`Group::ready`] | `/readyz` | add the dependencies traffic needs (`.tag("db")`) | status only | 503 | live, or [`every`](Group::every) |
-//! | [`Group::deploy`] | none until [`path`](Group::path) | every check | the builder's | the builder's (500) | always live |
+//! | preset | path | members | detail | on failure | access | runs |
+//! | --- | --- | --- | --- | --- | --- | --- |
+//! | [`Group::live`] | `/livez` | none unless added; only in-process checks belong here | status only | 503 | open | live |
+//! | [`Group::ready`] | `/readyz` | add the dependencies traffic needs (`.tag("db")`) | status only | 503 | open | live, or [`every`](Group::every) |
+//! | [`Group::deploy`] | none until [`path`](Group::path) | every check | the builder's | the builder's (500) | the builder's | always live |
+//!
+//! Every group path is served by the same pipeline as the mount path
+//! ([`http`](crate::http)): `?format=`, `Accept`, `HEAD` and `?fresh=1` mean the same
+//! there, and the group is the selection (`?tag=` and friends are 400). Each group has a
+//! budget of its own in the [engine](crate::engine) ([`min_interval`](Group::min_interval),
+//! [`burst`](Group::burst)), so no other path's traffic can starve it, and a group with no
+//! members costs nothing. "Open" means: anonymous callers are answered even when the
+//! service [requires authorization](crate::SmoketestBuilder::require_authorization),
+//! because kubelet sends no token ([`open`](Group::open),
+//! [`require_authorization`](Group::require_authorization) state any group's rule).
 //!
 //! **Liveness must not depend on external systems.** When the database is down, every
 //! replica fails the same check; a liveness probe that includes it makes Kubernetes restart
@@ -49,7 +59,8 @@
 //! [`initial_delay`](Group::initial_delay)), and its path answers with the latest snapshot
 //! — `"cached": true` and its `age_ms` — so probes cost no database round trip and a flood
 //! of requests causes no extra runs. Until the first scheduled run finishes, a request runs
-//! the group once itself (concurrent requests share that run). Schedules start when
+//! the group once itself (concurrent requests share that run). `?fresh=1` from a token
+//! holder runs it now. Schedules start when
 //! [`build`](crate::SmoketestBuilder::build) is called inside a tokio runtime, else on the
 //! first request ([`Smoketest::start_background`] starts them explicitly); they stop when
 //! the last clone of the [`Smoketest`] is dropped. The deploy gate — the mount path and any
