@@ -474,3 +474,108 @@ async fn a_group_has_a_budget_of_its_own_that_the_mount_path_cannot_drain() {
     assert_eq!(json(&response)["cached"], false);
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_request_never_joins_a_run_that_started_before_it_arrived() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let smoke = base()
+        .check(counted("db::write", &runs, Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let plain = {
+        let smoke = smoke.clone();
+        tokio::spawn(async move { json(&smoke.handle(&get("/smoketest")).await) })
+    };
+    until_count(&runs, 1).await;
+    // A run is in progress; a fresh request must wait for it and get one of its own.
+    let fresh = json(&smoke.handle(&authorized("/smoketest?fresh=1")).await);
+    let plain = plain.await.unwrap();
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "the fresh request ran the checks again"
+    );
+    assert_eq!(fresh["cached"], false);
+    assert!(
+        fresh["started_at"].as_str().unwrap() > plain["started_at"].as_str().unwrap(),
+        "fresh {} vs the older run {}",
+        fresh["started_at"],
+        plain["started_at"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_paths_honour_fresh_and_the_cache_like_the_mount_path() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let smoke = base()
+        .check(counted("db::ping", &runs, Duration::ZERO))
+        .group(smoketest_core::Group::ready().tag("db"))
+        .cache_ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let first = json(&smoke.handle(&get("/readyz")).await);
+    let second = json(&smoke.handle(&get("/readyz")).await);
+    assert_eq!(
+        (first["cached"].clone(), second["cached"].clone()),
+        (false.into(), true.into())
+    );
+    assert!(second["age_ms"].as_f64().is_some());
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the cache answered the second"
+    );
+
+    let fresh = smoke.handle(&authorized("/readyz?fresh=1")).await;
+    assert_eq!(fresh.status(), 200);
+    assert_eq!(json(&fresh)["cached"], false);
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "fresh bypassed the cache");
+    assert_eq!(smoke.handle(&get("/readyz?fresh=1")).await.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_group_answers_from_its_snapshot_until_fresh_is_asked() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let smoke = base()
+        .check(counted("db::ping", &runs, Duration::ZERO))
+        .group(
+            smoketest_core::Group::ready()
+                .tag("db")
+                .every(Duration::from_secs(3600)),
+        )
+        .build()
+        .unwrap();
+    until_count(&runs, 1).await;
+    for _ in 0..20 {
+        let snapshot = json(&smoke.handle(&get("/readyz?format=json")).await);
+        assert_eq!(snapshot["cached"], true);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the schedule's run only");
+    let fresh = json(&smoke.handle(&authorized("/readyz?fresh=1")).await);
+    assert_eq!(fresh["cached"], false);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_empty_selection_costs_no_place_in_any_budget() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let smoke = base()
+        .check(counted("db::ping", &runs, Duration::ZERO))
+        .group(smoketest_core::Group::live())
+        .burst(1)
+        .min_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    for _ in 0..50 {
+        assert_eq!(smoke.handle(&get("/livez")).await.status(), 200);
+        assert_eq!(
+            smoke.handle(&get("/smoketest?tag=nothing")).await.status(),
+            200
+        );
+    }
+    assert_eq!(smoke.runs_started(), 0);
+    // The mount path's one place is still there.
+    let report = json(&smoke.handle(&get("/smoketest")).await);
+    assert_eq!(report["cached"], false);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
