@@ -82,7 +82,7 @@ use std::sync::Arc;
 
 use http::header;
 use http::request::Parts;
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
@@ -283,14 +283,6 @@ fn invalid_token() -> RequestError {
 }
 
 /// The `WWW-Authenticate` header for a 401 of the given error kind (RFC 6750 §3).
-pub(crate) fn www_authenticate(kind: &str) -> HeaderValue {
-    if kind == "invalid_token" {
-        HeaderValue::from_static(r#"Bearer realm="smoketest", error="invalid_token""#)
-    } else {
-        HeaderValue::from_static(r#"Bearer realm="smoketest""#)
-    }
-}
-
 impl Smoketest {
     /// Check a request's credentials: who is asking, or the 401 to answer. Called by
     /// [`Smoketest::handle`] before anything else; see the [module documentation](self).

@@ -113,7 +113,11 @@ impl RequestError {
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
-                crate::auth::www_authenticate(self.kind),
+                HeaderValue::from_static(if self.kind == "invalid_token" {
+                    r#"Bearer realm="smoketest", error="invalid_token""#
+                } else {
+                    r#"Bearer realm="smoketest""#
+                }),
             );
         }
         response
