@@ -52,6 +52,12 @@
 
 pub use smoketest_core::*;
 
+/// Every Rust snippet of the README, compiled (and run, unless marked `no_run`) as a
+/// doc-test, so the README cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Register an `async fn(&mut Context) -> smoketest::Result` as a smoke check, collected
 /// by every [`Smoketest::builder`] in the binary.
 ///

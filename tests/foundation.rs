@@ -272,6 +272,20 @@ fn unusable_names_and_settings_are_rejected() {
     assert!(explicit().path("smoke").build().is_err());
 }
 
+/// `main() -> Result<(), Box<dyn Error>>` prints an error's `Debug`: it must be the advice,
+/// not a struct dump.
+#[test]
+fn a_build_error_printed_by_main_reads_as_its_sentence() {
+    let err = explicit().bearer_token("short").build().unwrap_err();
+    let boxed: Box<dyn std::error::Error> = Box::new(err.clone());
+    assert_eq!(format!("{boxed:?}"), err.to_string());
+    assert!(
+        format!("{boxed:?}").contains("use at least 16 random characters"),
+        "{boxed:?}"
+    );
+    assert!(!format!("{err:?}").contains("Config("), "{err:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warnings_pass_and_skips_are_reported() {
     let smoke = explicit()

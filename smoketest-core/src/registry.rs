@@ -72,7 +72,10 @@ pub(crate) struct Entry {
 }
 
 /// Why a [`Smoketest`] could not be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Its `Debug` form is the same sentence as its `Display`, so `main() -> Result<(), Box<dyn
+/// Error>>` (and `anyhow`, `eyre`) print what to fix rather than a struct dump.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// Two checks share a name.
@@ -112,6 +115,12 @@ pub enum BuildError {
         /// The checks or tags there are.
         known: String,
     },
+}
+
+impl fmt::Debug for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 /// Settings shared by every run.
