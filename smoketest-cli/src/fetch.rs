@@ -496,14 +496,14 @@ impl Client {
                     ),
                     _ => format!("{} ({tried}, until the deadline)", error.message),
                 };
-                error.suggestion = Some(format!(
-                    "The service or its load balancer is {}: wait for it, or give --timeout or --wait more time.",
-                    match status.as_u16() {
-                        429 => "rate limiting this client",
-                        502 | 504 => "not reaching the service (a rollout in progress, or the service is down)",
-                        _ => "unavailable",
-                    }
-                ));
+                error.suggestion = Some(match status.as_u16() {
+                    429 => "The service or its load balancer is rate limiting this client: wait for it, or give --timeout or --wait more time.".into(),
+                    // Keep what the status means (a maintenance page, no healthy backend).
+                    _ => format!(
+                        "{} It was retried until the deadline: wait for it, or give --timeout or --wait more time.",
+                        error.suggestion.unwrap_or_default()
+                    ),
+                });
                 error
             }
             Transient::AttemptTimeout(budget) => EndpointError {

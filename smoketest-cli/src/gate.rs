@@ -242,7 +242,7 @@ impl Gate {
             match resolved {
                 Ok(addresses) => {
                     for addr in addresses {
-                        let mut endpoint = Endpoint::new(url.clone(), Some(addr));
+                        let endpoint = Endpoint::new(url.clone(), Some(addr));
                         let client = self
                             .pinned
                             .lock()
@@ -257,7 +257,6 @@ impl Gate {
                                 })
                             })
                             .clone();
-                        endpoint.replica = Some(addr);
                         targets.push((endpoint, Some(client)));
                     }
                 }

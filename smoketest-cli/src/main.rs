@@ -2,7 +2,7 @@
 //!
 //! `smoketest check URL…` fetches the report from every endpoint (replica) concurrently,
 //! retries only what is transient, and exits 0 (pass), 1 (the service answered and
-//! failed: roll back), 2 (no report to decide on) or 64 (usage error). `smoketest watch`
+//! failed: roll back), 2 (no verdict: no report, or one that proves nothing) or 64 (usage error). `smoketest watch`
 //! polls and prints one line per state change. `smoketest probe URL…` diagnoses any
 //! HTTP(S) URL layer by layer. See README.md for the details.
 #![forbid(unsafe_code)]

@@ -170,7 +170,7 @@ pub fn render(decision: &Decision, style: Style) -> String {
         ),
         Verdict::Error => writeln!(
             out,
-            "{}: no report to decide on ({elapsed}{polls}, exit 2)",
+            "{}: no verdict: an endpoint gave no report, or one that proves nothing ({elapsed}{polls}, exit 2)",
             style.warn("ERROR")
         ),
     };
