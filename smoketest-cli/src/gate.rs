@@ -243,37 +243,40 @@ impl Gate {
                 Ok(addresses) => {
                     for addr in addresses {
                         let endpoint = Endpoint::new(url.clone(), Some(addr));
-                        let client = self
-                            .pinned
-                            .lock()
-                            .unwrap()
-                            .entry((host.clone(), addr))
-                            .or_insert_with(|| {
-                                self.client.pinned(&host, addr).unwrap_or_else(|e| {
-                                    // Building a client only fails on a TLS setup error,
-                                    // which the unpinned client already passed: fall back.
-                                    eprintln!("smoketest: {e}");
-                                    self.client.clone()
-                                })
-                            })
-                            .clone();
-                        targets.push((endpoint, Some(client)));
+                        match self.pinned_client(&host, addr) {
+                            Ok(client) => targets.push((endpoint, Some(client))),
+                            Err(message) => {
+                                let error = EndpointError {
+                                    kind: "config".into(),
+                                    message,
+                                    suggestion: Some(
+                                        "Check --ca-cert and the TLS setup of this host.".into(),
+                                    ),
+                                    http_status: None,
+                                    layer: None,
+                                    phases: LayerTimes::default(),
+                                    age_ms: None,
+                                };
+                                targets.push((failed(endpoint, error), None));
+                            }
+                        }
                     }
                 }
-                Err(error) => {
-                    let mut endpoint = Endpoint::new(url.clone(), None);
-                    endpoint.fetched = Some(Fetched {
-                        answer: Answer::Error(error),
-                        attempts: 0,
-                        elapsed: Duration::ZERO,
-                        cut_by_deadline: false,
-                    });
-                    endpoint.verdict = Some(Verdict::Error);
-                    targets.push((endpoint, None));
-                }
+                Err(error) => targets.push((failed(Endpoint::new(url.clone(), None), error), None)),
             }
         }
         targets
+    }
+
+    /// The client pinned to one replica, built once and reused across polls.
+    fn pinned_client(&self, host: &str, addr: SocketAddr) -> Result<Client, String> {
+        let mut pinned = self.pinned.lock().unwrap();
+        if let Some(client) = pinned.get(&(host.to_string(), addr)) {
+            return Ok(client.clone());
+        }
+        let client = self.client.pinned(host, addr)?;
+        pinned.insert((host.to_string(), addr), client.clone());
+        Ok(client)
     }
 
     /// Ask every endpoint once (with retries), concurrently. With `--fail-fast` (and
@@ -358,6 +361,18 @@ fn waiting_state(endpoints: &[Endpoint]) -> String {
         state.push_str(&format!("; {url}: {what}"));
     }
     state
+}
+
+/// `endpoint`, decided before any request: it could not be asked.
+fn failed(mut endpoint: Endpoint, error: EndpointError) -> Endpoint {
+    endpoint.fetched = Some(Fetched {
+        answer: Answer::Error(error),
+        attempts: 0,
+        elapsed: Duration::ZERO,
+        cut_by_deadline: false,
+    });
+    endpoint.verdict = Some(Verdict::Error);
+    endpoint
 }
 
 /// The URL as printed, with the replica's address under `--all-replicas`.
