@@ -43,6 +43,7 @@ pub async fn unreachable(
             http_status: None,
             layer: Some(diagnosis.layer.as_str()),
             phases,
+            age_ms: None,
         },
         None => {
             let mut fallback = classify(url, error);
@@ -55,20 +56,36 @@ pub async fn unreachable(
     }
 }
 
-/// Name the layer from the error the HTTP client returned (when the probe got through).
-fn classify(url: &Url, error: &reqwest::Error) -> EndpointError {
+/// Name the layer from the error the HTTP client returned (when the probe got through, or
+/// when a replica is reached by address and a fresh probe could reach another one).
+pub fn classify(url: &Url, error: &reqwest::Error) -> EndpointError {
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or_default();
     let chain = smoketest_core::error::error_chain(error);
     let mut io_kind = None;
-    let mut source = error.source();
+    let mut tls = None;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = error.source();
     while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            io_kind.get_or_insert(io.kind());
+        if let Some(e) = s.downcast_ref::<rustls::Error>() {
+            tls.get_or_insert_with(|| e.to_string());
         }
-        source = s.source();
+        source = match s.downcast_ref::<std::io::Error>() {
+            Some(io) => {
+                io_kind.get_or_insert(io.kind());
+                // `io::Error::source` skips the error it wraps: look inside.
+                io.get_ref().map(|inner| inner as _)
+            }
+            None => s.source(),
+        };
     }
-    let (kind, layer, message, suggestion) = if error.is_connect() {
+    let (kind, layer, message, suggestion) = if let Some(tls) = tls {
+        (
+            "tls_error",
+            "tls",
+            format!("TLS handshake with `{host}` on port {port} failed: {tls}"),
+            "Check the server's certificate (expiry, issuer, the names it covers) and that this host trusts its CA (--ca-cert).",
+        )
+    } else if error.is_connect() {
         (
             if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
                 "tcp_refused"
@@ -94,5 +111,6 @@ fn classify(url: &Url, error: &reqwest::Error) -> EndpointError {
         http_status: None,
         layer: Some(layer),
         phases: LayerTimes::default(),
+        age_ms: None,
     }
 }

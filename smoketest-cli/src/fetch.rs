@@ -1,6 +1,8 @@
 //! Fetching one report from one endpoint: one GET, retried on transient faults until the
 //! deadline, then either a [`Report`] or an [`EndpointError`] saying why there is none.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -10,7 +12,13 @@ use smoketest_core::Report;
 
 use crate::cli::ClientArgs;
 use crate::diagnose;
+use crate::replicas::Overrides;
 use crate::retry::{Backoff, is_transient_status, parse_retry_after};
+
+/// How far the clocks of this host and a server may disagree before a report that says it
+/// was run for this request, but started long before the gate did, is taken to come from a
+/// cache in between (a proxy or CDN that ignored `Cache-Control: no-store`).
+const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(300);
 
 /// The longest the layered diagnosis of an unreachable endpoint may take.
 const DIAGNOSIS_BUDGET: Duration = Duration::from_secs(5);
@@ -21,8 +29,8 @@ const MAX_BODY: usize = 8 << 20;
 /// Why an endpoint gave no report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EndpointError {
-    /// `not_a_report`, `timeout`, or a layer of the diagnosis (`dns_failure`,
-    /// `tcp_refused`, `tcp_timeout`, `tls_error`, …).
+    /// `not_a_report`, `http_status`, `timeout`, `stale`, `no_checks`, or a layer of the
+    /// diagnosis (`dns_failure`, `tcp_refused`, `tcp_timeout`, `tls_error`, …).
     pub kind: String,
     /// What was seen.
     pub message: String,
@@ -39,6 +47,9 @@ pub struct EndpointError {
     /// `tls_ms`, `first_byte_ms`), for the layers that worked.
     #[serde(skip_serializing_if = "LayerTimes::is_empty")]
     pub phases: LayerTimes,
+    /// For `stale`: the age of the newest report the endpoint served, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<f64>,
 }
 
 /// How long each network layer took in the diagnosis probe, in milliseconds; a layer that
@@ -113,6 +124,108 @@ pub struct Client {
     backoff: Backoff,
     attempt_timeout: Duration,
     root_certificates: Vec<Vec<u8>>,
+    extra_roots: Vec<reqwest::Certificate>,
+    overrides: Arc<Overrides>,
+    /// The one address every request goes to (`--all-replicas`).
+    pinned: Option<SocketAddr>,
+}
+
+/// When a report is a verdict for this gate: its run started after the gate did, or it is
+/// no older than `--max-age`.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    /// When the gate started (monotonic).
+    pub since: Instant,
+    /// When the gate started, by this host's clock (only for reports without `age_ms`).
+    pub since_wall: SystemTime,
+    /// `--max-age`.
+    pub max_age: Option<Duration>,
+}
+
+/// Why a report is not a verdict for this gate.
+#[derive(Debug, Clone)]
+pub struct Stale {
+    age: Duration,
+    why: String,
+}
+
+impl Freshness {
+    /// Reports from now on, and none older unless `max_age` allows.
+    pub fn from_now(max_age: Option<Duration>) -> Freshness {
+        Freshness {
+            since: Instant::now(),
+            since_wall: SystemTime::now(),
+            max_age,
+        }
+    }
+
+    /// `None` when `report`, answered to a request sent at `sent`, is a verdict.
+    ///
+    /// The server's own `cached` and `age_ms` decide when present: they are measured on
+    /// the server's clock alone, so skew between the clocks does not matter. The run
+    /// started `age_ms + duration_ms` before the server answered, and the server answered
+    /// after `sent`: if that is less than the time from the gate's start to `sent`, the
+    /// run started after the gate did, whatever the clocks say.
+    pub fn stale(&self, report: &Report, sent: Instant) -> Option<Stale> {
+        let accepted = |age: Duration| self.max_age.is_some_and(|max| age <= max);
+        let started_at = humantime::parse_rfc3339(report.started_at.trim()).ok();
+        let wall_age = started_at.map(|t| {
+            SystemTime::now()
+                .duration_since(t)
+                .unwrap_or(Duration::ZERO)
+        });
+        if report.cached {
+            if let Some(age_ms) = report.age_ms {
+                let age = Duration::from_secs_f64(age_ms.max(0.0) / 1000.0);
+                let run = Duration::from_secs_f64(report.duration_ms.max(0.0) / 1000.0);
+                if age + run <= sent.saturating_duration_since(self.since) || accepted(age) {
+                    return None;
+                }
+                return Some(Stale {
+                    age,
+                    why: format!(
+                        "a cached report {} old (age_ms {age_ms:.0}), from a run that started before this gate did",
+                        crate::output::format_duration(age)
+                    ),
+                });
+            }
+            // No server-relative age: only the clocks can tell.
+            return match (started_at, wall_age) {
+                (Some(t), _) if t >= self.since_wall => None,
+                (Some(_), Some(age)) if accepted(age) => None,
+                (_, age) => Some(Stale {
+                    age: age.unwrap_or_default(),
+                    why: match age {
+                        Some(age) => format!(
+                            "a cached report without age_ms whose run started {} ago by this host's clock (started_at {}), before this gate did",
+                            crate::output::format_duration(age),
+                            report.started_at
+                        ),
+                        None => format!(
+                            "a cached report with neither age_ms nor a readable started_at (`{}`)",
+                            report.started_at
+                        ),
+                    },
+                }),
+            };
+        }
+        // Run for this request, the report says; unless a cache in between kept it.
+        match (started_at, wall_age) {
+            (Some(t), Some(age))
+                if t + CLOCK_SKEW_ALLOWANCE < self.since_wall && !accepted(age) =>
+            {
+                Some(Stale {
+                    age,
+                    why: format!(
+                        "a report that says it was run for this request (cached: false) but started {} ago by this host's clock (started_at {}): a proxy or CDN in between may be caching it, or the server's clock is wrong",
+                        crate::output::format_duration(age),
+                        report.started_at
+                    ),
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A retryable fault seen on one attempt.
@@ -123,7 +236,10 @@ enum Transient {
         status: StatusCode,
         retry_after: Option<Duration>,
         detail: String,
+        server: Option<String>,
     },
+    /// A report older than the gate: ask again, the next may be fresh.
+    Stale(Stale),
 }
 
 impl Transient {
@@ -174,12 +290,8 @@ impl Client {
             .map(|der| reqwest::Certificate::from_der(der))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("a --ca-cert certificate is not usable: {e}"))?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("smoketest-cli/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(args.attempt_timeout)
-            .tls_certs_merge(extra_roots)
-            .build()
-            .map_err(|e| format!("could not set up the HTTP client: {e}"))?;
+        let overrides = Arc::new(Overrides::from_env()?);
+        let http = build_http(&extra_roots, args.attempt_timeout, &overrides, None)?;
         Ok(Client {
             http,
             authorization,
@@ -189,11 +301,45 @@ impl Client {
             },
             attempt_timeout: args.attempt_timeout,
             root_certificates,
+            extra_roots,
+            overrides,
+            pinned: None,
         })
     }
 
-    /// Fetch `url`'s report, retrying transient faults until `deadline`.
-    pub async fn fetch(&self, url: &Url, deadline: Instant) -> Fetched {
+    /// Whether requests carry a token.
+    pub fn has_token(&self) -> bool {
+        self.authorization.is_some()
+    }
+
+    /// The test-only resolver overrides ([`Overrides`]).
+    pub fn overrides(&self) -> &Overrides {
+        &self.overrides
+    }
+
+    /// The same client, but every request for `host` goes to `addr` (one replica), with
+    /// the URL's Host header and TLS name unchanged, and no proxy.
+    pub fn pinned(&self, host: &str, addr: SocketAddr) -> Result<Client, String> {
+        Ok(Client {
+            http: build_http(
+                &self.extra_roots,
+                self.attempt_timeout,
+                &self.overrides,
+                Some((host, addr)),
+            )?,
+            pinned: Some(addr),
+            ..self.clone()
+        })
+    }
+
+    /// Fetch `url`'s report, retrying transient faults (and, with `freshness`, reports
+    /// older than the gate) until `deadline`.
+    pub async fn fetch(
+        &self,
+        url: &Url,
+        deadline: Instant,
+        freshness: Option<&Freshness>,
+    ) -> Fetched {
         let started = Instant::now();
         let mut attempts = 0;
         let mut previous: Option<Transient> = None;
@@ -201,7 +347,7 @@ impl Client {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let budget = remaining.min(self.attempt_timeout);
             attempts += 1;
-            let mut fault = match tokio::time::timeout(budget, self.attempt(url)).await {
+            let mut fault = match tokio::time::timeout(budget, self.attempt(url, freshness)).await {
                 Ok(Ok(answer)) => {
                     return Fetched {
                         answer,
@@ -253,7 +399,8 @@ impl Client {
     }
 
     /// One GET: a final answer, or a fault worth retrying.
-    async fn attempt(&self, url: &Url) -> Result<Answer, Transient> {
+    async fn attempt(&self, url: &Url, freshness: Option<&Freshness>) -> Result<Answer, Transient> {
+        let sent = Instant::now();
         let mut request = self
             .http
             .get(url.clone())
@@ -274,18 +421,27 @@ impl Client {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let server = response
+            .headers()
+            .get(reqwest::header::SERVER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(Transient::Transport)? {
             if body.len() + chunk.len() > MAX_BODY {
-                return Ok(Answer::Error(not_a_report(
+                return Ok(Answer::Error(no_report(
                     status,
                     format!("the body is larger than {} MiB", MAX_BODY >> 20),
+                    server.as_deref(),
                 )));
             }
             body.extend_from_slice(&chunk);
         }
         // A report decides, whatever the status code it came with.
         if let Ok(report) = serde_json::from_slice::<Report>(&body) {
+            if let Some(stale) = freshness.and_then(|f| f.stale(&report, sent)) {
+                return Err(Transient::Stale(stale));
+            }
             return Ok(Answer::Report {
                 http_status: status.as_u16(),
                 report: Box::new(report),
@@ -297,9 +453,10 @@ impl Client {
                 status,
                 retry_after,
                 detail,
+                server,
             });
         }
-        let mut error = not_a_report(status, detail);
+        let mut error = no_report(status, detail, server.as_deref());
         if matches!(status.as_u16(), 401 | 403) && self.authorization.is_some() {
             error.suggestion = Some(
                 "The endpoint refused the token: check that it is the one the service expects (--token or SMOKETEST_TOKEN).".into(),
@@ -324,8 +481,13 @@ impl Client {
             crate::output::format_duration(elapsed)
         );
         match fault {
-            Transient::Status { status, detail, .. } => {
-                let mut error = not_a_report(status, detail);
+            Transient::Status {
+                status,
+                detail,
+                server,
+                ..
+            } => {
+                let mut error = no_report(status, detail, server.as_deref());
                 error.message = match retry_after {
                     Some(wait) if wait >= remaining => format!(
                         "{}; it asked to retry after {}, later than the deadline ({tried})",
@@ -334,14 +496,14 @@ impl Client {
                     ),
                     _ => format!("{} ({tried}, until the deadline)", error.message),
                 };
-                error.suggestion = Some(format!(
-                    "The service or its load balancer is {}: wait for it, or give --timeout or --wait more time.",
-                    match status.as_u16() {
-                        429 => "rate limiting this client",
-                        502 | 504 => "not reaching the service (a rollout in progress, or the service is down)",
-                        _ => "unavailable",
-                    }
-                ));
+                error.suggestion = Some(match status.as_u16() {
+                    429 => "The service or its load balancer is rate limiting this client: wait for it, or give --timeout or --wait more time.".into(),
+                    // Keep what the status means (a maintenance page, no healthy backend).
+                    _ => format!(
+                        "{} It was retried until the deadline: wait for it, or give --timeout or --wait more time.",
+                        error.suggestion.unwrap_or_default()
+                    ),
+                });
                 error
             }
             Transient::AttemptTimeout(budget) => EndpointError {
@@ -363,7 +525,30 @@ impl Client {
                 http_status: None,
                 layer: Some("http"),
                 phases: LayerTimes::default(),
+                age_ms: None,
             },
+            Transient::Stale(stale) => EndpointError {
+                kind: "stale".into(),
+                message: format!(
+                    "only reports older than this gate came: the last was {} ({tried}, until the deadline)",
+                    stale.why
+                ),
+                suggestion: Some(format!(
+                    "A cached report may predate the deploy. Pass --token (or SMOKETEST_TOKEN) so the gate asks for a fresh run (?fresh=1); or give --timeout more time than the service's cache TTL or schedule; or accept reports up to a given age with --max-age (this one is {}).",
+                    crate::output::format_duration(stale.age)
+                )),
+                http_status: None,
+                layer: None,
+                phases: LayerTimes::default(),
+                age_ms: Some(smoketest_core::report::millis(stale.age)),
+            },
+            Transient::Transport(error) if self.pinned.is_some() => {
+                // The layered probe would resolve the name again and might reach another
+                // replica: describe what the client saw on this one.
+                let mut error = diagnose::classify(url, &error);
+                error.message = format!("{} ({tried})", error.message);
+                error
+            }
             Transient::Transport(error) => {
                 let budget = self.attempt_timeout.min(DIAGNOSIS_BUDGET);
                 let mut diagnosis =
@@ -375,8 +560,31 @@ impl Client {
     }
 }
 
+/// The reqwest client: `--ca-cert` trusted, the test-only overrides applied, and with
+/// `pin`, every request for that host sent to that one address, bypassing any proxy.
+fn build_http(
+    extra_roots: &[reqwest::Certificate],
+    attempt_timeout: Duration,
+    overrides: &Overrides,
+    pin: Option<(&str, SocketAddr)>,
+) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("smoketest-cli/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(attempt_timeout)
+        .tls_certs_merge(extra_roots.iter().cloned());
+    for (host, addresses) in overrides.entries() {
+        builder = builder.resolve_to_addrs(host, addresses);
+    }
+    if let Some((host, addr)) = pin {
+        builder = builder.no_proxy().resolve(host, addr);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("could not set up the HTTP client: {e}"))
+}
+
 /// The DER certificates in each PEM file given with `--ca-cert`.
-fn load_certificates(paths: &[std::path::PathBuf]) -> Result<Vec<Vec<u8>>, String> {
+pub fn load_certificates(paths: &[std::path::PathBuf]) -> Result<Vec<Vec<u8>>, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut all = Vec::new();
@@ -401,6 +609,38 @@ fn load_certificates(paths: &[std::path::PathBuf]) -> Result<Vec<Vec<u8>>, Strin
         }
     }
     Ok(all)
+}
+
+/// An answer without a report: `http_status` for a 5xx (the service, or a proxy or load
+/// balancer in front of it, failed or is unavailable), `not_a_report` otherwise.
+fn no_report(status: StatusCode, detail: String, server: Option<&str>) -> EndpointError {
+    if !status.is_server_error() {
+        return not_a_report(status, detail);
+    }
+    let suggestion = match status.as_u16() {
+        503 => {
+            "The service, or a proxy or load balancer in front of it, is unavailable (a maintenance page, no healthy backend, overload): check for a maintenance switch and that the service has healthy replicas behind the load balancer."
+        }
+        502 | 504 => {
+            "A proxy or load balancer got no good answer from the service behind it (a rollout in progress, or the service is down or too slow): check the service's pods or targets and their logs."
+        }
+        500 => {
+            "The server failed before it could answer with a report (a crash in the service, or a proxy's error page): see the service's logs."
+        }
+        _ => {
+            "Something in front of the endpoint, or the service itself, answered with a server error instead of a report: see the service's and the proxy's logs."
+        }
+    };
+    let from = server.map(|s| format!(" from `{s}`")).unwrap_or_default();
+    EndpointError {
+        kind: "http_status".into(),
+        message: format!("HTTP {status}{from}, without a smoketest report: {detail}"),
+        suggestion: Some(suggestion.into()),
+        http_status: Some(status.as_u16()),
+        layer: Some("http"),
+        phases: LayerTimes::default(),
+        age_ms: None,
+    }
 }
 
 fn not_a_report(status: StatusCode, detail: String) -> EndpointError {
@@ -428,6 +668,7 @@ fn not_a_report(status: StatusCode, detail: String) -> EndpointError {
         http_status: Some(status.as_u16()),
         layer: Some("http"),
         phases: LayerTimes::default(),
+        age_ms: None,
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! `smoketest check URL…` fetches the report from every endpoint (replica) concurrently,
 //! retries only what is transient, and exits 0 (pass), 1 (the service answered and
-//! failed: roll back), 2 (no report to decide on) or 64 (usage error). `smoketest watch`
-//! polls and prints one line per state change. See README.md for the details.
+//! failed: roll back), 2 (no verdict: no report, or one that proves nothing) or 64 (usage error). `smoketest watch`
+//! polls and prints one line per state change. `smoketest probe URL…` diagnoses any
+//! HTTP(S) URL layer by layer. See README.md for the details.
 #![forbid(unsafe_code)]
 
 mod cli;
@@ -11,6 +12,8 @@ mod diagnose;
 mod fetch;
 mod gate;
 mod output;
+mod probe;
+mod replicas;
 mod retry;
 mod spinner;
 mod watch;
@@ -22,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use clap::Parser;
 
 use crate::cli::{CheckArgs, Cli, Command, Format};
-use crate::fetch::Client;
-use crate::gate::Gate;
+use crate::fetch::{Client, Freshness};
+use crate::gate::{Criteria, Gate};
 use crate::output::{Style, redact, use_color};
 
 /// Usage errors exit 64 (EX_USAGE, sysexits.h), leaving 2 to "no report".
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Check(args) => check(args).await,
+            Command::Probe(args) => probe::run(args).await,
             Command::Watch(args) => match Client::new(&args.client) {
                 Ok(client) => watch::run(args, client).await,
                 Err(error) => {
@@ -74,13 +78,27 @@ async fn check(args: CheckArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
+    // An authorized caller may ask for a run of its own rather than a cached report.
+    let urls = if client.has_token() {
+        args.urls.iter().cloned().map(with_fresh).collect()
+    } else {
+        args.urls.clone()
+    };
     let gate = Gate {
         client,
-        urls: args.urls.clone(),
+        urls,
         timeout: args.client.timeout,
         wait: args.wait,
         interval: args.interval,
-        require_release: args.require_release.clone(),
+        criteria: Criteria {
+            require_release: args.require_release.clone(),
+            service: args.service.clone(),
+            min_checks: args.min_checks,
+        },
+        freshness: Freshness::from_now(args.max_age),
+        all_replicas: args.all_replicas,
+        fail_fast: args.fail_fast,
+        pinned: Arc::default(),
         // On a terminal the spinner shows progress; in a CI log, a line per change does.
         log_progress: args.wait.is_some() && !std::io::stderr().is_terminal(),
     };
@@ -103,4 +121,33 @@ async fn check(args: CheckArgs) -> u8 {
     };
     print!("{}", redact(text, args.client.token.as_deref()));
     decision.verdict.exit_code()
+}
+
+/// `url` with `fresh=1` added to its query (unless it has a `fresh` already), other
+/// parameters kept.
+fn with_fresh(mut url: reqwest::Url) -> reqwest::Url {
+    if !url.query_pairs().any(|(name, _)| name == "fresh") {
+        url.query_pairs_mut().append_pair("fresh", "1");
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fresh_is_added_and_other_parameters_are_kept() {
+        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert_eq!(
+            super::with_fresh(url("http://h/smoketest?tag=db&tag=cache")).as_str(),
+            "http://h/smoketest?tag=db&tag=cache&fresh=1"
+        );
+        assert_eq!(
+            super::with_fresh(url("http://h/smoketest")).as_str(),
+            "http://h/smoketest?fresh=1"
+        );
+        assert_eq!(
+            super::with_fresh(url("http://h/smoketest?fresh=0")).as_str(),
+            "http://h/smoketest?fresh=0"
+        );
+    }
 }

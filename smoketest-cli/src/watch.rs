@@ -81,7 +81,11 @@ pub async fn run(args: WatchArgs, client: Client) -> u8 {
     let mut stop = Box::pin(interrupted());
     loop {
         let deadline = Instant::now() + args.client.timeout;
-        let polls = join_all(args.urls.iter().map(|url| client.fetch(url, deadline)));
+        let polls = join_all(
+            args.urls
+                .iter()
+                .map(|url| client.fetch(url, deadline, None)),
+        );
         let fetched = tokio::select! {
             fetched = polls => fetched,
             () = &mut stop => return 0,

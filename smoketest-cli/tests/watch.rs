@@ -114,7 +114,7 @@ fn watch_prints_one_json_line_per_state_change() {
     server.set_script(|_| status(503));
     let line: serde_json::Value = serde_json::from_str(&watch.next_line()).unwrap();
     assert_eq!(line["state"], "error");
-    assert_eq!(line["error"]["kind"], "not_a_report");
+    assert_eq!(line["error"]["kind"], "http_status");
     assert_eq!(line["error"]["http_status"], 503);
 
     let up = healthy("r2");

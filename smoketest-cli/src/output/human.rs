@@ -6,15 +6,14 @@ use std::fmt::Write;
 use smoketest_core::Status;
 
 use super::{Style, format_duration};
-use crate::cli::display_url;
 use crate::fetch::{Answer, EndpointError};
-use crate::gate::{Decision, Verdict};
+use crate::gate::{Decision, Verdict, display_target};
 
 /// Render the decision.
 pub fn render(decision: &Decision, style: Style) -> String {
     let mut out = String::new();
     for endpoint in &decision.endpoints {
-        let url = display_url(&endpoint.url);
+        let url = display_target(endpoint);
         let Some(fetched) = &endpoint.fetched else {
             let _ = writeln!(
                 out,
@@ -54,7 +53,14 @@ pub fn render(decision: &Decision, style: Style) -> String {
                 if s.skipped > 0 {
                     let _ = write!(counts, ", {} skipped", s.skipped);
                 }
-                let cached = if report.cached { ", cached" } else { "" };
+                let cached = match (report.cached, report.age_ms) {
+                    (true, Some(age)) => format!(
+                        ", cached {} old",
+                        format_duration(std::time::Duration::from_secs_f64(age.max(0.0) / 1000.0))
+                    ),
+                    (true, None) => ", cached".to_string(),
+                    _ => String::new(),
+                };
                 let _ = writeln!(
                     out,
                     "{label}  {url}  {}  {counts}  (HTTP {http_status}, {}{cached})",
@@ -74,6 +80,21 @@ pub fn render(decision: &Decision, style: Style) -> String {
                         style.fail("[-]release"),
                         report.release_id.as_deref().unwrap_or("(none reported)"),
                     );
+                }
+                if let (Some(false), Some(required)) = (endpoint.service_matches, &decision.service)
+                {
+                    let _ = writeln!(
+                        out,
+                        "       {} is service {}, not {required}: the URL points at another service",
+                        style.fail("[-]service"),
+                        report.service.as_deref().unwrap_or("(none reported)"),
+                    );
+                }
+                if let Some(problem) = &endpoint.problem {
+                    let _ = writeln!(out, "       {}", error_line(problem));
+                    if let Some(suggestion) = &problem.suggestion {
+                        let _ = writeln!(out, "         → {suggestion}");
+                    }
                 }
                 for check in &report.checks {
                     match check.status {
@@ -149,7 +170,7 @@ pub fn render(decision: &Decision, style: Style) -> String {
         ),
         Verdict::Error => writeln!(
             out,
-            "{}: no report to decide on ({elapsed}{polls}, exit 2)",
+            "{}: no verdict: an endpoint gave no report, or one that proves nothing ({elapsed}{polls}, exit 2)",
             style.warn("ERROR")
         ),
     };

@@ -16,12 +16,17 @@ struct Output<'a> {
     polls: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     require_release: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<&'a str>,
     endpoints: Vec<EndpointOutput<'a>>,
 }
 
 #[derive(Serialize)]
 struct EndpointOutput<'a> {
     url: String,
+    /// The address asked, with `--all-replicas`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replica: Option<String>,
     /// `pass`, `fail`, `error`, or `not_awaited`.
     outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,6 +35,8 @@ struct EndpointOutput<'a> {
     elapsed_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     release_matches: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_matches: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     report: Option<&'a Report>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,13 +51,16 @@ pub fn render(decision: &Decision) -> String {
         .map(|e| {
             let mut out = EndpointOutput {
                 url: display_url(&e.url),
+                replica: e.replica.map(|a| a.to_string()),
                 outcome: e.verdict.map_or("not_awaited", |v| v.as_str()),
                 http_status: None,
                 attempts: 0,
                 elapsed_ms: 0.0,
                 release_matches: e.release_matches,
+                service_matches: e.service_matches,
                 report: None,
-                error: None,
+                // A report that is no verdict (`no_checks`) comes with the reason.
+                error: e.problem.as_ref(),
             };
             if let Some(fetched) = &e.fetched {
                 out.attempts = fetched.attempts;
@@ -78,6 +88,7 @@ pub fn render(decision: &Decision) -> String {
         elapsed_ms: smoketest_core::report::millis(decision.elapsed),
         polls: decision.polls,
         require_release: decision.require_release.as_deref(),
+        service: decision.service.as_deref(),
         endpoints,
     };
     let mut text = serde_json::to_string_pretty(&output).expect("the output always serializes");

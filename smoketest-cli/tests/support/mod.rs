@@ -66,6 +66,16 @@ impl Server {
         key: Vec<u8>,
         script: impl Fn(usize) -> Action + Send + Sync + 'static,
     ) -> Server {
+        Server::start_tls_at("127.0.0.1:0".parse().unwrap(), chain, key, script)
+    }
+
+    /// Like [`Server::start_tls`], on a given address.
+    pub fn start_tls_at(
+        addr: SocketAddr,
+        chain: Vec<Vec<u8>>,
+        key: Vec<u8>,
+        script: impl Fn(usize) -> Action + Send + Sync + 'static,
+    ) -> Server {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -77,7 +87,7 @@ impl Server {
             )
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let mut server = Server::start_with("127.0.0.1:0".parse().unwrap(), Some(acceptor), script);
+        let mut server = Server::start_with(addr, Some(acceptor), script);
         server.tls = true;
         server
     }
