@@ -2,7 +2,8 @@
 
 use std::time::{Instant, SystemTime};
 
-use futures_util::future::join_all;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 use smoketest_core::Status;
 
@@ -81,26 +82,35 @@ pub async fn run(args: WatchArgs, client: Client) -> u8 {
     let mut stop = Box::pin(interrupted());
     loop {
         let deadline = Instant::now() + args.client.timeout;
-        let polls = join_all(
-            args.urls
-                .iter()
-                .map(|url| client.fetch(url, deadline, None)),
-        );
-        let fetched = tokio::select! {
-            fetched = polls => fetched,
-            () = &mut stop => return 0,
-        };
-        for ((url, fetched), last) in args.urls.iter().zip(&fetched).zip(&mut last) {
-            let state = State::of(fetched);
-            if last.as_ref() != Some(&state) {
+        let client = &client;
+        // Each endpoint's state is printed as soon as it is known: a dead replica waiting
+        // out its timeout does not hold back the healthy ones' lines.
+        let mut polls: FuturesUnordered<_> = args
+            .urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| async move { (i, client.fetch(url, deadline, None).await) })
+            .collect();
+        loop {
+            let (i, fetched) = tokio::select! {
+                next = polls.next() => match next {
+                    Some(done) => done,
+                    None => break,
+                },
+                () = &mut stop => return 0,
+            };
+            let state = State::of(&fetched);
+            if last[i].as_ref() != Some(&state) {
+                let url = display_url(&args.urls[i]);
                 let line = match args.format {
-                    WatchFormat::Human => human_line(&display_url(url), fetched, style),
-                    WatchFormat::Json => json_line(&display_url(url), fetched),
+                    WatchFormat::Human => human_line(&url, &fetched, style),
+                    WatchFormat::Json => json_line(&url, &fetched),
                 };
                 println!("{}", redact(line, args.client.token.as_deref()));
-                *last = Some(state);
+                last[i] = Some(state);
             }
         }
+        drop(polls);
         tokio::select! {
             () = tokio::time::sleep(args.interval) => {}
             () = &mut stop => return 0,

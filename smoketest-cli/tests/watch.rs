@@ -164,3 +164,29 @@ fn watch_keeps_running_while_the_endpoint_is_unreachable() {
     );
     assert_eq!(watch.terminate(), 0);
 }
+
+#[test]
+fn watch_prints_a_healthy_endpoint_without_waiting_for_a_hung_one() {
+    let healthy_server = Server::smoke(healthy("r1"));
+    // Accepts connections (the kernel's backlog) and never answers: a hung replica.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_url = format!("http://{}/smoketest", hung.local_addr().unwrap());
+    let mut args = vec![
+        hung_url.as_str(),
+        "--interval",
+        "50ms",
+        "--timeout",
+        "60s",
+        "--format",
+        "json",
+    ];
+    let healthy_url = healthy_server.url();
+    args.insert(1, &healthy_url);
+    args.extend_from_slice(FAST);
+    let watch = Watch::start(&args);
+    // Within next_line's 10 s, far inside the hung endpoint's 60 s timeout.
+    let line: serde_json::Value = serde_json::from_str(&watch.next_line()).unwrap();
+    assert_eq!(line["state"], "pass", "{line}");
+    assert_eq!(line["url"], healthy_url.as_str(), "{line}");
+    drop(hung);
+}

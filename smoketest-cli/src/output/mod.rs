@@ -70,11 +70,14 @@ impl Style {
     }
 }
 
-/// Remove every occurrence of the token from text about to be printed: a server may echo
-/// what it was sent, and a token is never printed.
+/// Redact text about to be printed with the library's own redactor (credentials in URLs,
+/// secret-bearing keys, cookies, well-known token formats) plus the CLI's own token: a
+/// server may echo what it was sent, and a report from an older service version may carry
+/// secrets its own redactor missed. Nothing the CLI prints skips this.
 pub fn redact(text: String, token: Option<&str>) -> String {
-    match token.map(str::trim) {
-        Some(token) if !token.is_empty() => text.replace(token, "[redacted]"),
-        _ => text,
+    let mut redactor = smoketest_core::redact::Redactor::new();
+    if let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) {
+        redactor = redactor.with_value(token, None);
     }
+    redactor.redact(&text).into_owned()
 }
