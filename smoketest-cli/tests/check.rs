@@ -720,3 +720,49 @@ fn colour_only_on_a_terminal_or_when_asked() {
     );
     assert!(!stdout(&never).contains('\x1b'));
 }
+
+/// A report from a service whose own redaction missed a secret (an older version, a
+/// message shape it does not know): the CLI's output never repeats it, in any format.
+#[test]
+fn the_gate_never_prints_a_secret_a_report_carries() {
+    let report = serde_json::json!({
+        "status": "fail",
+        "service": "orders-api",
+        "duration_ms": 3.0,
+        "cached": false,
+        "age_ms": 0.0,
+        "summary": {"total": 1, "passed": 0, "warned": 0, "failed": 1, "skipped": 0},
+        "checks": [{
+            "name": "orders::db_write",
+            "status": "fail",
+            "duration_ms": 3.0,
+            "tags": [],
+            "error": {
+                "kind": "db_unavailable",
+                "message": "cannot connect to postgres://app:hunter2-s3cret@db.internal:5432/orders"
+            }
+        }]
+    });
+    let server = Server::start(move |_| {
+        let mut report = report.clone();
+        // Started now, as a run for this request would have.
+        report["started_at"] = humantime::format_rfc3339_millis(std::time::SystemTime::now())
+            .to_string()
+            .into();
+        Action::Status(
+            500,
+            vec![("content-type".into(), "application/json".into())],
+            report.to_string(),
+        )
+    });
+    for format in ["human", "json", "junit"] {
+        let output = smoketest(&["check", &server.url(), "--format", format]);
+        assert_eq!(code(&output), 1, "{format}: {}", stdout(&output));
+        let printed = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(
+            printed.contains("db.internal"),
+            "{format}: the message is kept: {printed}"
+        );
+        assert!(!printed.contains("hunter2-s3cret"), "{format}: {printed}");
+    }
+}
