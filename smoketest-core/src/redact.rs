@@ -145,7 +145,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use regex::{Captures, Regex};
+use regex::Regex;
 
 use crate::SmoketestBuilder;
 use crate::report::CheckReport;
