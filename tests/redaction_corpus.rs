@@ -176,6 +176,17 @@ const CORPUS: &[Case] = &[
         "SidVal8811",
         "Path=/; HttpOnly",
     ),
+    // Cookie names need not say "session": every Cookie value goes.
+    case(
+        "GET /account sent Cookie: theme=dark; remember_me=RememberVal6464 and got 403",
+        "RememberVal6464",
+        "and got 403",
+    ),
+    case(
+        "upstream answered Set-Cookie: __Host-app=HostCookie7575; Path=/; Secure; SameSite=Lax",
+        "HostCookie7575",
+        "SameSite=Lax",
+    ),
     case(
         "request headers: {\"x-api-key\": \"XApiKey5566\", \"accept\": \"application/json\"}",
         "XApiKey5566",
@@ -544,7 +555,10 @@ async fn look_alikes_reach_the_token_holder_unchanged() {
         .min_interval(Duration::ZERO);
     for (i, message) in LOOK_ALIKES.iter().copied().enumerate() {
         builder = builder.check(from_fn(format!("lookalike::{i:02}"), move |ctx| {
-            ctx.observe("detail", serde_json::json!({"note": message, "tokens_used": 17}));
+            ctx.observe(
+                "detail",
+                serde_json::json!({"note": message, "tokens_used": 17}),
+            );
             Box::pin(async move { Err(CheckError::new(ErrorKind::Assertion, message)) })
         }));
     }
