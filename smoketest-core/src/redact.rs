@@ -716,11 +716,14 @@ fn key_values(text: &str) -> Cow<'_, str> {
     });
     let bytes = text.as_bytes();
     let mut edits = Edits::new(text);
+    // The end of the last value read: a key inside it is part of that value, and skipping
+    // it keeps the whole rule linear in the length of the text.
+    let mut read_to = 0;
     for c in RE.captures_iter(text) {
         let whole = c.get(0).expect("group 0");
         let (open, key, close, sep) = (&c[1], c.get(2).expect("group 2"), &c[3], &c[4]);
-        if whole.start() < edits.copied {
-            continue; // inside a value already masked
+        if whole.start() < read_to {
+            continue;
         }
         // After `/` or `\` the "key" is a file name: `/run/secrets/db_password: not found`.
         let before_key = key.start().checked_sub(1).map(|i| bytes[i]);
@@ -738,8 +741,11 @@ fn key_values(text: &str) -> Cow<'_, str> {
         if !is_secret_key(key.as_str().trim_end_matches(['.', '-'])) {
             continue;
         }
-        if let Some((start, end)) = value_span(text, whole.end(), sep == ",") {
-            edits.replace(start, end, MASK);
+        if let Some((start, end, hide)) = value_span(text, whole.end(), sep == ",") {
+            read_to = end;
+            if hide {
+                edits.replace(start, end, MASK);
+            }
         }
     }
     edits.finish()
@@ -758,38 +764,34 @@ const AUTH_SCHEMES: &[&str] = &[
     "aws4-hmac-sha256",
 ];
 
-/// Where the secret of the value starting at `pos` lies, if there is one to hide.
-fn value_span(text: &str, pos: usize, quoted_only: bool) -> Option<(usize, usize)> {
+/// The value starting at `pos`: the span read (the watermark for later keys) and whether
+/// it holds something to hide there.
+fn value_span(text: &str, pos: usize, quoted_only: bool) -> Option<(usize, usize, bool)> {
     let rest = &text[pos..];
     let inner = rest.strip_prefix("Some(");
     let unwrapped = inner.unwrap_or(rest);
+    let offset = pos + (rest.len() - unwrapped.len());
     let (start, end, quoted) = match unwrapped.bytes().next() {
         // `"…"`, `'…'`, `Some("…")`: the inside of the quotes.
-        Some(quote @ (b'"' | b'\'')) => {
-            let start = pos + (rest.len() - unwrapped.len()) + 1;
-            (start, closing_quote(text, start, quote), true)
-        }
+        Some(quote @ (b'"' | b'\'')) => (offset + 1, closing_quote(text, offset + 1, quote), true),
         _ if quoted_only => return None,
-        // `Some(1234)`: the inside of the parentheses.
-        Some(_) if inner.is_some() => {
-            let start = pos + "Some(".len();
-            (start, start + unwrapped.find(')')?, false)
-        }
-        // `["a", "b"]` on one line: the inside of the brackets.
+        // `["a", "b"]`: the inside of the brackets, at most to the end of the line.
         Some(b'[') => {
-            let line = rest.split('\n').next().unwrap_or(rest);
+            let line = unwrapped.split('\n').next().unwrap_or(unwrapped);
             if line.starts_with("[redacted") {
                 return None;
             }
-            (pos + 1, pos + line.find(']')?, true)
+            let close = line.find(']').unwrap_or(line.len());
+            (offset + 1, offset + close, true)
         }
         // `auth::check`, `token://`: not a key and its value.
         Some(b':' | b'/') | None => return None,
+        // A word; `Some(1234)`: the word inside the parentheses.
         Some(_) => {
-            let len = rest
+            let len = unwrapped
                 .find(|c: char| c.is_whitespace() || "&;,\"'<>(){}[]".contains(c))
-                .unwrap_or(rest.len());
-            (pos, pos + len, false)
+                .unwrap_or(unwrapped.len());
+            (offset, offset + len, false)
         }
     };
     let value = &text[start..end];
@@ -816,7 +818,11 @@ fn value_span(text: &str, pos: usize, quoted_only: bool) -> Option<(usize, usize
             (cred_start, cred_start + len)
         }
     };
-    (end > start && !nothing_to_hide(&text[start..end])).then_some((start, end))
+    Some((
+        start,
+        end,
+        end > start && !nothing_to_hide(&text[start..end]),
+    ))
 }
 
 /// The end of a quoted value starting at `start` (after the opening `quote`): the next
@@ -1315,6 +1321,23 @@ mod tests {
             );
         }
         assert_eq!(redact("key AKIAIOSFODNN7EXAMPLE"), "key AKIA***");
+    }
+
+    #[test]
+    fn unclosed_values_are_masked_to_the_end_of_the_line() {
+        assert_eq!(
+            redact("password=\"hunter2 and more\nnext"),
+            "password=\"***\nnext"
+        );
+        assert_eq!(redact("tokens: [t1, t2\nnext"), "tokens: [***\nnext");
+    }
+
+    #[test]
+    fn keys_inside_a_value_read_already_are_not_read_again() {
+        // Quadratic if each key re-read the rest of the line; this one has 20 000 keys.
+        let hostile = "token=\"*** ".repeat(20_000);
+        assert_eq!(redact(&hostile), hostile);
+        assert_eq!(redact("password=\"a token=b\" x"), "password=\"***\" x");
     }
 
     #[test]
