@@ -147,6 +147,11 @@ const CORPUS: &[Case] = &[
         "eu-west-1",
     ),
     case(
+        "oauth token exchange failed: ApiError { status: 401, body: \"{\\\"error\\\":\\\"invalid_grant\\\",\\\"refresh_token\\\":\\\"DbgJsonSec5151\\\"}\" }",
+        "DbgJsonSec5151",
+        "invalid_grant",
+    ),
+    case(
         "{\"dbPassword\":\"CamelPw1313\",\"dbHost\":\"db.internal\"} is not a valid config",
         "CamelPw1313",
         "is not a valid config",

@@ -22,7 +22,7 @@
 //! | a token as a URL's user | `https://ghp_…@api.vendor.example/v1` | `https://***@api.vendor.example/v1` |
 //! | `user:password@host` without a scheme | `root:pw@tcp(db:3306)/shop` | `root:***@tcp(db:3306)/shop` |
 //! | `Cookie` values, `Set-Cookie`'s value | `Cookie: session=abc; theme=dark` | `Cookie: session=***; theme=***` |
-//! | the value under a [secret-bearing key](is_secret_key), in any syntax | `secret_key: "…"`, `"clientSecret": "…"`, `API_TOKEN=…`, `x-api-key: …`, `:password => "…"`, `?access_token=…&`, `password: Some("…")`, `<password>…</password>`, `("cookie", "…")` | the value becomes `***`, quotes kept |
+//! | the value under a [secret-bearing key](is_secret_key), in any syntax | `secret_key: "…"`, `"clientSecret": "…"`, `API_TOKEN=…`, `x-api-key: …`, `:password => "…"`, `?access_token=…&`, `password: Some("…")`, `<password>…</password>`, `("cookie", "…")`, `\"token\":\"…\"` (JSON inside a `Debug`-printed string) | the value becomes `***`, quotes kept |
 //! | an authorization scheme's credentials | `Authorization: Basic dXNl…`, `"authorization": "Bearer ey…"` | `Authorization: Basic ***` |
 //! | `Bearer …` anywhere | `sent bearer 0a1b2c3d4e` | `sent bearer ***` |
 //! | AWS access key ids | `AKIAIOSFODNN7EXAMPLE` | `AKIA***` |
@@ -43,8 +43,8 @@
 //!
 //! 1. some component is a **secret word**: one that *ends with* `password`, `passwd`,
 //!    `passphrase`, `secret`, `token`, `credential`, `cookie`, `apikey`, `accesskey`,
-//!    `privatekey`, `secretkey` or `sessionid` (plural `s` allowed: `PGPASSWORD`,
-//!    `csrftoken`, `credentials`); or one that *is* `pwd`, `auth`, `authorization`,
+//!    `privatekey`, `secretkey` or `sessionid` (so `PGPASSWORD` and `csrftoken` count;
+//!    a plural `s` is allowed: `credentials`); or one that *is* `pwd`, `auth`, `authorization`,
 //!    `session`, `sid`, `sig`, `signature`, `cred`, `creds`; or `pass` after another
 //!    component (`DB_PASS`); or `key` right after `api`, `access`, `private`, `secret`,
 //!    `signing`, `encryption`, `master`, `app`, `client` or `hmac` (`x-api-key`,
@@ -711,7 +711,7 @@ fn key_values(text: &str) -> Cow<'_, str> {
     // value is read by hand so that a skipped key's value is still searched for keys.
     static RE: LazyLock<Regex> = LazyLock::new(|| {
         regex(
-            r#"(?i)(["']?)(?-u:\b)([a-z0-9_.\-]*(?:pass|pwd|secret|token|key|cred|auth|session|sessid|sid|sig|cookie)[a-z0-9_.\-]*)(["']?)[ \t]*(=>|:=|=|:|,)[ \t]*"#,
+            r#"(?i)(\\?["']?)(?-u:\b)([a-z0-9_.\-]*(?:pass|pwd|secret|token|key|cred|auth|session|sessid|sid|sig|cookie)[a-z0-9_.\-]*)(\\?["']?)[ \t]*(=>|:=|=|:|,)[ \t]*"#,
         )
     });
     let bytes = text.as_bytes();
@@ -774,6 +774,13 @@ fn value_span(text: &str, pos: usize, quoted_only: bool) -> Option<(usize, usize
     let (start, end, quoted) = match unwrapped.bytes().next() {
         // `"…"`, `'…'`, `Some("…")`: the inside of the quotes.
         Some(quote @ (b'"' | b'\'')) => (offset + 1, closing_quote(text, offset + 1, quote), true),
+        // `\"…\"`: JSON inside a `Debug`-printed string, quotes escaped.
+        Some(b'\\') if matches!(unwrapped.as_bytes().get(1), Some(b'"' | b'\'')) => {
+            let quote = &unwrapped[..2];
+            let line = unwrapped[2..].split('\n').next().unwrap_or("");
+            let len = line.find(quote).unwrap_or(line.len());
+            (offset + 2, offset + 2 + len, true)
+        }
         _ if quoted_only => return None,
         // `["a", "b"]`: the inside of the brackets, at most to the end of the line.
         Some(b'[') => {
@@ -1166,6 +1173,16 @@ mod tests {
         assert_eq!(
             redact(r#"[("cookie", "sid=abc"), ("x-api-key", "k1")]"#),
             r#"[("cookie", "sid=***"), ("x-api-key", "***")]"#
+        );
+    }
+
+    #[test]
+    fn json_inside_a_debug_printed_string_loses_its_value() {
+        assert_eq!(
+            redact(
+                r#"ApiError { status: 400, body: "{\"client_secret\":\"abc\",\"error\":\"invalid\"}" }"#
+            ),
+            r#"ApiError { status: 400, body: "{\"client_secret\":\"***\",\"error\":\"invalid\"}" }"#
         );
     }
 
