@@ -391,76 +391,23 @@ const KEY_QUALIFIERS: &[&str] = &[
     "hmac",
 ];
 /// Components that say the value is about a secret, not the secret.
+#[rustfmt::skip]
 const DESCRIPTORS: &[&str] = &[
     // quantities
-    "count",
-    "used",
-    "len",
-    "length",
-    "size",
-    "min",
-    "max",
-    "limit",
-    "total",
-    "num",
-    "remaining",
-    "per",
-    "rate", // times
-    "expires",
-    "expiry",
-    "expiration",
-    "exp",
-    "ttl",
-    "age",
-    "lifetime",
-    "duration",
-    "timeout",
-    "at",
-    "rotation", // kinds
-    "type",
-    "kind",
-    "method",
-    "mode",
-    "scheme",
-    "format",
-    "algorithm",
-    "alg",
-    "strength",
-    "policy",
-    "provider",
-    "version",
-    "status",
-    "error",
-    "prefix", // flags
-    "enabled",
-    "disabled",
-    "required",
-    "valid", // places
-    "file",
-    "path",
-    "dir",
-    "url",
-    "uri",
-    "endpoint",
-    "name",
-    "env",
-    "var",
-    "ref",
-    "arn",
-    "source",
-    "store",
-    "location", // file extensions
-    "yaml",
-    "yml",
-    "json",
-    "toml",
-    "txt",
-    "conf",
-    "cfg",
-    "ini",
-    "properties",
-    "pem",
-    "crt",
+    "count", "used", "len", "length", "size", "min", "max", "limit", "total", "num",
+    "remaining", "per", "rate",
+    // times
+    "expires", "expiry", "expiration", "exp", "ttl", "age", "lifetime", "duration", "timeout",
+    "at", "rotation",
+    // kinds
+    "type", "kind", "method", "mode", "scheme", "format", "algorithm", "alg", "strength",
+    "policy", "provider", "version", "status", "error", "prefix",
+    // flags
+    "enabled", "disabled", "required", "valid",
+    // places, and file extensions (`secrets.yaml`)
+    "file", "path", "dir", "url", "uri", "endpoint", "name", "env", "var", "ref", "arn",
+    "source", "store", "location",
+    "yaml", "yml", "json", "toml", "txt", "conf", "cfg", "ini", "properties", "pem", "crt",
 ];
 
 fn is_secret_word(word: &str, previous: Option<&str>) -> bool {
@@ -1183,6 +1130,22 @@ mod tests {
                 r#"ApiError { status: 400, body: "{\"client_secret\":\"abc\",\"error\":\"invalid\"}" }"#
             ),
             r#"ApiError { status: 400, body: "{\"client_secret\":\"***\",\"error\":\"invalid\"}" }"#
+        );
+    }
+
+    #[test]
+    fn go_maps_headers_and_flags_lose_their_value() {
+        assert_eq!(
+            redact("map[password:hunter2 user:app]"),
+            "map[password:*** user:app]"
+        );
+        assert_eq!(
+            redact(r#"http.Header{"Authorization": ["Bearer ey.x"], "Accept": ["*/*"]}"#),
+            r#"http.Header{"Authorization": [***], "Accept": ["*/*"]}"#
+        );
+        assert_eq!(
+            redact("run --db-password=hunter2 --port=1"),
+            "run --db-password=*** --port=1"
         );
     }
 
