@@ -46,7 +46,11 @@ fn every_pattern_replaces_exactly_the_secret() {
         ("?access_token=ya29.a0AfH6SMBx&x=1", "?access_token=***&x=1"),
         ("X-Api-Key: 0123456789abcdef", "X-Api-Key: ***"),
         ("SECRET_KEY_BASE=9f8e7d6c5b4a", "SECRET_KEY_BASE=***"),
-        ("password_file=/run/secrets/db", "password_file=***"),
+        // A descriptor after the secret word: the value is where the secret is, not it.
+        (
+            "password_file=/run/secrets/db",
+            "password_file=/run/secrets/db",
+        ),
         // Authorization headers and bearer tokens.
         (
             "request headers: {\"authorization\": \"Basic dXNlcjpwYXNz\", \"accept\": \"*/*\"}",
