@@ -459,7 +459,7 @@ impl Client {
         let mut error = no_report(status, detail, server.as_deref());
         if matches!(status.as_u16(), 401 | 403) && self.authorization.is_some() {
             error.suggestion = Some(
-                "The endpoint refused the token: check that it is the one the service expects (--token or SMOKETEST_TOKEN).".into(),
+                "The endpoint refused the token; check that it is the one the service expects (--token or SMOKETEST_TOKEN).".into(),
             );
         }
         Ok(Answer::Error(error))
@@ -646,7 +646,7 @@ fn no_report(status: StatusCode, detail: String, server: Option<&str>) -> Endpoi
 fn not_a_report(status: StatusCode, detail: String) -> EndpointError {
     let suggestion = match status.as_u16() {
         401 | 403 => {
-            "The endpoint wants a token: pass --token or set SMOKETEST_TOKEN (sent as Authorization: Bearer)."
+            "The endpoint requires authorization; pass --token or set SMOKETEST_TOKEN (it is sent as a bearer token in the Authorization header)."
         }
         404 => {
             "Check the URL's path: the endpoint is mounted at /smoketest by default (https://host/smoketest)."
