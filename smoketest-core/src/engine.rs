@@ -291,7 +291,7 @@ impl Smoketest {
         if entries.is_empty() {
             // Nothing to run costs nothing: not worth a place in the budget, and a caller
             // selecting nothing (`?tag=nonsense`) must not use up other callers' runs.
-            return Ok(self.run_entries(entries).await);
+            return Ok(self.run_entries(entries, None).await);
         }
         let key: Vec<Arc<str>> = entries.iter().map(|e| e.name.clone()).collect();
         let engine = &self.inner.engine;
@@ -355,7 +355,7 @@ impl Smoketest {
                 report: None,
                 _permit: permit,
             };
-            let report = Arc::new(smoke.run_entries(entries).await);
+            let report = Arc::new(smoke.run_entries(entries, None).await);
             finish.report = Some(report.clone());
             report
         });

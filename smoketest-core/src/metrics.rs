@@ -9,6 +9,7 @@
 //! | `smoketest_check_duration_seconds` | histogram | `check` |
 //! | `smoketest_check_failures_total` | counter | `check`, `kind` |
 //! | `smoketest_runs_total` | counter | `status` |
+//! | `smoketest_checks_overrunning` | gauge, check instances still running after their run answered; also updated when one ends | |
 
 use crate::{Report, Status};
 
@@ -32,6 +33,12 @@ pub(crate) fn emit(report: &Report) {
         }
     }
     metrics::counter!("smoketest_runs_total", "status" => report.status.as_str()).increment(1);
+    overrunning(report.overrunning);
+}
+
+/// Set the gauge of check instances still running after their run answered.
+pub(crate) fn overrunning(count: usize) {
+    metrics::gauge!("smoketest_checks_overrunning").set(count as f64);
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@
 //! | --- | --- | --- |
 //! | Postgres | `BEGIN` | `SET LOCAL statement_timeout`, `lock_timeout` (the time left), `idle_in_transaction_session_timeout` (the time left + 5 s) |
 //! | MariaDB / MySQL | `BEGIN` | session `max_statement_time` (MariaDB) or `max_execution_time` (MySQL, `SELECT` only), restored afterwards |
-//! | SQLite | `BEGIN IMMEDIATE` | `PRAGMA busy_timeout` (restored afterwards) and a progress handler that interrupts any statement running past the deadline |
+//! | SQLite | `BEGIN DEFERRED` (a check that only reads never takes the write lock) | `PRAGMA busy_timeout` (restored afterwards) and a progress handler that interrupts any statement running past the deadline |
 //!
 //! A client-side timeout alone would leave the query running on the server, holding its
 //! locks. If the `ROLLBACK` of a check that ran past its deadline does not answer within
@@ -233,33 +233,65 @@ impl Transactions {
         n
     }
 
-    /// Roll back every transaction (explicit, awaited, bounded in time) and report what went
-    /// wrong: a check that committed, a rollback that failed.
+    /// Roll back every transaction (explicit, awaited, bounded by `ending.until`) and report
+    /// what went wrong: a check that committed, a rollback that failed or did not end in time.
     #[cfg_attr(
         not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
         allow(unused_variables, clippy::unused_async)
     )]
-    pub(crate) async fn finish(
-        &mut self,
-        databases: &Databases,
-        deadline: tokio::time::Instant,
-    ) -> Vec<crate::CheckError> {
+    pub(crate) async fn finish(&mut self, ending: &Ending<'_>) -> Vec<crate::CheckError> {
         #[allow(unused_mut)]
         let mut failures = Vec::new();
         #[cfg(feature = "postgres")]
         for (name, slot) in std::mem::take(&mut self.postgres) {
-            failures.extend(end(databases, name, slot, deadline).await);
+            failures.extend(end(ending, name, slot).await);
         }
         #[cfg(feature = "mysql")]
         for (name, slot) in std::mem::take(&mut self.mysql) {
-            failures.extend(end(databases, name, slot, deadline).await);
+            failures.extend(end(ending, name, slot).await);
         }
         #[cfg(feature = "sqlite")]
         for (name, slot) in std::mem::take(&mut self.sqlite) {
-            failures.extend(end(databases, name, slot, deadline).await);
+            failures.extend(end(ending, name, slot).await);
         }
         failures
     }
+}
+
+/// How one check's transactions end: against which pools, by when, and through which
+/// redactor a warning goes.
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(dead_code)
+)]
+pub(crate) struct Ending<'a> {
+    pub(crate) databases: &'a Databases,
+    /// The check's deadline: a transaction ended at or after it was cut off.
+    pub(crate) deadline: tokio::time::Instant,
+    /// When the rollbacks give up: the connection is closed instead (see [`rollback_until`]).
+    pub(crate) until: tokio::time::Instant,
+    pub(crate) redactor: &'a crate::redact::Redactor,
+}
+
+/// How long a `ROLLBACK` may take when the check ended before the run's deadline.
+#[allow(dead_code)]
+pub(crate) const ROLLBACK_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long after the run's deadline a `ROLLBACK` may still take.
+#[allow(dead_code)]
+pub(crate) const ROLLBACK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long closing a connection (and a last cancel) may take after the rollback gave up.
+#[allow(dead_code)]
+pub(crate) const CLOSE_LIMIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// When the rollbacks of a check that ends `now` give up: [`ROLLBACK_LIMIT`] later, but
+/// never later than [`ROLLBACK_GRACE`] after the run's deadline. Closing the connections
+/// then takes at most [`CLOSE_LIMIT`] more, so every transaction has ended (rolled back, or
+/// its connection closed) by the run's deadline + 750 ms, before the run's verdict.
+pub(crate) fn rollback_until(
+    now: tokio::time::Instant,
+    run_deadline: tokio::time::Instant,
+) -> tokio::time::Instant {
+    (now + ROLLBACK_LIMIT).min(run_deadline + ROLLBACK_GRACE)
 }
 
 /// The machinery shared by the backends: begin in a spawned task, hold the connection in a
@@ -273,22 +305,25 @@ mod engine {
 
     use sqlx::pool::PoolConnection;
     use sqlx_core::transaction::TransactionManager;
+    use std::panic::AssertUnwindSafe;
+    use std::sync::atomic::{AtomicU8, Ordering};
     use tokio::task::JoinHandle;
-    use tokio::time::{Instant, sleep, timeout};
 
-    use super::{Databases, Transactions};
+    use futures_util::FutureExt;
+    use tokio::time::{Instant, sleep, timeout, timeout_at};
+
+    use super::{CLOSE_LIMIT, Databases, Ending, Transactions};
     use crate::{CheckError, ErrorKind};
 
     /// How long a `ROLLBACK` after a check that ran past its deadline may take before the
     /// runner cancels the statement still running on that connection.
     const CANCEL_AFTER: Duration = Duration::from_millis(50);
-    /// How long a `ROLLBACK` may take before the connection is closed instead.
-    const ROLLBACK_LIMIT: Duration = Duration::from_secs(2);
     /// Extra time the begin task gets beyond the check's deadline for `BEGIN` itself.
     const BEGIN_GRACE: Duration = Duration::from_millis(500);
 
     pub(crate) type Conn<D> = <<D as Dialect>::Db as sqlx::Database>::Connection;
-    pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+    /// A cancel in flight; its error, if any, is the text to log (redacted first).
+    pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
 
     /// What differs between databases: how to begin with the deadline inside, how to tell
     /// whether the transaction is still open, how to roll back and restore the session, and
@@ -354,9 +389,18 @@ mod engine {
             self.conn.as_deref_mut()
         }
 
-        /// Return the connection to the pool: only after a completed rollback.
+        /// Return the connection to the pool: only after a completed rollback on which no
+        /// cancel was started.
         fn release(mut self) {
             drop(self.conn.take());
+        }
+
+        /// Close the connection (never back to the pool), waiting at most until `by`; past
+        /// it the connection is dropped, which closes its socket all the same.
+        async fn close(mut self, by: Instant) {
+            if let Some(conn) = self.conn.take() {
+                let _ = tokio::time::timeout_at(by, conn.close()).await;
+            }
         }
     }
 
@@ -389,6 +433,7 @@ mod engine {
         transactions: &'t mut Transactions,
         name: &str,
         deadline: Instant,
+        hold: Option<crate::runner::Hold>,
     ) -> Result<&'t mut Conn<D>, CheckError> {
         let slots = D::slots(transactions);
         let index = match slots.iter().position(|(n, _)| &**n == name) {
@@ -405,6 +450,11 @@ mod engine {
                     deadline,
                     databases.acquire_timeout,
                 );
+                // The begin task counts as the run's work until it ends (runner.rs).
+                let task = async move {
+                    let _hold = hold;
+                    task.await
+                };
                 slots.push((pool_name.clone(), Slot::Beginning(tokio::spawn(task))));
                 slots.len() - 1
             }
@@ -551,44 +601,69 @@ mod engine {
         .with_suggestion(suggestion)
     }
 
-    /// End one transaction: explicit, awaited `ROLLBACK`, bounded; close the connection
-    /// rather than return it to the pool if anything about it is uncertain.
+    /// End one transaction: explicit, awaited `ROLLBACK`, bounded by `ending.until`; close
+    /// the connection rather than return it to the pool if anything about it is uncertain,
+    /// or if a cancel was started on it.
     pub(crate) async fn end<D: Dialect>(
-        databases: &Databases,
+        ending: &Ending<'_>,
         name: Arc<str>,
         slot: Slot<D>,
-        deadline: Instant,
     ) -> Option<CheckError> {
+        let until = ending.until;
         let mut open = match slot {
             Slot::Open(open) => open,
-            // The check was cut off while its transaction was being begun. The begin task is
-            // bounded by the deadline; wait for it and roll back what it began.
-            Slot::Beginning(handle) => {
-                match timeout_until(deadline + BEGIN_GRACE + Duration::from_secs(1), handle).await {
-                    Some(Ok(Ok(open))) => open,
-                    // Nothing was begun, or the begin task still runs: its `Held` closes the
-                    // connection when it finishes, so nothing is left open.
-                    _ => return None,
+            // The check was cut off while its transaction was being begun: wait for the begin
+            // task (bounded by the deadline) and roll back what it began.
+            Slot::Beginning(mut handle) => match timeout_at(until, &mut handle).await {
+                Ok(Ok(Ok(open))) => open,
+                // Nothing was begun.
+                Ok(_) => return None,
+                Err(_) => {
+                    // Dropping the task's `Held` closes the connection: nothing stays open.
+                    handle.abort();
+                    return None;
                 }
-            }
+            },
         };
-        let cut_off = Instant::now() >= deadline;
-        let mut cancel = D::pools(databases)
+        let cut_off = Instant::now() >= ending.deadline;
+        let mut cancel = D::pools(ending.databases)
             .iter()
             .find(|(n, _)| *n == name)
             .and_then(|(_, pool)| D::cancel(pool, &open.session));
+        let mut cancel_started = false;
+        // What the check left: 0 unknown, 1 the runner's transaction is still open, 2 the
+        // check ended it (committed). Kept apart from the rollback, so that a rollback that
+        // fails or hangs afterwards cannot lose a `committed`.
+        let seen = AtomicU8::new(0);
 
         let outcome = {
             let Open { held, session } = &mut open;
             let conn = held.get()?;
             let work = async {
                 let still_open = D::still_open(conn, session).await;
-                let rolled_back = D::rollback(conn, session).await;
-                (still_open, rolled_back)
+                seen.store(
+                    match still_open {
+                        None => 0,
+                        Some(true) => 1,
+                        Some(false) => 2,
+                    },
+                    Ordering::SeqCst,
+                );
+                D::rollback(conn, session).await
             };
             // A driver can panic on a connection whose query future was dropped half-way;
             // that must end as a closed connection, not a lost report.
-            let work = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(work));
+            let work = async {
+                AssertUnwindSafe(work)
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| {
+                        let message = crate::runner::panic_message(&*panic);
+                        Err(sqlx::Error::Protocol(format!(
+                            "the driver panicked: {message}"
+                        )))
+                    })
+            };
             tokio::pin!(work);
             let quick = if cut_off {
                 // A statement may still run on the server: give the ROLLBACK a moment, then
@@ -600,61 +675,84 @@ mod engine {
             } else {
                 None
             };
-            let done = match quick {
-                Some(done) => Some(done),
-                None => {
-                    if let (true, Some(cancel)) = (cut_off, cancel.take()) {
-                        tokio::spawn(cancel);
-                    }
-                    timeout(ROLLBACK_LIMIT, work).await.ok()
+            match (quick, cut_off.then(|| cancel.take()).flatten()) {
+                (Some(done), _) => Some(done),
+                (None, Some(cancel)) => {
+                    // From here on this connection is closed, never pooled: the cancel could
+                    // otherwise land on the next query it serves. It stays open until the
+                    // cancel has ended, so that the backend it names is still ours.
+                    cancel_started = true;
+                    let cancel = run_cancel::<D>(cancel, until, ending.redactor, &name);
+                    let (done, ()) = tokio::join!(timeout_at(until, work), cancel);
+                    done.ok()
                 }
-            };
-            done.map(|result| {
-                result.unwrap_or_else(|panic| {
-                    let message = crate::runner::panic_message(&*panic);
-                    (
-                        None,
-                        Err(sqlx::Error::Protocol(format!(
-                            "the driver panicked: {message}"
-                        ))),
-                    )
-                })
-            })
-        };
-        if !matches!(outcome, Some((_, Ok(())))) {
-            // The connection is closed below; stop whatever it still runs on the server.
-            if let Some(cancel) = cancel.take() {
-                tokio::spawn(cancel);
+                (None, None) => timeout_at(until, work).await.ok(),
             }
+        };
+        let committed_seen = seen.load(Ordering::SeqCst) == 2;
+        let close_by = until.max(Instant::now()) + CLOSE_LIMIT;
+
+        if matches!(outcome, Some(Ok(()))) && !cancel_started {
+            open.held.release();
+        } else {
+            if !matches!(outcome, Some(Ok(()))) {
+                // The connection is closed below; first stop whatever it still runs on the
+                // server (a closed socket alone does not stop a running statement).
+                if let Some(cancel) = cancel.take() {
+                    run_cancel::<D>(cancel, close_by, ending.redactor, &name).await;
+                }
+            }
+            open.held.close(close_by).await;
         }
 
+        if committed_seen {
+            return Some(committed::<D>(&name));
+        }
         match outcome {
-            Some((still_open, Ok(()))) => {
-                open.held.release();
-                (still_open == Some(false)).then(|| committed::<D>(&name))
-            }
-            Some((Some(false), Err(_))) => Some(committed::<D>(&name)),
-            Some((_, Err(error))) => Some(crate::db::classify(&error).context(format!(
+            Some(Ok(())) => None,
+            Some(Err(error)) => Some(crate::db::classify(&error).context(format!(
                 "rolling back the {} transaction on pool `{name}` failed (the connection was closed instead, so the server discards the transaction)",
                 D::LABEL
             ))),
-            None => Some(CheckError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "the {} ROLLBACK on pool `{name}` did not finish within {}; the connection was closed instead, so the server discards the transaction",
-                    D::LABEL,
-                    humantime::format_duration(ROLLBACK_LIMIT)
+            None => Some(
+                CheckError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the {} ROLLBACK on pool `{name}` did not finish in time ({} after the check, at most {} after the run's deadline); the connection was closed instead, never returned to the pool, so the server discards the transaction",
+                        D::LABEL,
+                        humantime::format_duration(super::ROLLBACK_LIMIT),
+                        humantime::format_duration(super::ROLLBACK_GRACE),
+                    ),
+                )
+                .with_suggestion(
+                    "The database did not answer the ROLLBACK: look for an overloaded or unreachable server, or a statement of the check that ignores cancellation.",
                 ),
-            )),
+            ),
         }
+    }
+
+    /// Run a cancel until `until`, logging (redacted) why it failed or that it was abandoned.
+    async fn run_cancel<D: Dialect>(
+        cancel: BoxFuture,
+        until: Instant,
+        redactor: &crate::redact::Redactor,
+        pool: &str,
+    ) {
+        let why = match timeout_at(until, cancel).await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error,
+            Err(_) => "it did not answer in time and was abandoned".to_string(),
+        };
+        let why = redactor.redact(&why);
+        tracing::warn!(
+            pool,
+            "smoketest could not cancel, on the {} server, a statement that ran past its check's deadline: {why}. The connection was closed instead of returned to the pool; the server stops the statement when it notices.",
+            D::LABEL
+        );
     }
 
     fn committed<D: Dialect>(name: &str) -> CheckError {
         CheckError::new(ErrorKind::Committed, D::committed_message(name))
-    }
-
-    async fn timeout_until<F: Future>(until: Instant, f: F) -> Option<F::Output> {
-        tokio::time::timeout_at(until, f).await.ok()
     }
 
     /// Milliseconds left before `deadline`, at least 1 (0 means "no limit" to databases).
@@ -665,7 +763,8 @@ mod engine {
             .max(1)
     }
 
-    /// A cancel future that connects with the pool's options and runs `sql`.
+    /// A cancel future that connects with the pool's options and runs `sql`; its error is
+    /// the text to log.
     #[cfg(any(feature = "postgres", feature = "mysql"))]
     pub(crate) fn cancel_with<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, sql: String) -> BoxFuture
     where
@@ -681,9 +780,9 @@ mod engine {
                     .await?;
                 conn.close().await
             };
-            if let Ok(Err(error)) = timeout(Duration::from_secs(2), attempt).await {
-                tracing::warn!(%error, "smoketest could not cancel a statement that ran past its check's deadline");
-            }
+            attempt
+                .await
+                .map_err(|error| crate::error::error_chain(&error))
         })
     }
 }
@@ -743,6 +842,19 @@ pub(crate) fn classify(error: &sqlx::Error) -> crate::CheckError {
                     format!("SQLite cannot open the database file: {text}"),
                 )
                 .with_suggestion("Check that the database file's directory exists and that the service may read and write it.");
+            }
+            // SQLITE_BUSY_SNAPSHOT (WAL) or a plain SQLITE_BUSY returned without waiting: a
+            // deferred transaction that had read could not upgrade to a write.
+            if code == "517" {
+                return CheckError::new(
+                    ErrorKind::Error,
+                    format!(
+                        "SQLite refused to let the check's transaction write after it had read: another connection wrote in between ({text})"
+                    ),
+                )
+                .with_suggestion(
+                    "Smoke checks' SQLite transactions begin DEFERRED so that reading checks never block the application's writers; a check that writes should write first (its first write waits for the lock up to its deadline) and read afterwards.",
+                );
             }
             if message.contains("database is locked") {
                 return CheckError::new(

@@ -1,4 +1,4 @@
-//! SQLite: per-check transactions (`BEGIN IMMEDIATE`) with the busy timeout and a progress
+//! SQLite: per-check transactions (`BEGIN DEFERRED`) with the busy timeout and a progress
 //! handler set from the check's deadline, a commit hook that turns any `COMMIT` into a
 //! `ROLLBACK`, and the built-in SQLite checks.
 //!
@@ -6,13 +6,28 @@
 //! check, `ctx.sqlite().await?` returns a `&mut SqliteConnection` inside a transaction the
 //! runner rolls back.
 //!
-//! SQLite allows one writer at a time. The transaction takes the write lock when it begins
-//! (`BEGIN IMMEDIATE`), so a check that reads and then writes cannot fail half-way with
-//! "database is locked"; it waits for the lock at most until its deadline (the connection's
-//! `busy_timeout` is set to the time left, and restored afterwards). While the check runs, a
-//! progress handler interrupts any statement still running at the deadline, and a commit
-//! hook turns a `COMMIT` into a `ROLLBACK`: on SQLite, a check cannot commit at all (and one
-//! that tries fails with kind `committed`).
+//! SQLite allows one writer at a time, and the application's writers must not wait for a
+//! smoke check that only reads. So the transaction begins `DEFERRED`: a check that only
+//! reads (such as [`ping`]) never takes the write lock; a check that writes takes it at its
+//! first write and holds it until the rollback, like any writer. While the check waits for
+//! the lock, the connection's `busy_timeout` (set to the time left before the deadline, and
+//! restored afterwards) lets it wait at most until its deadline.
+//!
+//! Two things to know when writing a check:
+//!
+//! - **Write first if the check writes at all.** A deferred transaction that has read and
+//!   then writes must upgrade its read to a write; if another connection wrote in between,
+//!   SQLite refuses at once (`SQLITE_BUSY`, without waiting), and the check fails saying
+//!   so. A check whose first statement writes simply waits for the lock.
+//! - **Use WAL** (`journal_mode = WAL`, which most services run SQLite with). In WAL mode,
+//!   readers never block writers. In the default rollback-journal mode, a transaction that
+//!   has read a table keeps a shared lock until it ends, so the application's `COMMIT`s wait
+//!   for a reading check to finish (`SELECT 1`, what [`ping`] runs, reads no table and
+//!   takes no lock).
+//!
+//! While the check runs, a progress handler interrupts any statement still running at the
+//! deadline, and a commit hook turns a `COMMIT` into a `ROLLBACK`: on SQLite, a check cannot
+//! commit at all (and one that tries fails with kind `committed`).
 //!
 //! # Example
 //!
@@ -84,7 +99,8 @@ impl Dialect for Lite {
         .await?;
         SqliteTransactionManager::begin(
             conn,
-            Some(sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE")),
+            // Not IMMEDIATE: a check that only reads must not hold the write lock.
+            Some(sqlx::SqlSafeStr::into_sql_str("BEGIN DEFERRED")),
         )
         .await?;
 

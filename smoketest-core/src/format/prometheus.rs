@@ -12,6 +12,7 @@
 //! | `smoketest_run_duration_seconds` | | how long the run took |
 //! | `smoketest_run_checks` | `status` | checks of the run by status |
 //! | `smoketest_run_age_seconds` | | age of a cached or background snapshot, 0 when run for this scrape |
+//! | `smoketest_checks_overrunning` | | check instances still running after their run answered (see [`runner`](crate::runner)) |
 //! | `smoketest_build_info` | `service`, `version`, `release_id` | always 1 |
 //!
 //! Per-check metrics appear only when the caller may see check names. The endpoint answers
@@ -221,6 +222,17 @@ pub fn write(report: &Report, dialect: Dialect) -> Vec<u8> {
         0.0
     };
     w.sample("smoketest_run_age_seconds", &[], age);
+
+    w.gauge(
+        "smoketest_checks_overrunning",
+        "Instances of smoke checks still running after the run that started them answered; while one runs, its check reports kind overrun instead of starting again.",
+        None,
+    );
+    w.sample(
+        "smoketest_checks_overrunning",
+        &[],
+        report.overrunning as f64,
+    );
 
     let help = "The service's name, version and release; always 1.";
     match dialect {
