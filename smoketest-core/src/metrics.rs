@@ -164,4 +164,37 @@ mod tests {
         );
         assert_eq!(values["smoketest_runs_total{status=fail}"], 2.0);
     }
+
+    #[test]
+    fn the_overrunning_gauge_follows_checks_left_running() {
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .deadline(std::time::Duration::from_secs(1))
+            .cleanup_timeout(std::time::Duration::from_secs(60))
+            .check(from_fn("slow_cleanup", |ctx| {
+                ctx.defer(async {
+                    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                    Ok(())
+                });
+                Box::pin(async { Ok(Outcome::Pass) })
+            }))
+            .build()
+            .unwrap();
+        let capture = Capture::default();
+        let gauge =
+            |capture: &Capture| capture.values.lock().unwrap()["smoketest_checks_overrunning{}"];
+        metrics::with_local_recorder(&capture, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            runtime.block_on(smoke.run(&Selection::all())).unwrap();
+            assert_eq!(gauge(&capture), 1.0);
+            // The left-behind instance ends: the gauge drops without waiting for a run.
+            runtime
+                .block_on(async { tokio::time::sleep(std::time::Duration::from_secs(20)).await });
+            assert_eq!(gauge(&capture), 0.0);
+        });
+    }
 }

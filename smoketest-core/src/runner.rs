@@ -773,4 +773,205 @@ mod tests {
         assert_eq!(fields["kind"], "assertion");
         assert_eq!(fields["in_span"], "smoketest.check");
     }
+
+    fn paused_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_cleanup_overstaying_its_limit_is_abandoned_and_reported_and_earlier_ones_still_run() {
+        let earlier_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = earlier_ran.clone();
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .cleanup_timeout(Duration::from_secs(2))
+            .check(from_fn("hangs_in_cleanup", move |ctx| {
+                let flag = flag.clone();
+                ctx.defer(async move {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
+                });
+                ctx.defer(async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(())
+                });
+                Box::pin(async { Ok(Outcome::Pass) })
+            }))
+            .build()
+            .unwrap();
+        let runtime = paused_runtime();
+        let report = runtime.block_on(smoke.run(&Selection::all())).unwrap();
+        let check = &report.checks[0];
+        assert_eq!(check.status, Status::Fail, "{report:?}");
+        let error = check.error.as_ref().unwrap();
+        assert_eq!(error.kind, "cleanup");
+        assert_eq!(
+            error.message.as_deref().unwrap(),
+            "cleanup #2 did not finish within the cleanup time limit of 2s and was abandoned (dropped): what it was undoing may remain"
+        );
+        assert!(
+            error
+                .suggestion
+                .as_deref()
+                .unwrap()
+                .contains("cleanup_timeout")
+        );
+        assert!(earlier_ran.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(
+            report.overrunning, 0,
+            "the cleanup was abandoned within the run"
+        );
+    }
+
+    /// A check whose cleanup outlives the run's answer: counted, reported `overrun` instead of
+    /// started again while it runs, and the run's hold kept until it ends.
+    #[test]
+    fn a_check_left_running_is_counted_not_restarted_and_keeps_the_hold() {
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = started.clone();
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .deadline(Duration::from_secs(1))
+            .cleanup_timeout(Duration::from_secs(60))
+            .check(from_fn("slow_cleanup", move |ctx| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                ctx.defer(async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok(())
+                });
+                Box::pin(async { Ok(Outcome::Pass) })
+            }))
+            .check(from_fn("ok", |_| Box::pin(async { Ok(Outcome::Pass) })))
+            .build()
+            .unwrap();
+        let runtime = paused_runtime();
+        let hold: super::Hold = Arc::new(());
+        let entries = smoke.select(&Selection::all()).unwrap();
+
+        let first = runtime.block_on(smoke.run_entries(entries.clone(), Some(hold.clone())));
+        let error = first.checks[0].error.as_ref().unwrap();
+        assert_eq!(error.kind, "cleanup", "{first:?}");
+        let message = error.message.as_deref().unwrap();
+        assert!(
+            message.starts_with("the check itself ended `pass`, but cleanup #1 was still running 1s after the run's deadline of 1s"),
+            "{message}"
+        );
+        assert_eq!(first.checks[1].status, Status::Pass);
+        assert_eq!(first.overrunning, 1);
+        assert_eq!(smoke.checks_overrunning(), 1);
+        // The run answered; its check task has not ended and still holds the permit.
+        assert!(Arc::strong_count(&hold) > 1);
+
+        let second = runtime.block_on(smoke.run_entries(entries.clone(), None));
+        let error = second.checks[0].error.as_ref().unwrap();
+        assert_eq!(error.kind, "overrun", "{second:?}");
+        assert!(
+            error.message.as_deref().unwrap().starts_with(
+                "not started: an earlier instance of this check is still running after the run that started it answered"
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .suggestion
+                .as_deref()
+                .unwrap()
+                .contains("spawn_blocking")
+        );
+        assert_eq!(
+            second.checks[1].status,
+            Status::Pass,
+            "other checks still run"
+        );
+        assert_eq!(
+            started.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "no second copy"
+        );
+
+        // Once the cleanup is done, the hold is released and the check runs again.
+        runtime.block_on(async { tokio::time::sleep(Duration::from_secs(60)).await });
+        assert_eq!(
+            Arc::strong_count(&hold),
+            1,
+            "a task still holds the run's permit"
+        );
+        assert_eq!(smoke.checks_overrunning(), 0);
+        let third = runtime.block_on(smoke.run_entries(entries, None));
+        assert_eq!(
+            third.overrunning, 1,
+            "the third run's own cleanup overruns again"
+        );
+        assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// A check that blocks its thread cannot be cut off: the run answers anyway, one grace
+    /// after its deadline, and the check is not started again until its thread is released.
+    #[test]
+    fn a_check_blocking_its_thread_is_answered_for_and_never_piles_up() {
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let blocked = Arc::new(Mutex::new(blocked));
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = started.clone();
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .deadline(Duration::from_millis(200))
+            .check(from_fn("blocks", move |_| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let blocked = blocked.clone();
+                Box::pin(async move {
+                    // Blocks this worker thread until the test releases it.
+                    let _ = blocked.lock().unwrap().recv();
+                    Ok(Outcome::Pass)
+                })
+            }))
+            .build()
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let hold: super::Hold = Arc::new(());
+        let entries = smoke.select(&Selection::all()).unwrap();
+        let first = runtime.block_on(smoke.run_entries(entries.clone(), Some(hold.clone())));
+        let error = first.checks[0].error.as_ref().unwrap();
+        assert_eq!(error.kind, "timeout", "{first:?}");
+        assert!(
+            error.message.as_deref().unwrap().starts_with(
+                "did not finish before the run's deadline of 200ms, and had not stopped 1s later"
+            ),
+            "{error:?}"
+        );
+        assert_eq!(first.overrunning, 1);
+
+        for _ in 0..3 {
+            let again = runtime.block_on(smoke.run_entries(entries.clone(), None));
+            assert_eq!(again.checks[0].error.as_ref().unwrap().kind, "overrun");
+        }
+        assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(Arc::strong_count(&hold) > 1);
+
+        release.send(()).unwrap();
+        // Ends as soon as its thread is free (generous bound: a busy machine is slow).
+        let waited = std::time::Instant::now();
+        while smoke.checks_overrunning() > 0 || Arc::strong_count(&hold) > 1 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "the check never ended"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(release);
+        let after = runtime.block_on(smoke.run_entries(entries, None));
+        assert_eq!(
+            started.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "{after:?}"
+        );
+    }
 }

@@ -438,6 +438,22 @@ mod tests {
     }
 
     #[test]
+    fn checks_left_running_are_exported_in_both_dialects() {
+        for dialect in [Dialect::OpenMetrics, Dialect::Text004] {
+            let s = parse(&fixtures::passing(), dialect);
+            assert_eq!(get(&s, "smoketest_checks_overrunning", &[]), Some(0.0));
+            let mut report = fixtures::mixed();
+            report.overrunning = 2;
+            let s = parse(&report, dialect);
+            assert_eq!(
+                get(&s, "smoketest_checks_overrunning", &[]),
+                Some(2.0),
+                "{dialect:?}"
+            );
+        }
+    }
+
+    #[test]
     fn passing_run_reports_success() {
         for dialect in [Dialect::OpenMetrics, Dialect::Text004] {
             let s = parse(&fixtures::passing(), dialect);
