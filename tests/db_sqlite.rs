@@ -60,7 +60,8 @@ async fn count(pool: &SqlitePool) -> i64 {
 }
 
 async fn insert(ctx: &mut Context, ids: &AtomicI64) -> Result<(), CheckError> {
-    let conn = ctx.sqlite().await?;
+    // Reads, then writes: takes the write lock up front.
+    let conn = ctx.sqlite_write().await?;
     let before: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
         .fetch_one(&mut *conn)
         .await?;
@@ -197,7 +198,7 @@ async fn two_checks_writing_the_same_row_do_not_see_each_other() {
             Box::pin(async move {
                 wait.notified().await;
                 // SQLite's single writer: this waits for the first check's rollback.
-                let conn = ctx.sqlite().await?;
+                let conn = ctx.sqlite_write().await?;
                 let note: String = sqlx::query_scalar("SELECT note FROM items WHERE id = 1")
                     .fetch_one(&mut *conn)
                     .await?;

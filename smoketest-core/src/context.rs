@@ -204,6 +204,7 @@ impl Context {
             pool,
             self.deadline,
             hold,
+            crate::db::Lock::AtFirstWrite,
         )
         .await
     }
@@ -230,6 +231,7 @@ impl Context {
             pool,
             self.deadline,
             hold,
+            crate::db::Lock::AtFirstWrite,
         )
         .await
     }
@@ -256,6 +258,36 @@ impl Context {
             pool,
             self.deadline,
             hold,
+            crate::db::Lock::AtFirstWrite,
+        )
+        .await
+    }
+
+    /// Like [`Context::sqlite`], but the transaction takes the database's write lock when it
+    /// begins (`BEGIN IMMEDIATE`), waiting for it at most until the check's deadline. For a
+    /// check that reads and then writes: in a transaction begun without the lock, SQLite
+    /// refuses that upgrade at once when another connection holds the lock. Call it before
+    /// any other use of the pool in the check.
+    #[cfg(feature = "sqlite")]
+    pub async fn sqlite_write(&mut self) -> Result<&mut sqlx::SqliteConnection, CheckError> {
+        self.sqlite_write_named(crate::db::DEFAULT_POOL).await
+    }
+
+    /// Like [`Context::sqlite_write`], on the pool registered with
+    /// [`sqlite_named`](crate::SmoketestBuilder::sqlite_named).
+    #[cfg(feature = "sqlite")]
+    pub async fn sqlite_write_named(
+        &mut self,
+        pool: &str,
+    ) -> Result<&mut sqlx::SqliteConnection, CheckError> {
+        let hold = self.run.as_ref().and_then(|r| r.hold.clone());
+        crate::db::connection::<crate::db::sqlite::Lite>(
+            &self.databases,
+            &mut self.transactions,
+            pool,
+            self.deadline,
+            hold,
+            crate::db::Lock::UpFront,
         )
         .await
     }

@@ -341,11 +341,18 @@ mod engine {
         fn pools_mut(databases: &mut Databases) -> &mut Vec<(Arc<str>, sqlx::Pool<Self::Db>)>;
         fn slots(transactions: &mut Transactions) -> &mut Vec<(Arc<str>, Slot<Self>)>;
 
-        /// Begin the transaction with the deadline put into the database.
+        /// Begin the transaction with the deadline put into the database; `lock` asks for
+        /// the write lock up front where the database distinguishes (SQLite).
         fn begin(
             conn: &mut Conn<Self>,
             deadline: Instant,
+            lock: Lock,
         ) -> impl Future<Output = Result<Self::Session, sqlx::Error>> + Send;
+
+        /// Whether this transaction took the write lock up front (only SQLite can say no).
+        fn locked_up_front(_session: &Self::Session) -> bool {
+            true
+        }
 
         /// `Some(false)` when the transaction the runner began is gone (the check
         /// committed); `None` when the database cannot tell.
@@ -427,6 +434,16 @@ mod engine {
         Open(Open<D>),
     }
 
+    /// When a transaction takes the write lock (SQLite; the others lock row by row).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Lock {
+        /// At its first write (`BEGIN DEFERRED`): reading checks never block writers.
+        AtFirstWrite,
+        /// At `BEGIN` (`BEGIN IMMEDIATE`): a check that reads, then writes, cannot be
+        /// refused the upgrade.
+        UpFront,
+    }
+
     /// The connection of this check's transaction on pool `name`, begun on first use.
     pub(crate) async fn connection<'t, D: Dialect>(
         databases: &Databases,
@@ -434,6 +451,7 @@ mod engine {
         name: &str,
         deadline: Instant,
         hold: Option<crate::runner::Hold>,
+        lock: Lock,
     ) -> Result<&'t mut Conn<D>, CheckError> {
         let slots = D::slots(transactions);
         let index = match slots.iter().position(|(n, _)| &**n == name) {
@@ -449,6 +467,7 @@ mod engine {
                     pool_name.clone(),
                     deadline,
                     databases.acquire_timeout,
+                    lock,
                 );
                 // The begin task counts as the run's work until it ends (runner.rs).
                 let task = async move {
@@ -479,6 +498,19 @@ mod engine {
             }
         }
         match &mut slots[index].1 {
+            Slot::Open(open) if lock == Lock::UpFront && !D::locked_up_front(&open.session) => {
+                Err(CheckError::new(
+                    ErrorKind::Config,
+                    format!(
+                        "the check asked for the {} write lock up front on pool `{name}` after its transaction had begun without it",
+                        D::LABEL
+                    ),
+                )
+                .with_suggestion(format!(
+                    "Call ctx.{}_write() before any other use of that pool in the check.",
+                    D::METHOD
+                )))
+            }
             Slot::Open(open) => open.held.get().ok_or_else(|| {
                 CheckError::error(format!(
                     "the {} connection of pool `{name}` was already closed",
@@ -519,6 +551,7 @@ mod engine {
         name: Arc<str>,
         deadline: Instant,
         acquire_timeout: Duration,
+        lock: Lock,
     ) -> Result<Open<D>, CheckError> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         // Leave a quarter of the check's time to say why no connection came.
@@ -535,7 +568,8 @@ mod engine {
             return Err(CheckError::error("the pooled connection vanished"));
         };
         // If `BEGIN` hangs, dropping `held` closes the connection: it never goes back open.
-        match tokio::time::timeout_at(deadline + BEGIN_GRACE, D::begin(conn, deadline)).await {
+        match tokio::time::timeout_at(deadline + BEGIN_GRACE, D::begin(conn, deadline, lock)).await
+        {
             Ok(Ok(session)) => Ok(Open { held, session }),
             Ok(Err(error)) => Err(crate::db::classify(&error).context(format!(
                 "beginning the {} transaction on pool `{name}`",
@@ -853,18 +887,18 @@ pub(crate) fn classify(error: &sqlx::Error) -> crate::CheckError {
                     ),
                 )
                 .with_suggestion(
-                    "Smoke checks' SQLite transactions begin DEFERRED so that reading checks never block the application's writers; a check that writes should write first (its first write waits for the lock up to its deadline) and read afterwards.",
+                    "ctx.sqlite() begins DEFERRED so that reading checks never block the application's writers; a check that reads and then writes should use ctx.sqlite_write(), which takes the write lock up front (waiting for it up to the check's deadline).",
                 );
             }
             if message.contains("database is locked") {
                 return CheckError::new(
                     ErrorKind::Timeout,
                     format!(
-                        "SQLite stayed locked by another writer until the check's deadline: {text}"
+                        "SQLite's database was locked by another connection: either it held the write lock until the check's deadline, or the check had read and then tried to write while another transaction held the lock, an upgrade SQLite refuses at once to avoid a deadlock ({text})"
                     ),
                 )
                 .with_suggestion(
-                    "Another connection held the write lock: look for long write transactions.",
+                    "Look for long write transactions in the service. A check that reads and then writes should take the write lock up front with ctx.sqlite_write().",
                 );
             }
             let code = if code.is_empty() {

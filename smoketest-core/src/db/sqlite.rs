@@ -15,10 +15,12 @@
 //!
 //! Two things to know when writing a check:
 //!
-//! - **Write first if the check writes at all.** A deferred transaction that has read and
-//!   then writes must upgrade its read to a write; if another connection wrote in between,
-//!   SQLite refuses at once (`SQLITE_BUSY`, without waiting), and the check fails saying
-//!   so. A check whose first statement writes simply waits for the lock.
+//! - **A check that reads and then writes takes the lock up front** with
+//!   [`Context::sqlite_write`] (`BEGIN IMMEDIATE`). A deferred transaction that has read
+//!   and then writes must upgrade its read lock; when another transaction holds the write
+//!   lock, SQLite refuses at once (`SQLITE_BUSY`, without waiting, since both waiting could
+//!   deadlock), and the check fails saying so. A check whose first statement writes, like
+//!   [`write_probe`], can use `ctx.sqlite()`: its first write waits for the lock.
 //! - **Use WAL** (`journal_mode = WAL`, which most services run SQLite with). In WAL mode,
 //!   readers never block writers. In the default rollback-journal mode, a transaction that
 //!   has read a table keeps a shared lock until it ends, so the application's `COMMIT`s wait
@@ -54,7 +56,7 @@ use sqlx_core::transaction::TransactionManager;
 use tokio::time::Instant;
 
 use super::checks::{Backend, DbCheck, Probe};
-use super::{BoxFuture, Databases, Dialect, Slot, Transactions, millis_left, rollback_all};
+use super::{BoxFuture, Databases, Dialect, Lock, Slot, Transactions, millis_left, rollback_all};
 use crate::{Context, Outcome, ensure_eq};
 
 /// The SQLite dialect.
@@ -64,6 +66,7 @@ pub(crate) struct Lite;
 pub(crate) struct LiteSession {
     committed: Arc<AtomicBool>,
     busy_timeout_ms: i64,
+    lock: Lock,
 }
 
 impl Dialect for Lite {
@@ -87,6 +90,7 @@ impl Dialect for Lite {
     async fn begin(
         conn: &mut SqliteConnection,
         deadline: Instant,
+        lock: Lock,
     ) -> Result<LiteSession, sqlx::Error> {
         let busy_timeout_ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
             .fetch_one(&mut *conn)
@@ -99,8 +103,11 @@ impl Dialect for Lite {
         .await?;
         SqliteTransactionManager::begin(
             conn,
-            // Not IMMEDIATE: a check that only reads must not hold the write lock.
-            Some(sqlx::SqlSafeStr::into_sql_str("BEGIN DEFERRED")),
+            // DEFERRED unless asked: a check that only reads must not hold the write lock.
+            Some(sqlx::SqlSafeStr::into_sql_str(match lock {
+                Lock::AtFirstWrite => "BEGIN DEFERRED",
+                Lock::UpFront => "BEGIN IMMEDIATE",
+            })),
         )
         .await?;
 
@@ -116,7 +123,12 @@ impl Dialect for Lite {
         Ok(LiteSession {
             committed,
             busy_timeout_ms,
+            lock,
         })
+    }
+
+    fn locked_up_front(session: &LiteSession) -> bool {
+        session.lock == Lock::UpFront
     }
 
     async fn still_open(_conn: &mut SqliteConnection, session: &LiteSession) -> Option<bool> {
