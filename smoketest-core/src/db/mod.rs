@@ -674,7 +674,12 @@ mod engine {
             let Open { held, session } = &mut open;
             let conn = held.get()?;
             let work = async {
-                let still_open = D::still_open(conn, session).await;
+                let mut still_open = D::still_open(conn, session).await;
+                if still_open.is_none() {
+                    // The error of the statement the cancel stopped can surface on this
+                    // query; ask once more rather than lose a `committed`.
+                    still_open = D::still_open(conn, session).await;
+                }
                 seen.store(
                     match still_open {
                         None => 0,
