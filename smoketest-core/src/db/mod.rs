@@ -2,8 +2,9 @@
 //! checks (features `postgres`, `mysql`, `sqlite`; `migrate` adds the migrations check).
 //!
 //! A check asks its [`Context`](crate::Context) for a connection with
-//! `ctx.postgres().await?` (or `ctx.mysql()`, `ctx.sqlite()`, and the `…_named` variants
-//! for a service with several pools of one kind). The first call acquires a connection from the pool registered
+//! `ctx.postgres().await?` (or `ctx.mysql()`, `ctx.sqlite()`, `ctx.sqlite_write()` for a
+//! SQLite check that reads and then writes, and the `…_named` variants for a service with
+//! several pools of one kind). The first call acquires a connection from the pool registered
 //! with the builder and begins a transaction on it; later calls in the same run return the
 //! same connection. The check gets a `&mut PgConnection` (a `&mut MySqlConnection`, a
 //! `&mut SqliteConnection`) **borrowed** from a transaction the runner owns, so it has no
@@ -20,14 +21,37 @@
 //! | --- | --- | --- |
 //! | Postgres | `BEGIN` | `SET LOCAL statement_timeout`, `lock_timeout` (the time left), `idle_in_transaction_session_timeout` (the time left + 5 s) |
 //! | MariaDB / MySQL | `BEGIN` | session `max_statement_time` (MariaDB) or `max_execution_time` (MySQL, `SELECT` only), restored afterwards |
-//! | SQLite | `BEGIN DEFERRED` (a check that only reads never takes the write lock) | `PRAGMA busy_timeout` (restored afterwards) and a progress handler that interrupts any statement running past the deadline |
+//! | SQLite | `BEGIN DEFERRED` (a check that only reads never takes the write lock); `BEGIN IMMEDIATE` with `ctx.sqlite_write()` | `PRAGMA busy_timeout` (restored afterwards) and a progress handler that interrupts any statement running past the deadline |
 //!
 //! A client-side timeout alone would leave the query running on the server, holding its
 //! locks. If the `ROLLBACK` of a check that ran past its deadline does not answer within
 //! 50 ms, the runner also cancels the running statement from a separate connection
-//! (`pg_cancel_backend`, `KILL QUERY`). If the `ROLLBACK` fails or takes longer than 2 s,
-//! the connection is closed instead of being returned to the pool: the server then discards
-//! the transaction.
+//! (`pg_cancel_backend`, `KILL QUERY`).
+//!
+//! # Rollback before verdict, within a bound
+//!
+//! The runner decides a check's verdict only after each of its transactions has ended:
+//!
+//! - **Rolled back**: the connection goes back to the pool, unless a cancel was started
+//!   on it.
+//! - **Or its connection closed**, never returned to the pool, so the server discards the
+//!   transaction: when the `ROLLBACK` fails, or does not answer within 2 s of the check's
+//!   end and at most **500 ms after the run's deadline** (closing takes at most 250 ms
+//!   more), the report then says so (kind `timeout` or the rollback's error).
+//! - **A connection on which a cancel was started is always closed**, even when its
+//!   `ROLLBACK` then succeeds: a cancel in flight could otherwise land on the next query the
+//!   connection serves for the application. The connection stays open until the cancel has
+//!   ended (or was given up at the bound), so the backend the cancel names is still the
+//!   check's own; MariaDB connection ids are never reused, and a Postgres backend pid is not
+//!   reused within the few milliseconds a given-up cancel could still be in flight.
+//! - **A `committed` is never lost**: whether the check ended the runner's transaction is
+//!   asked before the `ROLLBACK`, and kept even if the `ROLLBACK` then fails or hangs.
+//!
+//! So a run's report goes out at most [`VERDICT_GRACE`](crate::runner::VERDICT_GRACE)
+//! (1 s) after its deadline with every transaction ended, unless the check's task cannot run
+//! at all (it blocks its thread); then the report says so and the check is counted as
+//! overrunning (see [`runner`](crate::runner)). A warning about a cancel that failed goes
+//! through the service's redactor before it is logged.
 //!
 //! # Why no connection is ever left "idle in transaction"
 //!
