@@ -795,7 +795,7 @@ mod engine {
     }
 
     /// Run a cancel until `until`, logging (redacted) why it failed or that it was abandoned.
-    async fn run_cancel<D: Dialect>(
+    pub(crate) async fn run_cancel<D: Dialect>(
         cancel: BoxFuture,
         until: Instant,
         redactor: &crate::redact::Redactor,
@@ -976,5 +976,141 @@ mod tests {
         let e = converted(sqlx::Error::RowNotFound);
         assert_eq!(e.kind(), ErrorKind::Error);
         assert!(e.message().contains("no rows"), "{e:?}");
+    }
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod cancel_tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_cancel_is_logged_through_the_services_redactor() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let redactor = crate::redact::Redactor::new().with_value("s3cr3t-literal", None);
+        tracing::subscriber::with_default(subscriber, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let cancel: super::BoxFuture = Box::pin(async {
+                    Err("connecting to postgres://smoke:hunter2@db/orders failed: s3cr3t-literal rejected".to_string())
+                });
+                super::run_cancel::<super::postgres::Pg>(
+                    cancel,
+                    tokio::time::Instant::now() + std::time::Duration::from_secs(1),
+                    &redactor,
+                    "default",
+                )
+                .await;
+            });
+        });
+        let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("could not cancel"), "{logged}");
+        assert!(!logged.contains("hunter2"), "{logged}");
+        assert!(!logged.contains("s3cr3t-literal"), "{logged}");
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod run_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    use crate::{Outcome, Selection, Smoketest, from_fn};
+
+    /// Against a real SQLite file: when the report of a check cut off inside its transaction
+    /// comes back, the transaction has ended (an application writer that will not wait gets
+    /// the lock at once) and no task of the run still holds the run's permit.
+    #[test]
+    fn a_cut_off_check_has_rolled_back_and_let_go_of_the_hold_when_reported() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "smoketest-run-{}-{}.db",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        runtime.block_on(async {
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await
+                .unwrap();
+            sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY)")
+                .execute(&pool)
+                .await
+                .unwrap();
+            let smoke = Smoketest::builder()
+                .without_discovery()
+                .sqlite(pool.clone())
+                .check(
+                    from_fn("writes_then_hangs", |ctx| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO items (id) VALUES (1)")
+                                .execute(ctx.sqlite_write().await?)
+                                .await?;
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            Ok(Outcome::Pass)
+                        })
+                    })
+                    .timeout(Duration::from_millis(100)),
+                )
+                .build()
+                .unwrap();
+            let hold: crate::runner::Hold = Arc::new(());
+            let entries = smoke.select(&Selection::all()).unwrap();
+            let report = smoke.run_entries(entries, Some(hold.clone())).await;
+            assert_eq!(report.checks[0].error.as_ref().unwrap().kind, "timeout");
+            assert_eq!(Arc::strong_count(&hold), 1, "a task of the run still runs");
+
+            let mut app = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(
+                &options.busy_timeout(Duration::ZERO),
+            )
+            .await
+            .unwrap();
+            sqlx::query("INSERT INTO items (id) VALUES (2)")
+                .execute(&mut app)
+                .await
+                .expect("the check's transaction still held the write lock");
+            let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM items")
+                .fetch_all(&mut app)
+                .await
+                .unwrap();
+            assert_eq!(ids, [2]);
+            sqlx::Connection::close(app).await.unwrap();
+            pool.close().await;
+        });
+        let _ = std::fs::remove_file(&path);
     }
 }
