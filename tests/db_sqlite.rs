@@ -429,6 +429,18 @@ async fn a_detached_context_with_the_pools_of_a_smoketest_rolls_back_on_finish()
         .unwrap();
     assert!(ctx.finish().await.is_empty());
     assert_eq!(count(&db.pool).await, 3);
+
+    // Finished well after its deadline (no run waits for it): still a rollback, not a
+    // closed connection.
+    let mut ctx = Context::detached("late", Duration::from_millis(50)).with_pools_of(&smoke);
+    sqlx::query("INSERT INTO items (id, note) VALUES (51, 'unit test')")
+        .execute(ctx.sqlite().await.unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let failures = ctx.finish().await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(count(&db.pool).await, 3);
 }
 
 #[tokio::test]

@@ -67,7 +67,8 @@ pub struct Context {
 /// What a context takes from the run it belongs to.
 struct RunScope {
     smoke: crate::Smoketest,
-    deadline: Instant,
+    /// The run's deadline; `None` for a detached context given a service's pools.
+    deadline: Option<Instant>,
     #[cfg_attr(
         not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
         allow(dead_code)
@@ -110,7 +111,7 @@ impl Context {
         self.databases = smoke.inner.databases.clone();
         self.run = Some(RunScope {
             smoke: smoke.clone(),
-            deadline: run_deadline,
+            deadline: Some(run_deadline),
             hold,
         });
         self
@@ -120,9 +121,14 @@ impl Context {
     /// unit-test a check that uses them. Its transactions are rolled back by
     /// [`Context::finish`]; a context dropped without it closes their connections instead
     /// (the server discards the transactions), never returning one to the pool open.
-    pub fn with_pools_of(self, smoke: &crate::Smoketest) -> Self {
-        let deadline = self.deadline;
-        self.in_run(smoke, deadline, None)
+    pub fn with_pools_of(mut self, smoke: &crate::Smoketest) -> Self {
+        self.databases = smoke.inner.databases.clone();
+        self.run = Some(RunScope {
+            smoke: smoke.clone(),
+            deadline: None,
+            hold: None,
+        });
+        self
     }
 
     /// A context for calling a check directly, outside the runner (unit tests of a check).
@@ -305,7 +311,12 @@ impl Context {
 
     /// Step 1 of [`Context::finish`]: end every transaction, by the rollback bound.
     pub(crate) async fn end_transactions(&mut self) -> Vec<CheckError> {
-        let run_deadline = self.run.as_ref().map_or(self.deadline, |r| r.deadline);
+        let now = Instant::now();
+        let until = match self.run.as_ref().and_then(|r| r.deadline) {
+            Some(run_deadline) => crate::db::rollback_until(now, run_deadline),
+            // No run waits for a detached context: finishing it late must still roll back.
+            None => now + crate::db::ROLLBACK_LIMIT,
+        };
         let fallback;
         let redactor = match &self.run {
             Some(run) => &run.smoke.inner.redactor,
@@ -317,7 +328,7 @@ impl Context {
         let ending = crate::db::Ending {
             databases: &self.databases,
             deadline: self.deadline,
-            until: crate::db::rollback_until(Instant::now(), run_deadline),
+            until,
             redactor,
         };
         self.transactions.finish(&ending).await

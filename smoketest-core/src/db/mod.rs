@@ -297,7 +297,8 @@ pub(crate) struct Ending<'a> {
     pub(crate) redactor: &'a crate::redact::Redactor,
 }
 
-/// How long a `ROLLBACK` may take when the check ended before the run's deadline.
+/// How long a `ROLLBACK` may take when the check ended before the run's deadline (and
+/// after a detached context's `finish`).
 #[allow(dead_code)]
 pub(crate) const ROLLBACK_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long after the run's deadline a `ROLLBACK` may still take.
@@ -781,7 +782,7 @@ mod engine {
                 CheckError::new(
                     ErrorKind::Timeout,
                     format!(
-                        "the {} ROLLBACK on pool `{name}` did not finish in time ({} after the check, at most {} after the run's deadline); the connection was closed instead, never returned to the pool, so the server discards the transaction",
+                        "the {} ROLLBACK on pool `{name}` did not finish in time (it may take {} after the check, and at most {} past the run's deadline); the connection was closed instead, never returned to the pool, so the server discards the transaction",
                         D::LABEL,
                         humantime::format_duration(super::ROLLBACK_LIMIT),
                         humantime::format_duration(super::ROLLBACK_GRACE),
