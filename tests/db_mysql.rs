@@ -474,3 +474,217 @@ async fn built_in_checks_pass_and_leave_no_temporary_table() {
     assert_eq!(db.open_transactions().await, 0);
     db.drop_database().await;
 }
+
+/// Run application queries on `pool` (`SELECT CONNECTION_ID(), SLEEP(0.005)`) until `stop`
+/// is set. A `KILL QUERY` that hit one would make its `SLEEP` return 1.
+async fn app_load(pool: MySqlPool, stop: Arc<std::sync::atomic::AtomicBool>) -> AppLoad {
+    let mut load = AppLoad::default();
+    while !stop.load(Ordering::SeqCst) {
+        let started = Instant::now();
+        match sqlx::query_as::<_, (u64, i64)>("SELECT CONNECTION_ID(), SLEEP(0.005)")
+            .fetch_one(&pool)
+            .await
+        {
+            Ok((id, slept)) => {
+                load.queries.push((id as i64, started));
+                if slept != 0 {
+                    load.interrupted += 1;
+                }
+            }
+            Err(e) => load.errors.push(e.to_string()),
+        }
+    }
+    load
+}
+
+/// See the Postgres test of the same name: the connection a `KILL QUERY` was started on is
+/// closed, so the kill never reaches an application query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_a_cancel_was_started_on_never_serves_another_query() {
+    let _serial = serial().await;
+    let Some(db) = database(2).await else { return };
+    let backends: CheckBackends = Arc::default();
+    let check = |name: &'static str, sleep: &'static str| {
+        let backends = backends.clone();
+        from_fn(name, move |ctx| {
+            let backends = backends.clone();
+            Box::pin(async move {
+                let conn = ctx.mysql().await?;
+                let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                backends.lock().unwrap().push((id as i64, Instant::now()));
+                // Past the deadline on the server too: only the runner's KILL QUERY stops it.
+                sqlx::query("SET SESSION max_statement_time = 0")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(AssertSqlSafe(format!("SELECT SLEEP({sleep})")))
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(Outcome::Pass)
+            })
+        })
+        .timeout(Duration::from_millis(200))
+    };
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .mysql(db.pool.clone())
+        .check(check("ends_near_the_cancel", "0.27"))
+        .check(check("never_ends", "30"))
+        .build()
+        .unwrap();
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(app_load(db.pool.clone(), stop.clone()));
+    for _ in 0..6 {
+        for name in ["ends_near_the_cancel", "never_ends"] {
+            let report = smoke.run(&Selection::one(name)).await.unwrap();
+            assert_eq!(
+                report.checks[0].error.as_ref().unwrap().kind,
+                "timeout",
+                "{report:?}"
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let load = load.await.unwrap();
+    eprintln!(
+        "mysql: {} application queries beside 12 cut-off checks",
+        load.queries.len()
+    );
+    assert_no_query_hit(&load, &backends);
+    assert_eq!(db.running("SLEEP(30)").await, 0);
+    assert_eq!(db.open_transactions().await, 0);
+    db.drop_database().await;
+}
+
+/// At the run's deadline a check whose transaction was committed (a raw `COMMIT`) and that
+/// then hung in a query is still reported `committed`: the verdict waits for its rollback.
+#[tokio::test]
+async fn a_check_that_commits_and_is_cut_off_by_the_run_deadline_is_reported_committed() {
+    let Some(db) = database(2).await else { return };
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .deadline(Duration::from_millis(400))
+        .mysql(db.pool.clone())
+        .check(from_fn("commits_then_hangs", |ctx| {
+            Box::pin(async move {
+                let conn = ctx.mysql().await?;
+                sqlx::query("INSERT INTO items VALUES (97, 'committed')")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+                sqlx::query("SET SESSION max_statement_time = 0")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("SELECT SLEEP(30)").execute(&mut *conn).await?;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    let error = report.checks[0].error.as_ref().unwrap();
+    // MariaDB (as the other tests here): `@@in_transaction` tells.
+    assert_eq!(error.kind, "committed", "{report:?}");
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM items WHERE id > 3")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(ids, [97], "the report must match what the database holds");
+    assert_eq!(
+        db.running("SLEEP(30)").await,
+        0,
+        "the hung query was not killed"
+    );
+    db.drop_database().await;
+}
+
+/// A server that stops answering during the ROLLBACK: the run still answers, the report
+/// says the connection was closed instead, it never returns to the pool, and the server
+/// drops the session (and its transaction) once it sees the connection close.
+#[tokio::test]
+async fn a_rollback_that_gets_no_answer_closes_the_connection_and_says_so() {
+    let _serial = serial().await;
+    let Some(db) = database(1).await else { return };
+    let url = service_url("SMOKETEST_TEST_MYSQL_URL").unwrap();
+    let options: MySqlConnectOptions = url.parse().unwrap();
+    let target = tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(target).await;
+    let proxied = MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            options
+                .host("127.0.0.1")
+                .port(proxy.addr.port())
+                .database(&db.name),
+        )
+        .await
+        .unwrap();
+    let stall = proxy.clone();
+    let session = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = session.clone();
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .deadline(Duration::from_secs(1))
+        .mysql(proxied.clone())
+        .check(from_fn("server_goes_silent", move |ctx| {
+            let stall = stall.clone();
+            let seen = seen.clone();
+            Box::pin(async move {
+                let conn = ctx.mysql().await?;
+                let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                seen.store(id, Ordering::SeqCst);
+                sqlx::query("INSERT INTO items VALUES (96, 'smoke')")
+                    .execute(&mut *conn)
+                    .await?;
+                stall.stall();
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    let error = report.checks[0]
+        .error
+        .as_ref()
+        .expect("the check must fail");
+    assert_eq!(error.kind, "timeout", "{report:?}");
+    let message = error.message.as_deref().unwrap();
+    assert!(
+        message.starts_with("the MySQL ROLLBACK on pool `default` did not finish in time")
+            && message.contains("the connection was closed instead, never returned to the pool"),
+        "{message}"
+    );
+    assert_eq!(proxied.size(), 0, "the connection went back to the pool");
+    proxy.resume();
+
+    let id = session.load(Ordering::SeqCst);
+    let waited = Instant::now();
+    loop {
+        let alive: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM information_schema.processlist WHERE id = ?")
+                .bind(id)
+                .fetch_one(&db.admin)
+                .await
+                .unwrap();
+        if alive == 0 {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "the server kept the session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(&db.pool).await, 3, "the insert survived");
+    proxied.close().await;
+    db.drop_database().await;
+}

@@ -540,3 +540,220 @@ async fn built_in_checks_pass_including_migrations() {
     assert_eq!(db.sessions("idle in transaction%").await, 0);
     db.drop_schema().await;
 }
+
+/// Run application queries on `pool` (`SELECT pg_backend_pid(), pg_sleep(0.005)`) until
+/// `stop` is set, recording which backend served each.
+async fn app_load(pool: PgPool, stop: Arc<std::sync::atomic::AtomicBool>) -> AppLoad {
+    let mut load = AppLoad::default();
+    while !stop.load(Ordering::SeqCst) {
+        let started = Instant::now();
+        match sqlx::query_as::<_, (i32, String)>("SELECT pg_backend_pid(), pg_sleep(0.005)::text")
+            .fetch_one(&pool)
+            .await
+        {
+            Ok((pid, _)) => load.queries.push((i64::from(pid), started)),
+            Err(e) => load.errors.push(e.to_string()),
+        }
+    }
+    load
+}
+
+/// The race the cancel could lose: a check cut off in a statement that runs on past the
+/// cancel delay (sometimes ending by itself just before the cancel lands), while the
+/// application keeps querying the same small pool. The connection a cancel was started on is
+/// closed, so no application query ever runs on that backend again, and no cancel ever
+/// reaches an application query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_a_cancel_was_started_on_never_serves_another_query() {
+    let _serial = serial().await;
+    let Some(db) = database(2).await else { return };
+    let backends: CheckBackends = Arc::default();
+    let check = |name: &'static str, sleep: &'static str| {
+        let backends = backends.clone();
+        from_fn(name, move |ctx| {
+            let backends = backends.clone();
+            Box::pin(async move {
+                let conn = ctx.postgres().await?;
+                let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                backends
+                    .lock()
+                    .unwrap()
+                    .push((i64::from(pid), Instant::now()));
+                // Past the deadline on the server too: only the runner's cancel stops it.
+                sqlx::query("SET LOCAL statement_timeout = 0")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(AssertSqlSafe(format!("SELECT pg_sleep({sleep})")))
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(Outcome::Pass)
+            })
+        })
+        .timeout(Duration::from_millis(200))
+    };
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .postgres(db.pool.clone())
+        // Ends by itself 70 ms after the cut-off: after the cancel was started, maybe
+        // before it lands.
+        .check(check("ends_near_the_cancel", "0.27"))
+        .check(check("never_ends", "30"))
+        .build()
+        .unwrap();
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(app_load(db.pool.clone(), stop.clone()));
+    for _ in 0..6 {
+        for name in ["ends_near_the_cancel", "never_ends"] {
+            let report = smoke.run(&Selection::one(name)).await.unwrap();
+            assert_eq!(
+                report.checks[0].error.as_ref().unwrap().kind,
+                "timeout",
+                "{report:?}"
+            );
+        }
+    }
+    // Long enough for any late cancel to land where it would.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let load = load.await.unwrap();
+    eprintln!(
+        "postgres: {} application queries beside 12 cut-off checks, on backends {:?}",
+        load.queries.len(),
+        load.queries
+            .iter()
+            .map(|(b, _)| *b)
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    assert_no_query_hit(&load, &backends);
+    assert_eq!(db.sessions("idle in transaction%").await, 0);
+    db.drop_schema().await;
+}
+
+/// At the run's deadline a check that committed and then hung in a query is still reported
+/// `committed`: the verdict waits for its rollback.
+#[tokio::test]
+async fn a_check_that_commits_and_is_cut_off_by_the_run_deadline_is_reported_committed() {
+    let Some(db) = database(2).await else { return };
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .deadline(Duration::from_millis(400))
+        .postgres(db.pool.clone())
+        .check(from_fn("commits_then_hangs", |ctx| {
+            Box::pin(async move {
+                let conn = ctx.postgres().await?;
+                sqlx::query("INSERT INTO items VALUES (97, 'committed')")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+                // Outside the runner's transaction: no statement_timeout any more.
+                sqlx::query("SELECT pg_sleep(30)")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    let error = report.checks[0].error.as_ref().unwrap();
+    assert_eq!(error.kind, "committed", "{report:?}");
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM items WHERE id > 3")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(ids, [97], "the report must match what the database holds");
+    let sleeping: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep(30)%'",
+    )
+    .bind(&db.app)
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(sleeping, 0, "the hung query was not cancelled");
+    db.drop_schema().await;
+}
+
+/// A server that stops answering during the ROLLBACK: the run still answers, the report
+/// says the connection was closed instead, the connection never returns to the pool, and
+/// the server discards the transaction once it notices.
+#[tokio::test]
+async fn a_rollback_that_gets_no_answer_closes_the_connection_and_says_so() {
+    let _serial = serial().await;
+    let Some(db) = database(1).await else { return };
+    let url = service_url("SMOKETEST_TEST_POSTGRES_URL").unwrap();
+    let options: PgConnectOptions = url.parse().unwrap();
+    let target = tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(target).await;
+    let app = unique("smoketest_proxied");
+    let proxied = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            options
+                .host("127.0.0.1")
+                .port(proxy.addr.port())
+                .application_name(&app)
+                .options([("search_path", db.schema.as_str())]),
+        )
+        .await
+        .unwrap();
+    let stall = proxy.clone();
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .deadline(Duration::from_secs(1))
+        .postgres(proxied.clone())
+        .check(from_fn("server_goes_silent", move |ctx| {
+            let stall = stall.clone();
+            Box::pin(async move {
+                sqlx::query("INSERT INTO items VALUES (96, 'smoke')")
+                    .execute(ctx.postgres().await?)
+                    .await?;
+                stall.stall();
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    let error = report.checks[0]
+        .error
+        .as_ref()
+        .expect("the check must fail");
+    assert_eq!(error.kind, "timeout", "{report:?}");
+    let message = error.message.as_deref().unwrap();
+    assert!(
+        message.starts_with("the Postgres ROLLBACK on pool `default` did not finish in time")
+            && message.contains("the connection was closed instead, never returned to the pool"),
+        "{message}"
+    );
+    assert_eq!(proxied.size(), 0, "the connection went back to the pool");
+    proxy.resume();
+
+    // The server discards the transaction when it sees the connection close.
+    let waited = Instant::now();
+    let sessions = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(&app)
+        .fetch_one(&db.admin)
+        .await
+        .unwrap()
+    };
+    while sessions().await > 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "the server kept the session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(&db.pool).await, 3, "the insert survived");
+    proxied.close().await;
+    db.drop_schema().await;
+}

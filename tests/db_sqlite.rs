@@ -60,7 +60,8 @@ async fn count(pool: &SqlitePool) -> i64 {
 }
 
 async fn insert(ctx: &mut Context, ids: &AtomicI64) -> Result<(), CheckError> {
-    let conn = ctx.sqlite().await?;
+    // Reads, then writes: takes the write lock up front.
+    let conn = ctx.sqlite_write().await?;
     let before: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
         .fetch_one(&mut *conn)
         .await?;
@@ -197,7 +198,7 @@ async fn two_checks_writing_the_same_row_do_not_see_each_other() {
             Box::pin(async move {
                 wait.notified().await;
                 // SQLite's single writer: this waits for the first check's rollback.
-                let conn = ctx.sqlite().await?;
+                let conn = ctx.sqlite_write().await?;
                 let note: String = sqlx::query_scalar("SELECT note FROM items WHERE id = 1")
                     .fetch_one(&mut *conn)
                     .await?;
@@ -428,6 +429,18 @@ async fn a_detached_context_with_the_pools_of_a_smoketest_rolls_back_on_finish()
         .unwrap();
     assert!(ctx.finish().await.is_empty());
     assert_eq!(count(&db.pool).await, 3);
+
+    // Finished well after its deadline (no run waits for it): still a rollback, not a
+    // closed connection.
+    let mut ctx = Context::detached("late", Duration::from_millis(50)).with_pools_of(&smoke);
+    sqlx::query("INSERT INTO items (id, note) VALUES (51, 'unit test')")
+        .execute(ctx.sqlite().await.unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let failures = ctx.finish().await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(count(&db.pool).await, 3);
 }
 
 #[tokio::test]
@@ -495,4 +508,196 @@ async fn a_check_asking_for_an_unregistered_pool_fails_as_config() {
             .to_string()
             .contains("two SQLite pools are named `default`")
     );
+}
+
+/// A database in `journal` mode with an `items` table, and a separate application pool.
+async fn database_in(journal: SqliteJournalMode) -> Db {
+    let dir = std::env::temp_dir().join(unique("smoketest_sqlite"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let options = SqliteConnectOptions::new()
+        .filename(dir.join("test.db"))
+        .create_if_missing(true)
+        .journal_mode(journal);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY, note TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    Db { dir, pool }
+}
+
+/// Runs `runs` smoke runs back to back; in each, a check reads with `statement` inside its
+/// transaction and then waits, transaction open, until the application's writer has
+/// committed a row. With the write lock taken at `BEGIN` (as before), the writer would wait
+/// for the check and the check for the writer, until the check's timeout.
+async fn application_writer_commits_while_checks_read(
+    journal: SqliteJournalMode,
+    statement: &'static str,
+) {
+    let db = database_in(journal).await;
+    let (ask, mut asked) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>(1);
+    let writer_pool = db.pool.clone();
+    let writer = tokio::spawn(async move {
+        let mut id = 0;
+        while let Some(done) = asked.recv().await {
+            id += 1;
+            sqlx::query("INSERT INTO items (id, note) VALUES (?, 'app')")
+                .bind(id)
+                .execute(&writer_pool)
+                .await
+                .unwrap();
+            let _ = done.send(());
+        }
+        id
+    });
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .sqlite(db.pool.clone())
+        .check(db::sqlite::ping())
+        .check(
+            from_fn("reads_while_the_app_writes", move |ctx| {
+                let ask = ask.clone();
+                Box::pin(async move {
+                    let conn = ctx.sqlite().await?;
+                    sqlx::query(statement).fetch_all(&mut *conn).await?;
+                    let (done, committed) = tokio::sync::oneshot::channel();
+                    ask.send(done)
+                        .await
+                        .map_err(|_| CheckError::error("writer gone"))?;
+                    // Our transaction is still open: the writer must not need us to end.
+                    committed
+                        .await
+                        .map_err(|_| CheckError::error("the writer never committed"))?;
+                    Ok(Outcome::Pass)
+                })
+            })
+            .timeout(Duration::from_secs(4)),
+        )
+        .build()
+        .unwrap();
+    for run in 0..20 {
+        let report = smoke.run(&Selection::all()).await.unwrap();
+        assert_eq!(report.status, Status::Pass, "run {run}: {report:?}");
+    }
+    drop(smoke);
+    assert_eq!(writer.await.unwrap(), 20);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 20, "the application's rows are all there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_writes_while_a_check_reads_a_table_in_wal_mode() {
+    application_writer_commits_while_checks_read(
+        SqliteJournalMode::Wal,
+        "SELECT count(*) FROM items",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_writes_while_the_ping_statement_runs_in_rollback_journal_mode() {
+    application_writer_commits_while_checks_read(SqliteJournalMode::Delete, "SELECT 1").await;
+}
+
+/// A check that reads and then writes, beside the application's writer: with
+/// `ctx.sqlite_write()` it takes the lock up front and passes; with `ctx.sqlite()` the upgrade
+/// is refused while the writer holds the lock, and the error says what to do.
+#[tokio::test]
+async fn a_check_that_reads_then_writes_takes_the_lock_up_front_or_is_told_to() {
+    let db = database(4).await;
+    // The application holds the write lock for a moment.
+    let mut app = db.pool.acquire().await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE; INSERT INTO items (id, note) VALUES (50, 'app')")
+        .execute(&mut *app)
+        .await
+        .unwrap();
+    let read_then_write = |name: &'static str, up_front: bool| {
+        from_fn(name, move |ctx| {
+            Box::pin(async move {
+                let conn = if up_front {
+                    ctx.sqlite_write().await?
+                } else {
+                    ctx.sqlite().await?
+                };
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                sqlx::query("INSERT INTO items (id, note) VALUES (?, 'smoke')")
+                    .bind(100 + n)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(Outcome::Pass)
+            })
+        })
+        .timeout(Duration::from_secs(5))
+    };
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .sqlite(db.pool.clone())
+        .check(read_then_write("deferred", false))
+        .check(read_then_write("up_front", true))
+        .build()
+        .unwrap();
+    let run = tokio::spawn({
+        let smoke = smoke.clone();
+        async move { smoke.run(&Selection::one("deferred")).await.unwrap() }
+    });
+    let refused = run.await.unwrap();
+    let error = refused.checks[0]
+        .error
+        .as_ref()
+        .expect("the upgrade must be refused");
+    assert!(
+        error
+            .suggestion
+            .as_deref()
+            .unwrap()
+            .contains("ctx.sqlite_write()"),
+        "{error:?}"
+    );
+
+    let run = tokio::spawn(async move { smoke.run(&Selection::one("up_front")).await.unwrap() });
+    // Let the check wait for the lock, then release it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sqlx::raw_sql("ROLLBACK").execute(&mut *app).await.unwrap();
+    drop(app);
+    let report = run.await.unwrap();
+    assert_eq!(report.status, Status::Pass, "{report:?}");
+    assert_eq!(count(&db.pool).await, 3);
+}
+
+/// At the run's deadline a check that tried to commit and then hung in a statement is still
+/// reported `committed`.
+#[tokio::test]
+async fn a_check_that_commits_and_is_cut_off_by_the_run_deadline_is_reported_committed() {
+    let db = database(2).await;
+    let before = count(&db.pool).await;
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .deadline(Duration::from_millis(300))
+        .sqlite(db.pool.clone())
+        .check(from_fn("commits_then_hangs", |ctx| {
+            Box::pin(async move {
+                let conn = ctx.sqlite().await?;
+                sqlx::query("INSERT INTO items (id, note) VALUES (97, 'committed?')")
+                    .execute(&mut *conn)
+                    .await?;
+                let _ = sqlx::raw_sql("COMMIT").execute(&mut *conn).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    let error = report.checks[0].error.as_ref().unwrap();
+    assert_eq!(error.kind, "committed", "{report:?}");
+    assert_eq!(count(&db.pool).await, before);
 }

@@ -2,10 +2,21 @@
 //! database features) transactions the runner always rolls back.
 //!
 //! Each run of each check gets a fresh context. After the check returns, fails, panics or
-//! times out, the runner — never the check — finishes the context: it rolls back every
-//! database transaction the check opened (an explicit, awaited `ROLLBACK`, bounded in time;
-//! see [`db`](crate::db)), then runs the deferred cleanups, newest first, and reports any that
-//! fail as a failure of kind [`ErrorKind::Cleanup`].
+//! times out, the runner — never the check — finishes the context, in this order:
+//!
+//! 1. It ends every database transaction the check opened: an explicit, awaited
+//!    `ROLLBACK`, bounded in time (see [`db`](crate::db)); a connection whose rollback did
+//!    not end in time, or on which a cancel was started, is closed, never returned to the
+//!    pool. The check's verdict is decided only then, so a `committed` is never lost.
+//! 2. It runs the deferred cleanups, newest first, **each within the cleanup time limit**
+//!    ([`SmoketestBuilder::cleanup_timeout`], default 5 s). A cleanup that fails, panics or
+//!    overstays the limit (it is then dropped, cancelled at its next `.await`) fails the
+//!    check with kind [`ErrorKind::Cleanup`], naming the cleanup; the cleanups registered
+//!    before it still run.
+//!
+//! So everything a context starts ends within a bound: the check's timeout, then the
+//! rollback's grace, then the cleanups' limit each. What runs past the run's answer anyway
+//! (a check that blocks its thread) is counted and reported; see [`runner`](crate::runner).
 //!
 //! # Example
 //!
@@ -36,7 +47,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{CheckError, ErrorKind};
+use crate::{CheckError, ErrorKind, SmoketestBuilder};
 
 type Cleanup = Pin<Box<dyn Future<Output = Result<(), CheckError>> + Send>>;
 
@@ -48,6 +59,32 @@ pub struct Context {
     deferred: Vec<(String, Cleanup)>,
     databases: Arc<crate::db::Databases>,
     transactions: crate::db::Transactions,
+    /// The run this context belongs to: its deadline, its in-flight hold, the service's
+    /// redactor and cleanup limit. `None` for a detached context.
+    run: Option<RunScope>,
+}
+
+/// What a context takes from the run it belongs to.
+struct RunScope {
+    smoke: crate::Smoketest,
+    /// The run's deadline; `None` for a detached context given a service's pools.
+    deadline: Option<Instant>,
+    #[cfg_attr(
+        not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
+        allow(dead_code)
+    )]
+    hold: Option<crate::runner::Hold>,
+}
+
+impl SmoketestBuilder {
+    /// The longest each cleanup registered with [`Context::defer`] may run after its check.
+    /// A cleanup still running then is dropped (cancelled at its next `.await`) and the
+    /// check fails with kind `cleanup`, so that no cleanup outlives its run unboundedly.
+    /// Default 5 s.
+    pub fn cleanup_timeout(mut self, limit: Duration) -> Self {
+        self.config.cleanup_timeout = limit;
+        self
+    }
 }
 
 impl Context {
@@ -59,12 +96,24 @@ impl Context {
             deferred: Vec::new(),
             databases: Arc::default(),
             transactions: crate::db::Transactions::default(),
+            run: None,
         }
     }
 
-    /// The pools the check's transactions come from.
-    pub(crate) fn with_databases(mut self, databases: Arc<crate::db::Databases>) -> Self {
-        self.databases = databases;
+    /// Belong to a run of `smoke` ending at `run_deadline`: its pools, redactor and cleanup
+    /// limit; `hold` is kept by every task the context spawns until that task ends.
+    pub(crate) fn in_run(
+        mut self,
+        smoke: &crate::Smoketest,
+        run_deadline: Instant,
+        hold: Option<crate::runner::Hold>,
+    ) -> Self {
+        self.databases = smoke.inner.databases.clone();
+        self.run = Some(RunScope {
+            smoke: smoke.clone(),
+            deadline: Some(run_deadline),
+            hold,
+        });
         self
     }
 
@@ -72,8 +121,14 @@ impl Context {
     /// unit-test a check that uses them. Its transactions are rolled back by
     /// [`Context::finish`]; a context dropped without it closes their connections instead
     /// (the server discards the transactions), never returning one to the pool open.
-    pub fn with_pools_of(self, smoke: &crate::Smoketest) -> Self {
-        self.with_databases(smoke.inner.databases.clone())
+    pub fn with_pools_of(mut self, smoke: &crate::Smoketest) -> Self {
+        self.databases = smoke.inner.databases.clone();
+        self.run = Some(RunScope {
+            smoke: smoke.clone(),
+            deadline: None,
+            hold: None,
+        });
+        self
     }
 
     /// A context for calling a check directly, outside the runner (unit tests of a check).
@@ -148,11 +203,14 @@ impl Context {
         &mut self,
         pool: &str,
     ) -> Result<&mut sqlx::PgConnection, CheckError> {
+        let hold = self.run.as_ref().and_then(|r| r.hold.clone());
         crate::db::connection::<crate::db::postgres::Pg>(
             &self.databases,
             &mut self.transactions,
             pool,
             self.deadline,
+            hold,
+            crate::db::Lock::AtFirstWrite,
         )
         .await
     }
@@ -172,16 +230,19 @@ impl Context {
         &mut self,
         pool: &str,
     ) -> Result<&mut sqlx::MySqlConnection, CheckError> {
+        let hold = self.run.as_ref().and_then(|r| r.hold.clone());
         crate::db::connection::<crate::db::mysql::My>(
             &self.databases,
             &mut self.transactions,
             pool,
             self.deadline,
+            hold,
+            crate::db::Lock::AtFirstWrite,
         )
         .await
     }
 
-    /// A connection inside this check's transaction (`BEGIN IMMEDIATE`) on the SQLite pool
+    /// A connection inside this check's transaction (`BEGIN DEFERRED`: reading takes no write lock) on the SQLite pool
     /// registered with [`SmoketestBuilder::sqlite`](crate::SmoketestBuilder::sqlite); see
     /// [`Context::postgres`].
     #[cfg(feature = "sqlite")]
@@ -196,40 +257,123 @@ impl Context {
         &mut self,
         pool: &str,
     ) -> Result<&mut sqlx::SqliteConnection, CheckError> {
+        let hold = self.run.as_ref().and_then(|r| r.hold.clone());
         crate::db::connection::<crate::db::sqlite::Lite>(
             &self.databases,
             &mut self.transactions,
             pool,
             self.deadline,
+            hold,
+            crate::db::Lock::AtFirstWrite,
+        )
+        .await
+    }
+
+    /// Like [`Context::sqlite`], but the transaction takes the database's write lock when it
+    /// begins (`BEGIN IMMEDIATE`), waiting for it at most until the check's deadline. For a
+    /// check that reads and then writes: in a transaction begun without the lock, SQLite
+    /// refuses that upgrade at once when another connection holds the lock. Call it before
+    /// any other use of the pool in the check.
+    #[cfg(feature = "sqlite")]
+    pub async fn sqlite_write(&mut self) -> Result<&mut sqlx::SqliteConnection, CheckError> {
+        self.sqlite_write_named(crate::db::DEFAULT_POOL).await
+    }
+
+    /// Like [`Context::sqlite_write`], on the pool registered with
+    /// [`sqlite_named`](crate::SmoketestBuilder::sqlite_named).
+    #[cfg(feature = "sqlite")]
+    pub async fn sqlite_write_named(
+        &mut self,
+        pool: &str,
+    ) -> Result<&mut sqlx::SqliteConnection, CheckError> {
+        let hold = self.run.as_ref().and_then(|r| r.hold.clone());
+        crate::db::connection::<crate::db::sqlite::Lite>(
+            &self.databases,
+            &mut self.transactions,
+            pool,
+            self.deadline,
+            hold,
+            crate::db::Lock::UpFront,
         )
         .await
     }
 
     /// Roll back the check's database transactions, then run the deferred cleanups, newest
-    /// first, and return the failures (a check that committed, a failed rollback, a failed
-    /// cleanup). The runner calls this after every check; call it yourself only on a
+    /// first, each within the cleanup time limit, and return the failures (a check that
+    /// committed, a rollback that failed or did not end in time, a cleanup that failed or
+    /// overstayed). The runner calls this after every check; call it yourself only on a
     /// [`Context::detached`] context.
     pub async fn finish(&mut self) -> Vec<CheckError> {
-        let mut failures = self
-            .transactions
-            .finish(&self.databases, self.deadline)
-            .await;
+        let mut failures = self.end_transactions().await;
+        failures.extend(self.run_cleanups(|_| {}).await);
+        failures
+    }
+
+    /// Step 1 of [`Context::finish`]: end every transaction, by the rollback bound.
+    pub(crate) async fn end_transactions(&mut self) -> Vec<CheckError> {
+        let now = Instant::now();
+        let until = match self.run.as_ref().and_then(|r| r.deadline) {
+            Some(run_deadline) => crate::db::rollback_until(now, run_deadline),
+            // No run waits for a detached context: finishing it late must still roll back.
+            None => now + crate::db::ROLLBACK_LIMIT,
+        };
+        let fallback;
+        let redactor = match &self.run {
+            Some(run) => &run.smoke.inner.redactor,
+            None => {
+                fallback = crate::redact::Redactor::default();
+                &fallback
+            }
+        };
+        let ending = crate::db::Ending {
+            databases: &self.databases,
+            deadline: self.deadline,
+            until,
+            redactor,
+        };
+        self.transactions.finish(&ending).await
+    }
+
+    /// Step 2 of [`Context::finish`]: the cleanups, newest first, each bounded; `starting`
+    /// is told the label of each before it runs.
+    pub(crate) async fn run_cleanups(&mut self, mut starting: impl FnMut(&str)) -> Vec<CheckError> {
+        let limit = self
+            .run
+            .as_ref()
+            .map_or(crate::runner::DEFAULT_CLEANUP_TIMEOUT, |r| {
+                r.smoke.inner.config.cleanup_timeout
+            });
+        let mut failures = Vec::new();
         while let Some((label, cleanup)) = self.deferred.pop() {
+            starting(&label);
             // A panicking cleanup must not skip the ones registered before it.
-            match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(cleanup)).await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failures.push(CheckError::new(
+            let cleanup =
+                futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(cleanup));
+            match tokio::time::timeout(limit, cleanup).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => failures.push(CheckError::new(
                     ErrorKind::Cleanup,
                     format!("{label} failed: {}", e.message()),
                 )),
-                Err(panic) => failures.push(CheckError::new(
+                Ok(Err(panic)) => failures.push(CheckError::new(
                     ErrorKind::Cleanup,
                     format!(
                         "{label} panicked: {}",
                         crate::runner::panic_message(&*panic)
                     ),
                 )),
+                Err(_) => failures.push(
+                    CheckError::new(
+                        ErrorKind::Cleanup,
+                        format!(
+                            "{label} did not finish within the cleanup time limit of {} and was abandoned (dropped): what it was undoing may remain",
+                            humantime::format_duration(limit)
+                        ),
+                    )
+                    .with_suggestion(
+                        "Give the cleanup's own calls a timeout shorter than the limit, move blocking work to tokio::task::spawn_blocking, or raise SmoketestBuilder::cleanup_timeout if the cleanup is legitimately slow.",
+                    ),
+                ),
             }
         }
         failures

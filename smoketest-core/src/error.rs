@@ -101,8 +101,12 @@ pub enum ErrorKind {
     DbUnavailable,
     /// A check committed its database transaction behind the runner's back.
     Committed,
-    /// A deferred cleanup (`Context::defer`) failed after the check ran.
+    /// A deferred cleanup (`Context::defer`) failed, panicked, or did not finish within the
+    /// cleanup time limit after the check ran.
     Cleanup,
+    /// An earlier instance of this check was still running after its run had answered (it
+    /// ignored its timeout, or its cleanup did), so this run did not start a second copy.
+    Overrun,
     /// A required resource was not configured (a missing pool, a missing variable).
     Config,
     /// A system resource is exhausted or unusable (disk, memory, a directory).
@@ -128,6 +132,7 @@ impl ErrorKind {
             ErrorKind::DbUnavailable => "db_unavailable",
             ErrorKind::Committed => "committed",
             ErrorKind::Cleanup => "cleanup",
+            ErrorKind::Overrun => "overrun",
             ErrorKind::Config => "config",
             ErrorKind::Resource => "resource",
             ErrorKind::Version => "version",
@@ -168,7 +173,10 @@ impl ErrorKind {
                 "Remove COMMIT and DDL (which commits implicitly on MySQL) from the check: smoke checks must leave no trace."
             }
             ErrorKind::Cleanup => {
-                "The cleanup registered with ctx.defer failed: something the check created may remain; see the message."
+                "A cleanup registered with ctx.defer failed or did not finish within the cleanup time limit (SmoketestBuilder::cleanup_timeout): something the check created may remain; see the message."
+            }
+            ErrorKind::Overrun => {
+                "An earlier run of this check is still running past its timeout: the check (or its cleanup) does not give way to cancellation, usually blocking work on an async thread (move it to tokio::task::spawn_blocking) or a call without a timeout of its own. This clears when that instance ends; smoketest_checks_overrunning counts them."
             }
             ErrorKind::Config => "Configure the missing resource when building the Smoketest.",
             ErrorKind::Resource => {

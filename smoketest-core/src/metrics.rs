@@ -9,6 +9,7 @@
 //! | `smoketest_check_duration_seconds` | histogram | `check` |
 //! | `smoketest_check_failures_total` | counter | `check`, `kind` |
 //! | `smoketest_runs_total` | counter | `status` |
+//! | `smoketest_checks_overrunning` | gauge, check instances still running after their run answered; also updated when one ends | |
 
 use crate::{Report, Status};
 
@@ -32,6 +33,12 @@ pub(crate) fn emit(report: &Report) {
         }
     }
     metrics::counter!("smoketest_runs_total", "status" => report.status.as_str()).increment(1);
+    overrunning(report.overrunning);
+}
+
+/// Set the gauge of check instances still running after their run answered.
+pub(crate) fn overrunning(count: usize) {
+    metrics::gauge!("smoketest_checks_overrunning").set(count as f64);
 }
 
 #[cfg(test)]
@@ -156,5 +163,38 @@ mod tests {
             2.0
         );
         assert_eq!(values["smoketest_runs_total{status=fail}"], 2.0);
+    }
+
+    #[test]
+    fn the_overrunning_gauge_follows_checks_left_running() {
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .deadline(std::time::Duration::from_secs(1))
+            .cleanup_timeout(std::time::Duration::from_secs(60))
+            .check(from_fn("slow_cleanup", |ctx| {
+                ctx.defer(async {
+                    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                    Ok(())
+                });
+                Box::pin(async { Ok(Outcome::Pass) })
+            }))
+            .build()
+            .unwrap();
+        let capture = Capture::default();
+        let gauge =
+            |capture: &Capture| capture.values.lock().unwrap()["smoketest_checks_overrunning{}"];
+        metrics::with_local_recorder(&capture, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            runtime.block_on(smoke.run(&Selection::all())).unwrap();
+            assert_eq!(gauge(&capture), 1.0);
+            // The left-behind instance ends: the gauge drops without waiting for a run.
+            runtime
+                .block_on(async { tokio::time::sleep(std::time::Duration::from_secs(20)).await });
+            assert_eq!(gauge(&capture), 0.0);
+        });
     }
 }

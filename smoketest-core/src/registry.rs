@@ -69,6 +69,8 @@ pub(crate) struct Entry {
     pub(crate) timeout: Option<Duration>,
     pub(crate) check: Arc<dyn SmokeCheck>,
     pub(crate) origin: Origin,
+    /// Instances still running after their run answered (runner.rs).
+    pub(crate) overrunning: std::sync::atomic::AtomicUsize,
 }
 
 /// Why a [`Smoketest`] could not be built.
@@ -135,6 +137,8 @@ pub(crate) struct Config {
     pub(crate) failure_status: StatusCode,
     pub(crate) path: String,
     pub(crate) anonymous_detail: Detail,
+    /// The longest one `ctx.defer` cleanup may run (runner.rs).
+    pub(crate) cleanup_timeout: Duration,
 }
 
 impl Default for Config {
@@ -149,6 +153,7 @@ impl Default for Config {
             failure_status: StatusCode::INTERNAL_SERVER_ERROR,
             path: "/smoketest".to_string(),
             anonymous_detail: Detail::Checks,
+            cleanup_timeout: crate::runner::DEFAULT_CLEANUP_TIMEOUT,
         }
     }
 }
@@ -224,7 +229,7 @@ impl Smoketest {
 /// Builds a [`Smoketest`]. See the [module documentation](self).
 #[must_use]
 pub struct SmoketestBuilder {
-    config: Config,
+    pub(crate) config: Config,
     discover: bool,
     explicit: Vec<(Arc<dyn SmokeCheck>, Origin)>,
     groups: Vec<crate::group::Group>,
@@ -446,6 +451,7 @@ impl SmoketestBuilder {
                 timeout: check.timeout(),
                 check,
                 origin,
+                overrunning: Default::default(),
             }));
         }
 

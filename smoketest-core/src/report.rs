@@ -152,6 +152,12 @@ pub struct Report {
     /// Whether this report was served from the cache or a background snapshot rather than
     /// run for this request.
     pub cached: bool,
+    /// How many instances of this service's checks were still running, when this report was
+    /// made, after the run that started them had answered (they ignored their timeout, or
+    /// their cleanup did). While one runs, its check is reported with kind `overrun` rather
+    /// than started again. Omitted when 0; exported as `smoketest_checks_overrunning`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub overrunning: usize,
     /// Age of a cached report in milliseconds (present when `cached` is true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub age_ms: Option<f64>,
@@ -215,6 +221,7 @@ impl Report {
             started_at: humantime::format_rfc3339_millis(started_at).to_string(),
             duration_ms: millis(duration),
             cached: false,
+            overrunning: 0,
             age_ms: None,
             summary,
             checks,
@@ -250,6 +257,10 @@ impl Report {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serializes")
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A duration in milliseconds with microsecond precision, as reports show it.

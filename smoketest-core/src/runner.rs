@@ -1,13 +1,39 @@
 //! The runner: runs a selection of checks concurrently, each in its own task with its own
-//! timeout and panic isolation, and turns their results into a [`Report`].
+//! timeout and panic isolation, and turns their results into a [`Report`] whose verdicts
+//! are true when it goes out.
 //!
 //! Unlike running checks with `join_all` inside the request future, every check runs in a
 //! spawned task that the request does not own: a client that hangs up cannot cancel a check
-//! half-way, so its context is always finished (cleanups run, transactions rolled back).
+//! half-way, so its context is always finished (transactions rolled back, cleanups run).
 //! At most [`concurrency`](crate::SmoketestBuilder::concurrency) checks execute at once.
-//! Each check's timeout is clipped to the run's deadline, and the run answers by the
-//! deadline whatever the checks do; a check that blocks its thread is reported as timed out.
-//! Results come back in registration order.
+//! Each check's timeout is clipped to the run's deadline. Results come back in registration
+//! order.
+//!
+//! # Guarantees
+//!
+//! - **Rollback before verdict.** A check's result is decided after its database
+//!   transactions have ended: rolled back, or — when the `ROLLBACK` does not answer in time,
+//!   or a cancel had to be sent to the server — their connections closed, never returned to
+//!   the pool. A check that committed is reported `committed` even if it also timed out.
+//! - **Bounded answer.** The run answers at the latest [`VERDICT_GRACE`] (1 s) after its
+//!   deadline. The rollbacks of checks cut off at the deadline get 500 ms of that grace and
+//!   closing their connections 250 ms more (see [`db`](crate::db)), so only a check that
+//!   blocks its thread (or whose cleanup outlasts the grace) is reported before its
+//!   transactions have ended; it is then reported as such, and counted as overrunning.
+//! - **Bounded leftovers.** Every cleanup registered with
+//!   [`Context::defer`](crate::Context::defer) runs within the
+//!   [`cleanup_timeout`](crate::SmoketestBuilder::cleanup_timeout) (default 5 s); one that
+//!   overstays it is dropped and reported with kind `cleanup`.
+//! - **No piling up.** A check instance still running when its run answered is
+//!   *overrunning*. While one runs, later runs report that check with kind `overrun`
+//!   instead of starting a second copy, so a check that ignores its timeout costs at most one
+//!   stuck task, however often the endpoint is called. The count is in every report
+//!   ([`Report::overrunning`]), in the Prometheus output (`smoketest_checks_overrunning`),
+//!   through the `metrics` feature, and from [`Smoketest::checks_overrunning`].
+//! - **The in-flight limit counts work, not answers.** Every task a run spawns (each check's
+//!   task with its rollback and cleanups, each transaction's begin task) keeps the run's
+//!   in-flight permit until that task has ended, so the engine's cap on runs in flight also
+//!   caps the connections and tasks that answered runs leave behind.
 //!
 //! Tracing: every run is a `smoketest.run` span (fields `checks`, `status`, `duration_ms`)
 //! and every check a `smoketest.check` span inside it (`check`, `status`, `duration_ms`),
@@ -17,7 +43,8 @@
 //! With the `metrics` feature, every run is also recorded through the
 //! [`metrics`](https://docs.rs/metrics) facade, into whatever exporter the service installed:
 //! gauge `smoketest_check_success{check}`, histogram `smoketest_check_duration_seconds{check}`,
-//! counters `smoketest_check_failures_total{check,kind}` and `smoketest_runs_total{status}`.
+//! counters `smoketest_check_failures_total{check,kind}` and `smoketest_runs_total{status}`,
+//! gauge `smoketest_checks_overrunning`.
 //!
 //! # Example
 //!
@@ -29,6 +56,7 @@
 //! # async fn main() {
 //! let smoke = Smoketest::builder()
 //!     .without_discovery()
+//!     .cleanup_timeout(Duration::from_secs(2))
 //!     .check(from_fn("fast", |_ctx| Box::pin(async { Ok(Outcome::Pass) })))
 //!     .check(
 //!         from_fn("stuck", |_ctx| Box::pin(async {
@@ -43,12 +71,15 @@
 //! let report = smoke.run(&Selection::all()).await.unwrap();
 //! assert_eq!(report.status, Status::Fail);
 //! assert_eq!(report.checks[1].error.as_ref().unwrap().kind, "timeout");
+//! // The stuck check gave way to its timeout: nothing is left running.
+//! assert_eq!(report.overrunning, 0);
 //! # }
 //! ```
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
@@ -59,6 +90,16 @@ use tracing::Instrument;
 use crate::registry::Entry;
 use crate::report::{CheckReport, ErrorReport, Report, Status, millis};
 use crate::{CheckError, Context, ErrorKind, Outcome, Smoketest};
+
+/// What a run's tasks keep until they end: the engine's in-flight permit.
+pub(crate) type Hold = Arc<dyn Any + Send + Sync>;
+
+/// The default of [`SmoketestBuilder::cleanup_timeout`](crate::SmoketestBuilder::cleanup_timeout).
+pub(crate) const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long after its deadline a run waits for its checks to end (their transactions rolled
+/// back or their connections closed) before it answers anyway.
+pub const VERDICT_GRACE: Duration = Duration::from_secs(1);
 
 /// Which checks to run: all, or narrowed by names, tags and exclusions.
 ///
@@ -107,6 +148,16 @@ impl Smoketest {
         Ok(self.run_selected(entries).await)
     }
 
+    /// How many instances of this service's checks are still running after the run that
+    /// started them answered (see the [module documentation](self)).
+    pub fn checks_overrunning(&self) -> usize {
+        self.inner
+            .entries
+            .iter()
+            .map(|e| e.overrunning.load(Ordering::SeqCst))
+            .sum()
+    }
+
     /// Run exactly `entries` (already selected) in a task of their own; see [`Smoketest::run`].
     pub(crate) async fn run_selected(&self, entries: Vec<Arc<Entry>>) -> Report {
         let smoke = self.clone();
@@ -145,67 +196,81 @@ impl Smoketest {
             .collect())
     }
 
-    pub(crate) async fn run_entries(
-        &self,
-        entries: Vec<Arc<Entry>>,
-        hold: Option<Arc<dyn Any + Send + Sync>>,
-    ) -> Report {
+    /// Run `entries`. Every task this spawns keeps a clone of `hold` until it ends, however
+    /// long after the report that is.
+    pub(crate) async fn run_entries(&self, entries: Vec<Arc<Entry>>, hold: Option<Hold>) -> Report {
         let config = &self.inner.config;
         let started_at = SystemTime::now();
         let start = Instant::now();
         let deadline = start + config.deadline;
         let permits = Arc::new(Semaphore::new(config.concurrency));
 
-        let handles: Vec<_> = entries
+        let pending: Vec<_> = entries
             .iter()
             .map(|entry| {
-                let entry = entry.clone();
-                let permits = permits.clone();
-                let default_timeout = config.default_timeout;
-                let smoke = self.clone();
                 let span = tracing::info_span!(
                     "smoketest.check",
                     check = %entry.name,
                     status = tracing::field::Empty,
                     duration_ms = tracing::field::Empty,
                 );
-                let task = run_one(entry, permits, default_timeout, deadline, smoke)
-                    .instrument(span.clone());
-                (tokio::spawn(task), span)
+                let overrunning = entry.overrunning.load(Ordering::SeqCst);
+                if overrunning > 0 {
+                    return (Pending::Overrun(overrunning), span);
+                }
+                let instance = Arc::new(Instance {
+                    entry: entry.clone(),
+                    state: Mutex::default(),
+                });
+                let task = run_one(
+                    instance.clone(),
+                    permits.clone(),
+                    config.default_timeout,
+                    deadline,
+                    self.clone(),
+                    hold.clone(),
+                )
+                .instrument(span.clone());
+                (Pending::Spawned(tokio::spawn(task), instance), span)
             })
             .collect();
 
         let mut checks = Vec::with_capacity(entries.len());
-        for (entry, (handle, span)) in entries.iter().zip(handles) {
-            let mut report = match timeout_at(deadline, handle).await {
-                Ok(Ok(report)) => report,
-                Ok(Err(join_error)) => failed(
-                    entry,
-                    start.elapsed(),
-                    CheckError::new(
-                        ErrorKind::Panic,
-                        format!("the check's task ended abnormally: {join_error}"),
-                    ),
-                ),
-                Err(_) => failed(
-                    entry,
-                    start.elapsed(),
-                    CheckError::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "did not finish before the run's deadline of {}",
-                            humantime::format_duration(config.deadline)
+        for (entry, (pending, span)) in entries.iter().zip(pending) {
+            let mut report = match pending {
+                Pending::Overrun(count) => failed(entry, Duration::ZERO, overrun_error(count)),
+                Pending::Spawned(mut handle, instance) => {
+                    match timeout_at(deadline + VERDICT_GRACE, &mut handle).await {
+                        Ok(Ok(report)) => report,
+                        Ok(Err(join_error)) => failed(
+                            entry,
+                            start.elapsed(),
+                            CheckError::new(
+                                ErrorKind::Panic,
+                                format!("the check's task ended abnormally: {join_error}"),
+                            ),
                         ),
-                    )
-                    .with_suggestion(
-                        "The check may block its thread (use tokio::task::spawn_blocking for blocking work) or its clean-up is slow.",
-                    ),
-                ),
+                        Err(_) => match instance.give_up(config, start.elapsed()) {
+                            Some(report) => report,
+                            // It ended just now: its report is a moment away.
+                            None => handle.await.unwrap_or_else(|join_error| {
+                                failed(
+                                    entry,
+                                    start.elapsed(),
+                                    CheckError::new(
+                                        ErrorKind::Panic,
+                                        format!("the check's task ended abnormally: {join_error}"),
+                                    ),
+                                )
+                            }),
+                        },
+                    }
+                }
             };
             // Covers the fallbacks above and run_one's early return (redacting is idempotent).
             self.inner.redactor.redact_check(&mut report);
-            // Logged here rather than in the check's task: a task cut off by the deadline
-            // may still finish later, and must not log a second time.
+            // Logged here rather than in the check's task: a task left behind may still
+            // finish later, and must not log a second time.
             span.in_scope(|| log_finished(&report));
             checks.push(report);
         }
@@ -214,6 +279,7 @@ impl Smoketest {
         report.service = config.service.clone();
         report.version = config.version.clone();
         report.release_id = config.release_id.clone();
+        report.overrunning = self.checks_overrunning();
         let span = tracing::Span::current();
         span.record("status", report.status.as_str());
         span.record("duration_ms", report.duration_ms);
@@ -224,15 +290,166 @@ impl Smoketest {
     }
 }
 
-async fn run_one(
+/// One check of one run: spawned, or not started because an earlier instance overruns.
+enum Pending {
+    Spawned(tokio::task::JoinHandle<CheckReport>, Arc<Instance>),
+    Overrun(usize),
+}
+
+fn overrun_error(count: usize) -> CheckError {
+    let instances = if count == 1 {
+        "an earlier instance of this check is".to_string()
+    } else {
+        format!("{count} earlier instances of this check are")
+    };
+    CheckError::new(
+        ErrorKind::Overrun,
+        format!(
+            "not started: {instances} still running after the run that started it answered (it ignored its timeout, or its cleanup did); a second copy would pile up behind it"
+        ),
+    )
+}
+
+/// One spawned instance of a check, shared by its task and the run waiting for it.
+struct Instance {
     entry: Arc<Entry>,
+    state: Mutex<InstanceState>,
+}
+
+#[derive(Default)]
+struct InstanceState {
+    phase: Phase,
+    /// The check's result once its transactions ended, before its cleanups.
+    verdict: Option<CheckReport>,
+    /// The task has ended.
+    ended: bool,
+    /// The run answered without it: it is counted in `entry.overrunning`.
+    overrun: bool,
+}
+
+#[derive(Default, Clone)]
+enum Phase {
+    #[default]
+    Queued,
+    Running,
+    EndingTransactions,
+    Cleanup(String),
+}
+
+impl Instance {
+    fn set_phase(&self, phase: Phase) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).phase = phase;
+    }
+
+    /// The run answers without this instance: count it as overrunning and say why it is not
+    /// done. `None` if it has just ended after all.
+    fn give_up(&self, config: &crate::registry::Config, elapsed: Duration) -> Option<CheckReport> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.ended {
+            return None;
+        }
+        state.overrun = true;
+        self.entry.overrunning.fetch_add(1, Ordering::SeqCst);
+        let deadline = humantime::format_duration(config.deadline);
+        let grace = humantime::format_duration(VERDICT_GRACE);
+        let counted = "It is counted as overrunning: until it ends, runs report this check with kind `overrun` instead of starting it again.";
+        let blocking = "The check does not give way to its timeout: it probably blocks its thread (use tokio::task::spawn_blocking for blocking work) or awaits something that ignores cancellation.";
+        let report = match (&state.phase, &state.verdict) {
+            (Phase::Cleanup(label), Some(verdict)) => {
+                let still = format!(
+                    "{label} was still running {grace} after the run's deadline of {deadline}; it is abandoned at the latest {} after it started. {counted}",
+                    humantime::format_duration(config.cleanup_timeout)
+                );
+                let mut report = verdict.clone();
+                match &mut report.error {
+                    Some(error) => {
+                        let message = error.message.get_or_insert_with(String::new);
+                        message.push_str("; moreover ");
+                        message.push_str(&still);
+                    }
+                    None => {
+                        let observed = std::mem::take(&mut report.observed);
+                        report = failed(
+                            &self.entry,
+                            Duration::from_secs_f64(verdict.duration_ms / 1000.0),
+                            CheckError::new(ErrorKind::Cleanup, format!("the check itself ended `{}`, but {still}", verdict.status))
+                                .with_suggestion("Give the cleanup's own calls a timeout, or move its blocking work to tokio::task::spawn_blocking."),
+                        );
+                        report.observed = observed;
+                    }
+                }
+                report
+            }
+            (Phase::EndingTransactions, _) | (Phase::Cleanup(_), None) => failed(
+                &self.entry,
+                elapsed,
+                CheckError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "its database transactions had not ended {grace} after the run's deadline of {deadline} (the thread running it may be blocked); when the task ends, their connections are closed, never returned to the pool. {counted}"
+                    ),
+                )
+                .with_suggestion(blocking),
+            ),
+            (Phase::Queued | Phase::Running, _) => failed(
+                &self.entry,
+                elapsed,
+                CheckError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "did not finish before the run's deadline of {deadline}, and had not stopped {grace} later; its transactions are rolled back when it ends. {counted}"
+                    ),
+                )
+                .with_suggestion(blocking),
+            ),
+        };
+        Some(report)
+    }
+}
+
+/// Kept by a check's task: marks the instance ended, and uncounts it if it was overrunning.
+struct Live {
+    instance: Arc<Instance>,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    smoke: Smoketest,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let mut state = self
+            .instance
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        state.ended = true;
+        if state.overrun {
+            self.instance
+                .entry
+                .overrunning
+                .fetch_sub(1, Ordering::SeqCst);
+            #[cfg(feature = "metrics")]
+            crate::metrics::overrunning(self.smoke.checks_overrunning());
+        }
+    }
+}
+
+async fn run_one(
+    instance: Arc<Instance>,
     permits: Arc<Semaphore>,
     default_timeout: Duration,
-    deadline: Instant,
+    run_deadline: Instant,
     smoke: Smoketest,
+    hold: Option<Hold>,
 ) -> CheckReport {
+    // Kept until this task ends, whatever the run did meanwhile.
+    let _hold = hold.clone();
+    let _live = Live {
+        instance: instance.clone(),
+        smoke: smoke.clone(),
+    };
+    let entry = instance.entry.clone();
     let queued = Instant::now();
-    let Ok(Ok(_permit)) = timeout_at(deadline, permits.acquire_owned()).await else {
+    let Ok(Ok(_permit)) = timeout_at(run_deadline, permits.acquire_owned()).await else {
         return failed(
             &entry,
             Duration::ZERO,
@@ -251,11 +468,12 @@ async fn run_one(
         );
     };
 
+    instance.set_phase(Phase::Running);
     let start = Instant::now();
     let limit = entry.timeout.unwrap_or(default_timeout);
-    let check_deadline = (start + limit).min(deadline);
-    let mut ctx = Context::new(entry.name.clone(), check_deadline)
-        .with_databases(smoke.inner.databases.clone());
+    let check_deadline = (start + limit).min(run_deadline);
+    let mut ctx =
+        Context::new(entry.name.clone(), check_deadline).in_run(&smoke, run_deadline, hold);
 
     let result = timeout_at(
         check_deadline,
@@ -285,20 +503,50 @@ async fn run_one(
         )),
     };
 
-    // The runner, not the check, finishes the context, whatever happened above.
-    let mut cleanup_failures = ctx.finish().await;
-    let observed = ctx.take_observed();
-    // A check that committed must say so, even if it also failed afterwards.
-    let result = match cleanup_failures
+    // The runner, not the check, finishes the context, whatever happened above: first the
+    // transactions (the verdict waits for them), then the cleanups.
+    instance.set_phase(Phase::EndingTransactions);
+    let transaction_failures = ctx.end_transactions().await;
+    let mut report = verdict(&entry, duration, result, transaction_failures);
+    report.observed = ctx.take_observed();
+    smoke.inner.redactor.redact_check(&mut report);
+    {
+        let mut state = instance.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.verdict = Some(report.clone());
+    }
+
+    let cleanup_failures = ctx
+        .run_cleanups(|label| instance.set_phase(Phase::Cleanup(label.to_string())))
+        .await;
+    if report.status != Status::Fail
+        && let Some(e) = cleanup_failures.into_iter().next()
+    {
+        let observed = std::mem::take(&mut report.observed);
+        report = failed(&entry, duration, e);
+        report.observed = observed;
+    }
+    // Once, before anything (report, format, log line) can show it.
+    smoke.inner.redactor.redact_check(&mut report);
+    report
+}
+
+/// The check's report from its result and what ending its transactions found; a check that
+/// committed says so even if it also failed otherwise.
+fn verdict(
+    entry: &Entry,
+    duration: Duration,
+    result: crate::Result,
+    mut transaction_failures: Vec<CheckError>,
+) -> CheckReport {
+    let result = match transaction_failures
         .iter()
         .position(|e| e.kind() == ErrorKind::Committed)
     {
-        Some(i) => Err(cleanup_failures.swap_remove(i)),
+        Some(i) => Err(transaction_failures.swap_remove(i)),
         None => result,
     };
-
-    let mut report = match (result, cleanup_failures.into_iter().next()) {
-        (Err(e), _) | (Ok(_), Some(e)) => failed(&entry, duration, e),
+    match (result, transaction_failures.into_iter().next()) {
+        (Err(e), _) | (Ok(_), Some(e)) => failed(entry, duration, e),
         (Ok(outcome), None) => {
             let (status, message) = match outcome {
                 Outcome::Pass => (Status::Pass, None),
@@ -315,11 +563,7 @@ async fn run_one(
                 observed: Default::default(),
             }
         }
-    };
-    report.observed = observed;
-    // Once, before anything (report, format, log line) can show it.
-    smoke.inner.redactor.redact_check(&mut report);
-    report
+    }
 }
 
 /// Record a check's status and duration on the current (`smoketest.check`) span, and log
@@ -529,5 +773,206 @@ mod tests {
         assert_eq!(message, "smoke check failed: expected 1 row, found 0");
         assert_eq!(fields["kind"], "assertion");
         assert_eq!(fields["in_span"], "smoketest.check");
+    }
+
+    fn paused_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_cleanup_overstaying_its_limit_is_abandoned_and_reported_and_earlier_ones_still_run() {
+        let earlier_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = earlier_ran.clone();
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .cleanup_timeout(Duration::from_secs(2))
+            .check(from_fn("hangs_in_cleanup", move |ctx| {
+                let flag = flag.clone();
+                ctx.defer(async move {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
+                });
+                ctx.defer(async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(())
+                });
+                Box::pin(async { Ok(Outcome::Pass) })
+            }))
+            .build()
+            .unwrap();
+        let runtime = paused_runtime();
+        let report = runtime.block_on(smoke.run(&Selection::all())).unwrap();
+        let check = &report.checks[0];
+        assert_eq!(check.status, Status::Fail, "{report:?}");
+        let error = check.error.as_ref().unwrap();
+        assert_eq!(error.kind, "cleanup");
+        assert_eq!(
+            error.message.as_deref().unwrap(),
+            "cleanup #2 did not finish within the cleanup time limit of 2s and was abandoned (dropped): what it was undoing may remain"
+        );
+        assert!(
+            error
+                .suggestion
+                .as_deref()
+                .unwrap()
+                .contains("cleanup_timeout")
+        );
+        assert!(earlier_ran.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(
+            report.overrunning, 0,
+            "the cleanup was abandoned within the run"
+        );
+    }
+
+    /// A check whose cleanup outlives the run's answer: counted, reported `overrun` instead of
+    /// started again while it runs, and the run's hold kept until it ends.
+    #[test]
+    fn a_check_left_running_is_counted_not_restarted_and_keeps_the_hold() {
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = started.clone();
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .deadline(Duration::from_secs(1))
+            .cleanup_timeout(Duration::from_secs(60))
+            .check(from_fn("slow_cleanup", move |ctx| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                ctx.defer(async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok(())
+                });
+                Box::pin(async { Ok(Outcome::Pass) })
+            }))
+            .check(from_fn("ok", |_| Box::pin(async { Ok(Outcome::Pass) })))
+            .build()
+            .unwrap();
+        let runtime = paused_runtime();
+        let hold: super::Hold = Arc::new(());
+        let entries = smoke.select(&Selection::all()).unwrap();
+
+        let first = runtime.block_on(smoke.run_entries(entries.clone(), Some(hold.clone())));
+        let error = first.checks[0].error.as_ref().unwrap();
+        assert_eq!(error.kind, "cleanup", "{first:?}");
+        let message = error.message.as_deref().unwrap();
+        assert!(
+            message.starts_with("the check itself ended `pass`, but cleanup #1 was still running 1s after the run's deadline of 1s"),
+            "{message}"
+        );
+        assert_eq!(first.checks[1].status, Status::Pass);
+        assert_eq!(first.overrunning, 1);
+        assert_eq!(smoke.checks_overrunning(), 1);
+        // The run answered; its check task has not ended and still holds the permit.
+        assert!(Arc::strong_count(&hold) > 1);
+
+        let second = runtime.block_on(smoke.run_entries(entries.clone(), None));
+        let error = second.checks[0].error.as_ref().unwrap();
+        assert_eq!(error.kind, "overrun", "{second:?}");
+        assert!(
+            error.message.as_deref().unwrap().starts_with(
+                "not started: an earlier instance of this check is still running after the run that started it answered"
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .suggestion
+                .as_deref()
+                .unwrap()
+                .contains("spawn_blocking")
+        );
+        assert_eq!(
+            second.checks[1].status,
+            Status::Pass,
+            "other checks still run"
+        );
+        assert_eq!(
+            started.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "no second copy"
+        );
+
+        // Once the cleanup is done, the hold is released and the check runs again.
+        runtime.block_on(async { tokio::time::sleep(Duration::from_secs(60)).await });
+        assert_eq!(
+            Arc::strong_count(&hold),
+            1,
+            "a task still holds the run's permit"
+        );
+        assert_eq!(smoke.checks_overrunning(), 0);
+        let third = runtime.block_on(smoke.run_entries(entries, None));
+        assert_eq!(
+            third.overrunning, 1,
+            "the third run's own cleanup overruns again"
+        );
+        assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// A check that blocks its thread cannot be cut off: the run answers anyway, one grace
+    /// after its deadline, and the check is not started again until its thread is released.
+    #[test]
+    fn a_check_blocking_its_thread_is_answered_for_and_never_piles_up() {
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let blocked = Arc::new(Mutex::new(blocked));
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = started.clone();
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .deadline(Duration::from_millis(200))
+            .check(from_fn("blocks", move |_| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let blocked = blocked.clone();
+                Box::pin(async move {
+                    // Blocks this worker thread until the test releases it.
+                    let _ = blocked.lock().unwrap().recv();
+                    Ok(Outcome::Pass)
+                })
+            }))
+            .build()
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let hold: super::Hold = Arc::new(());
+        let entries = smoke.select(&Selection::all()).unwrap();
+        let first = runtime.block_on(smoke.run_entries(entries.clone(), Some(hold.clone())));
+        let error = first.checks[0].error.as_ref().unwrap();
+        assert_eq!(error.kind, "timeout", "{first:?}");
+        assert!(
+            error.message.as_deref().unwrap().starts_with(
+                "did not finish before the run's deadline of 200ms, and had not stopped 1s later"
+            ),
+            "{error:?}"
+        );
+        assert_eq!(first.overrunning, 1);
+
+        for _ in 0..3 {
+            let again = runtime.block_on(smoke.run_entries(entries.clone(), None));
+            assert_eq!(again.checks[0].error.as_ref().unwrap().kind, "overrun");
+        }
+        assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(Arc::strong_count(&hold) > 1);
+
+        release.send(()).unwrap();
+        // Ends as soon as its thread is free (generous bound: a busy machine is slow).
+        let waited = std::time::Instant::now();
+        while smoke.checks_overrunning() > 0 || Arc::strong_count(&hold) > 1 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "the check never ended"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(release);
+        let after = runtime.block_on(smoke.run_entries(entries, None));
+        assert_eq!(
+            started.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "{after:?}"
+        );
     }
 }

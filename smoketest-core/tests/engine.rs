@@ -579,3 +579,44 @@ async fn an_empty_selection_costs_no_place_in_any_budget() {
     assert_eq!(report["cached"], false);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+/// `max_runs_in_flight` counts the tasks a run started, not runs that answered: a run whose
+/// check is still cleaning up after the response went out keeps its place.
+#[tokio::test(start_paused = true)]
+async fn a_run_keeps_its_place_in_flight_until_its_last_task_ends() {
+    let smoke = base()
+        .check(
+            from_fn("slow::cleanup", |ctx| {
+                ctx.defer(async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok(())
+                });
+                Box::pin(async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(Outcome::Pass)
+                })
+            })
+            .tag("slow"),
+        )
+        .check(from_fn("fast::ok", |_| Box::pin(async { Ok(Outcome::Pass) })).tag("fast"))
+        .deadline(Duration::from_millis(100))
+        .max_runs_in_flight(1)
+        .min_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let first = smoke.handle(&get("/smoketest?tag=slow")).await;
+    assert_eq!(first.status(), 500, "the slow check was cut off");
+    // The response went out; the cut-off check's cleanup still runs and holds the place.
+    let refused = smoke.handle(&get("/smoketest?tag=fast")).await;
+    assert_eq!(refused.status(), 503, "{:?}", refused.body());
+    assert!(
+        std::str::from_utf8(refused.body())
+            .unwrap()
+            .contains("runs in flight")
+    );
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(
+        smoke.handle(&get("/smoketest?tag=fast")).await.status(),
+        200
+    );
+}

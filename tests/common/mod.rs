@@ -5,8 +5,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+
+use std::time::Instant;
 
 use smoketest::{Selection, Smoketest, Status};
 use tokio::net::{TcpListener, TcpStream};
@@ -146,11 +148,13 @@ fn quiet_intended_panics() {
 }
 
 /// A loopback TCP proxy to a database that the test can take down (connections refused,
-/// open ones cut) and bring back on the same port.
+/// open ones cut) and bring back on the same port, or stall (bytes held, nothing closed:
+/// a server that stops answering).
 pub struct Proxy {
     pub addr: SocketAddr,
     target: SocketAddr,
     tasks: Mutex<Option<JoinSet<()>>>,
+    stalled: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -160,6 +164,7 @@ impl Proxy {
             addr: listener.local_addr().unwrap(),
             target,
             tasks: Mutex::new(None),
+            stalled: Arc::new(AtomicBool::new(false)),
         });
         proxy.serve(listener).await;
         proxy
@@ -167,16 +172,23 @@ impl Proxy {
 
     async fn serve(&self, listener: TcpListener) {
         let target = self.target;
+        let stalled = self.stalled.clone();
         let mut tasks = JoinSet::new();
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
+                let stalled = stalled.clone();
                 connections.spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = TcpStream::connect(target).await {
+                        let (from_client, to_client) = inbound.into_split();
+                        let (from_server, to_server) = outbound.into_split();
+                        tokio::join!(
+                            pump(from_client, to_server, stalled.clone()),
+                            pump(from_server, to_client, stalled),
+                        );
                     }
                 });
             }
@@ -192,9 +204,86 @@ impl Proxy {
         }
     }
 
+    /// Hold every byte in both directions (open connections stay open) until [`Proxy::resume`].
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    /// Pass bytes again.
+    pub fn resume(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
+    }
+
     /// Listen again on the same port.
     pub async fn up(&self) {
         let listener = TcpListener::bind(self.addr).await.unwrap();
         self.serve(listener).await;
+    }
+}
+
+/// Copy `from` to `to` until either closes, holding bytes while `stalled`.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// What the application saw while smoke checks were cut off around it: every query's
+/// connection id and start, and every error.
+#[derive(Debug, Default)]
+pub struct AppLoad {
+    /// (backend id, when the query started)
+    pub queries: Vec<(i64, Instant)>,
+    pub errors: Vec<String>,
+    /// Queries the server interrupted without an error (MariaDB's `SLEEP` returns 1).
+    pub interrupted: usize,
+}
+
+/// The backend ids a cut-off check ran on, with when it got each.
+pub type CheckBackends = Arc<std::sync::Mutex<Vec<(i64, Instant)>>>;
+
+/// Assert that no application query ran on a backend after a smoke check got it, and that
+/// none was cancelled.
+pub fn assert_no_query_hit(load: &AppLoad, checks: &CheckBackends) {
+    let checks = checks.lock().unwrap();
+    assert!(!checks.is_empty(), "the check never ran");
+    assert!(
+        load.queries.len() > 50,
+        "too little application load to tell: {}",
+        load.queries.len()
+    );
+    assert!(
+        load.errors.is_empty(),
+        "application queries failed: {:?}",
+        load.errors
+    );
+    assert_eq!(load.interrupted, 0, "application queries were interrupted");
+    for (backend, got) in checks.iter() {
+        let reused: Vec<_> = load
+            .queries
+            .iter()
+            .filter(|(b, started)| b == backend && started > got)
+            .collect();
+        assert!(
+            reused.is_empty(),
+            "backend {backend}, on which a cancel was started, served {} application queries afterwards",
+            reused.len()
+        );
     }
 }

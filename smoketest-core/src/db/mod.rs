@@ -2,8 +2,9 @@
 //! checks (features `postgres`, `mysql`, `sqlite`; `migrate` adds the migrations check).
 //!
 //! A check asks its [`Context`](crate::Context) for a connection with
-//! `ctx.postgres().await?` (or `ctx.mysql()`, `ctx.sqlite()`, and the `…_named` variants
-//! for a service with several pools of one kind). The first call acquires a connection from the pool registered
+//! `ctx.postgres().await?` (or `ctx.mysql()`, `ctx.sqlite()`, `ctx.sqlite_write()` for a
+//! SQLite check that reads and then writes, and the `…_named` variants for a service with
+//! several pools of one kind). The first call acquires a connection from the pool registered
 //! with the builder and begins a transaction on it; later calls in the same run return the
 //! same connection. The check gets a `&mut PgConnection` (a `&mut MySqlConnection`, a
 //! `&mut SqliteConnection`) **borrowed** from a transaction the runner owns, so it has no
@@ -20,14 +21,37 @@
 //! | --- | --- | --- |
 //! | Postgres | `BEGIN` | `SET LOCAL statement_timeout`, `lock_timeout` (the time left), `idle_in_transaction_session_timeout` (the time left + 5 s) |
 //! | MariaDB / MySQL | `BEGIN` | session `max_statement_time` (MariaDB) or `max_execution_time` (MySQL, `SELECT` only), restored afterwards |
-//! | SQLite | `BEGIN IMMEDIATE` | `PRAGMA busy_timeout` (restored afterwards) and a progress handler that interrupts any statement running past the deadline |
+//! | SQLite | `BEGIN DEFERRED` (a check that only reads never takes the write lock); `BEGIN IMMEDIATE` with `ctx.sqlite_write()` | `PRAGMA busy_timeout` (restored afterwards) and a progress handler that interrupts any statement running past the deadline |
 //!
 //! A client-side timeout alone would leave the query running on the server, holding its
 //! locks. If the `ROLLBACK` of a check that ran past its deadline does not answer within
 //! 50 ms, the runner also cancels the running statement from a separate connection
-//! (`pg_cancel_backend`, `KILL QUERY`). If the `ROLLBACK` fails or takes longer than 2 s,
-//! the connection is closed instead of being returned to the pool: the server then discards
-//! the transaction.
+//! (`pg_cancel_backend`, `KILL QUERY`).
+//!
+//! # Rollback before verdict, within a bound
+//!
+//! The runner decides a check's verdict only after each of its transactions has ended:
+//!
+//! - **Rolled back**: the connection goes back to the pool, unless a cancel was started
+//!   on it.
+//! - **Or its connection closed**, never returned to the pool, so the server discards the
+//!   transaction: when the `ROLLBACK` fails, or does not answer within 2 s of the check's
+//!   end and at most **500 ms after the run's deadline** (closing takes at most 250 ms
+//!   more), the report then says so (kind `timeout` or the rollback's error).
+//! - **A connection on which a cancel was started is always closed**, even when its
+//!   `ROLLBACK` then succeeds: a cancel in flight could otherwise land on the next query the
+//!   connection serves for the application. The connection stays open until the cancel has
+//!   ended (or was given up at the bound), so the backend the cancel names is still the
+//!   check's own; MariaDB connection ids are never reused, and a Postgres backend pid is not
+//!   reused within the few milliseconds a given-up cancel could still be in flight.
+//! - **A `committed` is never lost**: whether the check ended the runner's transaction is
+//!   asked before the `ROLLBACK`, and kept even if the `ROLLBACK` then fails or hangs.
+//!
+//! So a run's report goes out at most [`VERDICT_GRACE`](crate::runner::VERDICT_GRACE)
+//! (1 s) after its deadline with every transaction ended, unless the check's task cannot run
+//! at all (it blocks its thread); then the report says so and the check is counted as
+//! overrunning (see [`runner`](crate::runner)). A warning about a cancel that failed goes
+//! through the service's redactor before it is logged.
 //!
 //! # Why no connection is ever left "idle in transaction"
 //!
@@ -233,33 +257,66 @@ impl Transactions {
         n
     }
 
-    /// Roll back every transaction (explicit, awaited, bounded in time) and report what went
-    /// wrong: a check that committed, a rollback that failed.
+    /// Roll back every transaction (explicit, awaited, bounded by `ending.until`) and report
+    /// what went wrong: a check that committed, a rollback that failed or did not end in time.
     #[cfg_attr(
         not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
         allow(unused_variables, clippy::unused_async)
     )]
-    pub(crate) async fn finish(
-        &mut self,
-        databases: &Databases,
-        deadline: tokio::time::Instant,
-    ) -> Vec<crate::CheckError> {
+    pub(crate) async fn finish(&mut self, ending: &Ending<'_>) -> Vec<crate::CheckError> {
         #[allow(unused_mut)]
         let mut failures = Vec::new();
         #[cfg(feature = "postgres")]
         for (name, slot) in std::mem::take(&mut self.postgres) {
-            failures.extend(end(databases, name, slot, deadline).await);
+            failures.extend(end(ending, name, slot).await);
         }
         #[cfg(feature = "mysql")]
         for (name, slot) in std::mem::take(&mut self.mysql) {
-            failures.extend(end(databases, name, slot, deadline).await);
+            failures.extend(end(ending, name, slot).await);
         }
         #[cfg(feature = "sqlite")]
         for (name, slot) in std::mem::take(&mut self.sqlite) {
-            failures.extend(end(databases, name, slot, deadline).await);
+            failures.extend(end(ending, name, slot).await);
         }
         failures
     }
+}
+
+/// How one check's transactions end: against which pools, by when, and through which
+/// redactor a warning goes.
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(dead_code)
+)]
+pub(crate) struct Ending<'a> {
+    pub(crate) databases: &'a Databases,
+    /// The check's deadline: a transaction ended at or after it was cut off.
+    pub(crate) deadline: tokio::time::Instant,
+    /// When the rollbacks give up: the connection is closed instead (see [`rollback_until`]).
+    pub(crate) until: tokio::time::Instant,
+    pub(crate) redactor: &'a crate::redact::Redactor,
+}
+
+/// How long a `ROLLBACK` may take when the check ended before the run's deadline (and
+/// after a detached context's `finish`).
+#[allow(dead_code)]
+pub(crate) const ROLLBACK_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long after the run's deadline a `ROLLBACK` may still take.
+#[allow(dead_code)]
+pub(crate) const ROLLBACK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long closing a connection (and a last cancel) may take after the rollback gave up.
+#[allow(dead_code)]
+pub(crate) const CLOSE_LIMIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// When the rollbacks of a check that ends `now` give up: [`ROLLBACK_LIMIT`] later, but
+/// never later than [`ROLLBACK_GRACE`] after the run's deadline. Closing the connections
+/// then takes at most [`CLOSE_LIMIT`] more, so every transaction has ended (rolled back, or
+/// its connection closed) by the run's deadline + 750 ms, before the run's verdict.
+pub(crate) fn rollback_until(
+    now: tokio::time::Instant,
+    run_deadline: tokio::time::Instant,
+) -> tokio::time::Instant {
+    (now + ROLLBACK_LIMIT).min(run_deadline + ROLLBACK_GRACE)
 }
 
 /// The machinery shared by the backends: begin in a spawned task, hold the connection in a
@@ -273,22 +330,25 @@ mod engine {
 
     use sqlx::pool::PoolConnection;
     use sqlx_core::transaction::TransactionManager;
+    use std::panic::AssertUnwindSafe;
+    use std::sync::atomic::{AtomicU8, Ordering};
     use tokio::task::JoinHandle;
-    use tokio::time::{Instant, sleep, timeout};
 
-    use super::{Databases, Transactions};
+    use futures_util::FutureExt;
+    use tokio::time::{Instant, sleep, timeout, timeout_at};
+
+    use super::{CLOSE_LIMIT, Databases, Ending, Transactions};
     use crate::{CheckError, ErrorKind};
 
     /// How long a `ROLLBACK` after a check that ran past its deadline may take before the
     /// runner cancels the statement still running on that connection.
     const CANCEL_AFTER: Duration = Duration::from_millis(50);
-    /// How long a `ROLLBACK` may take before the connection is closed instead.
-    const ROLLBACK_LIMIT: Duration = Duration::from_secs(2);
     /// Extra time the begin task gets beyond the check's deadline for `BEGIN` itself.
     const BEGIN_GRACE: Duration = Duration::from_millis(500);
 
     pub(crate) type Conn<D> = <<D as Dialect>::Db as sqlx::Database>::Connection;
-    pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+    /// A cancel in flight; its error, if any, is the text to log (redacted first).
+    pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
 
     /// What differs between databases: how to begin with the deadline inside, how to tell
     /// whether the transaction is still open, how to roll back and restore the session, and
@@ -306,11 +366,18 @@ mod engine {
         fn pools_mut(databases: &mut Databases) -> &mut Vec<(Arc<str>, sqlx::Pool<Self::Db>)>;
         fn slots(transactions: &mut Transactions) -> &mut Vec<(Arc<str>, Slot<Self>)>;
 
-        /// Begin the transaction with the deadline put into the database.
+        /// Begin the transaction with the deadline put into the database; `lock` asks for
+        /// the write lock up front where the database distinguishes (SQLite).
         fn begin(
             conn: &mut Conn<Self>,
             deadline: Instant,
+            lock: Lock,
         ) -> impl Future<Output = Result<Self::Session, sqlx::Error>> + Send;
+
+        /// Whether this transaction took the write lock up front (only SQLite can say no).
+        fn locked_up_front(_session: &Self::Session) -> bool {
+            true
+        }
 
         /// `Some(false)` when the transaction the runner began is gone (the check
         /// committed); `None` when the database cannot tell.
@@ -354,9 +421,18 @@ mod engine {
             self.conn.as_deref_mut()
         }
 
-        /// Return the connection to the pool: only after a completed rollback.
+        /// Return the connection to the pool: only after a completed rollback on which no
+        /// cancel was started.
         fn release(mut self) {
             drop(self.conn.take());
+        }
+
+        /// Close the connection (never back to the pool), waiting at most until `by`; past
+        /// it the connection is dropped, which closes its socket all the same.
+        async fn close(mut self, by: Instant) {
+            if let Some(conn) = self.conn.take() {
+                let _ = tokio::time::timeout_at(by, conn.close()).await;
+            }
         }
     }
 
@@ -383,12 +459,24 @@ mod engine {
         Open(Open<D>),
     }
 
+    /// When a transaction takes the write lock (SQLite; the others lock row by row).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Lock {
+        /// At its first write (`BEGIN DEFERRED`): reading checks never block writers.
+        AtFirstWrite,
+        /// At `BEGIN` (`BEGIN IMMEDIATE`): a check that reads, then writes, cannot be
+        /// refused the upgrade.
+        UpFront,
+    }
+
     /// The connection of this check's transaction on pool `name`, begun on first use.
     pub(crate) async fn connection<'t, D: Dialect>(
         databases: &Databases,
         transactions: &'t mut Transactions,
         name: &str,
         deadline: Instant,
+        hold: Option<crate::runner::Hold>,
+        lock: Lock,
     ) -> Result<&'t mut Conn<D>, CheckError> {
         let slots = D::slots(transactions);
         let index = match slots.iter().position(|(n, _)| &**n == name) {
@@ -404,7 +492,13 @@ mod engine {
                     pool_name.clone(),
                     deadline,
                     databases.acquire_timeout,
+                    lock,
                 );
+                // The begin task counts as the run's work until it ends (runner.rs).
+                let task = async move {
+                    let _hold = hold;
+                    task.await
+                };
                 slots.push((pool_name.clone(), Slot::Beginning(tokio::spawn(task))));
                 slots.len() - 1
             }
@@ -429,6 +523,19 @@ mod engine {
             }
         }
         match &mut slots[index].1 {
+            Slot::Open(open) if lock == Lock::UpFront && !D::locked_up_front(&open.session) => {
+                Err(CheckError::new(
+                    ErrorKind::Config,
+                    format!(
+                        "the check asked for the {} write lock up front on pool `{name}` after its transaction had begun without it",
+                        D::LABEL
+                    ),
+                )
+                .with_suggestion(format!(
+                    "Call ctx.{}_write() before any other use of that pool in the check.",
+                    D::METHOD
+                )))
+            }
             Slot::Open(open) => open.held.get().ok_or_else(|| {
                 CheckError::error(format!(
                     "the {} connection of pool `{name}` was already closed",
@@ -469,6 +576,7 @@ mod engine {
         name: Arc<str>,
         deadline: Instant,
         acquire_timeout: Duration,
+        lock: Lock,
     ) -> Result<Open<D>, CheckError> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         // Leave a quarter of the check's time to say why no connection came.
@@ -485,7 +593,8 @@ mod engine {
             return Err(CheckError::error("the pooled connection vanished"));
         };
         // If `BEGIN` hangs, dropping `held` closes the connection: it never goes back open.
-        match tokio::time::timeout_at(deadline + BEGIN_GRACE, D::begin(conn, deadline)).await {
+        match tokio::time::timeout_at(deadline + BEGIN_GRACE, D::begin(conn, deadline, lock)).await
+        {
             Ok(Ok(session)) => Ok(Open { held, session }),
             Ok(Err(error)) => Err(crate::db::classify(&error).context(format!(
                 "beginning the {} transaction on pool `{name}`",
@@ -551,44 +660,74 @@ mod engine {
         .with_suggestion(suggestion)
     }
 
-    /// End one transaction: explicit, awaited `ROLLBACK`, bounded; close the connection
-    /// rather than return it to the pool if anything about it is uncertain.
+    /// End one transaction: explicit, awaited `ROLLBACK`, bounded by `ending.until`; close
+    /// the connection rather than return it to the pool if anything about it is uncertain,
+    /// or if a cancel was started on it.
     pub(crate) async fn end<D: Dialect>(
-        databases: &Databases,
+        ending: &Ending<'_>,
         name: Arc<str>,
         slot: Slot<D>,
-        deadline: Instant,
     ) -> Option<CheckError> {
+        let until = ending.until;
         let mut open = match slot {
             Slot::Open(open) => open,
-            // The check was cut off while its transaction was being begun. The begin task is
-            // bounded by the deadline; wait for it and roll back what it began.
-            Slot::Beginning(handle) => {
-                match timeout_until(deadline + BEGIN_GRACE + Duration::from_secs(1), handle).await {
-                    Some(Ok(Ok(open))) => open,
-                    // Nothing was begun, or the begin task still runs: its `Held` closes the
-                    // connection when it finishes, so nothing is left open.
-                    _ => return None,
+            // The check was cut off while its transaction was being begun: wait for the begin
+            // task (bounded by the deadline) and roll back what it began.
+            Slot::Beginning(mut handle) => match timeout_at(until, &mut handle).await {
+                Ok(Ok(Ok(open))) => open,
+                // Nothing was begun.
+                Ok(_) => return None,
+                Err(_) => {
+                    // Dropping the task's `Held` closes the connection: nothing stays open.
+                    handle.abort();
+                    return None;
                 }
-            }
+            },
         };
-        let cut_off = Instant::now() >= deadline;
-        let mut cancel = D::pools(databases)
+        let cut_off = Instant::now() >= ending.deadline;
+        let mut cancel = D::pools(ending.databases)
             .iter()
             .find(|(n, _)| *n == name)
             .and_then(|(_, pool)| D::cancel(pool, &open.session));
+        let mut cancel_started = false;
+        // What the check left: 0 unknown, 1 the runner's transaction is still open, 2 the
+        // check ended it (committed). Kept apart from the rollback, so that a rollback that
+        // fails or hangs afterwards cannot lose a `committed`.
+        let seen = AtomicU8::new(0);
 
         let outcome = {
             let Open { held, session } = &mut open;
             let conn = held.get()?;
             let work = async {
-                let still_open = D::still_open(conn, session).await;
-                let rolled_back = D::rollback(conn, session).await;
-                (still_open, rolled_back)
+                let mut still_open = D::still_open(conn, session).await;
+                if still_open.is_none() {
+                    // The error of the statement the cancel stopped can surface on this
+                    // query; ask once more rather than lose a `committed`.
+                    still_open = D::still_open(conn, session).await;
+                }
+                seen.store(
+                    match still_open {
+                        None => 0,
+                        Some(true) => 1,
+                        Some(false) => 2,
+                    },
+                    Ordering::SeqCst,
+                );
+                D::rollback(conn, session).await
             };
             // A driver can panic on a connection whose query future was dropped half-way;
             // that must end as a closed connection, not a lost report.
-            let work = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(work));
+            let work = async {
+                AssertUnwindSafe(work)
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| {
+                        let message = crate::runner::panic_message(&*panic);
+                        Err(sqlx::Error::Protocol(format!(
+                            "the driver panicked: {message}"
+                        )))
+                    })
+            };
             tokio::pin!(work);
             let quick = if cut_off {
                 // A statement may still run on the server: give the ROLLBACK a moment, then
@@ -600,61 +739,84 @@ mod engine {
             } else {
                 None
             };
-            let done = match quick {
-                Some(done) => Some(done),
-                None => {
-                    if let (true, Some(cancel)) = (cut_off, cancel.take()) {
-                        tokio::spawn(cancel);
-                    }
-                    timeout(ROLLBACK_LIMIT, work).await.ok()
+            match (quick, cut_off.then(|| cancel.take()).flatten()) {
+                (Some(done), _) => Some(done),
+                (None, Some(cancel)) => {
+                    // From here on this connection is closed, never pooled: the cancel could
+                    // otherwise land on the next query it serves. It stays open until the
+                    // cancel has ended, so that the backend it names is still ours.
+                    cancel_started = true;
+                    let cancel = run_cancel::<D>(cancel, until, ending.redactor, &name);
+                    let (done, ()) = tokio::join!(timeout_at(until, work), cancel);
+                    done.ok()
                 }
-            };
-            done.map(|result| {
-                result.unwrap_or_else(|panic| {
-                    let message = crate::runner::panic_message(&*panic);
-                    (
-                        None,
-                        Err(sqlx::Error::Protocol(format!(
-                            "the driver panicked: {message}"
-                        ))),
-                    )
-                })
-            })
-        };
-        if !matches!(outcome, Some((_, Ok(())))) {
-            // The connection is closed below; stop whatever it still runs on the server.
-            if let Some(cancel) = cancel.take() {
-                tokio::spawn(cancel);
+                (None, None) => timeout_at(until, work).await.ok(),
             }
+        };
+        let committed_seen = seen.load(Ordering::SeqCst) == 2;
+        let close_by = until.max(Instant::now()) + CLOSE_LIMIT;
+
+        if matches!(outcome, Some(Ok(()))) && !cancel_started {
+            open.held.release();
+        } else {
+            if !matches!(outcome, Some(Ok(()))) {
+                // The connection is closed below; first stop whatever it still runs on the
+                // server (a closed socket alone does not stop a running statement).
+                if let Some(cancel) = cancel.take() {
+                    run_cancel::<D>(cancel, close_by, ending.redactor, &name).await;
+                }
+            }
+            open.held.close(close_by).await;
         }
 
+        if committed_seen {
+            return Some(committed::<D>(&name));
+        }
         match outcome {
-            Some((still_open, Ok(()))) => {
-                open.held.release();
-                (still_open == Some(false)).then(|| committed::<D>(&name))
-            }
-            Some((Some(false), Err(_))) => Some(committed::<D>(&name)),
-            Some((_, Err(error))) => Some(crate::db::classify(&error).context(format!(
+            Some(Ok(())) => None,
+            Some(Err(error)) => Some(crate::db::classify(&error).context(format!(
                 "rolling back the {} transaction on pool `{name}` failed (the connection was closed instead, so the server discards the transaction)",
                 D::LABEL
             ))),
-            None => Some(CheckError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "the {} ROLLBACK on pool `{name}` did not finish within {}; the connection was closed instead, so the server discards the transaction",
-                    D::LABEL,
-                    humantime::format_duration(ROLLBACK_LIMIT)
+            None => Some(
+                CheckError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the {} ROLLBACK on pool `{name}` did not finish in time (it may take {} after the check, and at most {} past the run's deadline); the connection was closed instead, never returned to the pool, so the server discards the transaction",
+                        D::LABEL,
+                        humantime::format_duration(super::ROLLBACK_LIMIT),
+                        humantime::format_duration(super::ROLLBACK_GRACE),
+                    ),
+                )
+                .with_suggestion(
+                    "The database did not answer the ROLLBACK: look for an overloaded or unreachable server, or a statement of the check that ignores cancellation.",
                 ),
-            )),
+            ),
         }
+    }
+
+    /// Run a cancel until `until`, logging (redacted) why it failed or that it was abandoned.
+    pub(crate) async fn run_cancel<D: Dialect>(
+        cancel: BoxFuture,
+        until: Instant,
+        redactor: &crate::redact::Redactor,
+        pool: &str,
+    ) {
+        let why = match timeout_at(until, cancel).await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error,
+            Err(_) => "it did not answer in time and was abandoned".to_string(),
+        };
+        let why = redactor.redact(&why);
+        tracing::warn!(
+            pool,
+            "smoketest could not cancel, on the {} server, a statement that ran past its check's deadline: {why}. The connection was closed instead of returned to the pool; the server stops the statement when it notices.",
+            D::LABEL
+        );
     }
 
     fn committed<D: Dialect>(name: &str) -> CheckError {
         CheckError::new(ErrorKind::Committed, D::committed_message(name))
-    }
-
-    async fn timeout_until<F: Future>(until: Instant, f: F) -> Option<F::Output> {
-        tokio::time::timeout_at(until, f).await.ok()
     }
 
     /// Milliseconds left before `deadline`, at least 1 (0 means "no limit" to databases).
@@ -665,7 +827,8 @@ mod engine {
             .max(1)
     }
 
-    /// A cancel future that connects with the pool's options and runs `sql`.
+    /// A cancel future that connects with the pool's options and runs `sql`; its error is
+    /// the text to log.
     #[cfg(any(feature = "postgres", feature = "mysql"))]
     pub(crate) fn cancel_with<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, sql: String) -> BoxFuture
     where
@@ -681,9 +844,9 @@ mod engine {
                     .await?;
                 conn.close().await
             };
-            if let Ok(Err(error)) = timeout(Duration::from_secs(2), attempt).await {
-                tracing::warn!(%error, "smoketest could not cancel a statement that ran past its check's deadline");
-            }
+            attempt
+                .await
+                .map_err(|error| crate::error::error_chain(&error))
         })
     }
 }
@@ -744,15 +907,28 @@ pub(crate) fn classify(error: &sqlx::Error) -> crate::CheckError {
                 )
                 .with_suggestion("Check that the database file's directory exists and that the service may read and write it.");
             }
+            // SQLITE_BUSY_SNAPSHOT (WAL) or a plain SQLITE_BUSY returned without waiting: a
+            // deferred transaction that had read could not upgrade to a write.
+            if code == "517" {
+                return CheckError::new(
+                    ErrorKind::Error,
+                    format!(
+                        "SQLite refused to let the check's transaction write after it had read: another connection wrote in between ({text})"
+                    ),
+                )
+                .with_suggestion(
+                    "ctx.sqlite() begins DEFERRED so that reading checks never block the application's writers; a check that reads and then writes should use ctx.sqlite_write(), which takes the write lock up front (waiting for it up to the check's deadline).",
+                );
+            }
             if message.contains("database is locked") {
                 return CheckError::new(
                     ErrorKind::Timeout,
                     format!(
-                        "SQLite stayed locked by another writer until the check's deadline: {text}"
+                        "SQLite's database was locked by another connection: either it held the write lock until the check's deadline, or the check had read and then tried to write while another transaction held the lock, an upgrade SQLite refuses at once to avoid a deadlock ({text})"
                     ),
                 )
                 .with_suggestion(
-                    "Another connection held the write lock: look for long write transactions.",
+                    "Look for long write transactions in the service. A check that reads and then writes should take the write lock up front with ctx.sqlite_write().",
                 );
             }
             let code = if code.is_empty() {
@@ -801,5 +977,141 @@ mod tests {
         let e = converted(sqlx::Error::RowNotFound);
         assert_eq!(e.kind(), ErrorKind::Error);
         assert!(e.message().contains("no rows"), "{e:?}");
+    }
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod cancel_tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_cancel_is_logged_through_the_services_redactor() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let redactor = crate::redact::Redactor::new().with_value("s3cr3t-literal", None);
+        tracing::subscriber::with_default(subscriber, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let cancel: super::BoxFuture = Box::pin(async {
+                    Err("connecting to postgres://smoke:hunter2@db/orders failed: s3cr3t-literal rejected".to_string())
+                });
+                super::run_cancel::<super::postgres::Pg>(
+                    cancel,
+                    tokio::time::Instant::now() + std::time::Duration::from_secs(1),
+                    &redactor,
+                    "default",
+                )
+                .await;
+            });
+        });
+        let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("could not cancel"), "{logged}");
+        assert!(!logged.contains("hunter2"), "{logged}");
+        assert!(!logged.contains("s3cr3t-literal"), "{logged}");
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod run_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    use crate::{Outcome, Selection, Smoketest, from_fn};
+
+    /// Against a real SQLite file: when the report of a check cut off inside its transaction
+    /// comes back, the transaction has ended (an application writer that will not wait gets
+    /// the lock at once) and no task of the run still holds the run's permit.
+    #[test]
+    fn a_cut_off_check_has_rolled_back_and_let_go_of_the_hold_when_reported() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "smoketest-run-{}-{}.db",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        runtime.block_on(async {
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await
+                .unwrap();
+            sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY)")
+                .execute(&pool)
+                .await
+                .unwrap();
+            let smoke = Smoketest::builder()
+                .without_discovery()
+                .sqlite(pool.clone())
+                .check(
+                    from_fn("writes_then_hangs", |ctx| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO items (id) VALUES (1)")
+                                .execute(ctx.sqlite_write().await?)
+                                .await?;
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            Ok(Outcome::Pass)
+                        })
+                    })
+                    .timeout(Duration::from_millis(100)),
+                )
+                .build()
+                .unwrap();
+            let hold: crate::runner::Hold = Arc::new(());
+            let entries = smoke.select(&Selection::all()).unwrap();
+            let report = smoke.run_entries(entries, Some(hold.clone())).await;
+            assert_eq!(report.checks[0].error.as_ref().unwrap().kind, "timeout");
+            assert_eq!(Arc::strong_count(&hold), 1, "a task of the run still runs");
+
+            let mut app = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(
+                &options.busy_timeout(Duration::ZERO),
+            )
+            .await
+            .unwrap();
+            sqlx::query("INSERT INTO items (id) VALUES (2)")
+                .execute(&mut app)
+                .await
+                .expect("the check's transaction still held the write lock");
+            let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM items")
+                .fetch_all(&mut app)
+                .await
+                .unwrap();
+            assert_eq!(ids, [2]);
+            sqlx::Connection::close(app).await.unwrap();
+            pool.close().await;
+        });
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -81,6 +81,7 @@ impl Dialect for My {
     async fn begin(
         conn: &mut MySqlConnection,
         deadline: Instant,
+        _lock: super::Lock,
     ) -> Result<MySession, sqlx::Error> {
         let (id, version): (u64, String) = sqlx::query_as("SELECT CONNECTION_ID(), VERSION()")
             .fetch_one(&mut *conn)

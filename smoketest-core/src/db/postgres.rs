@@ -82,7 +82,11 @@ impl Dialect for Pg {
         &mut transactions.postgres
     }
 
-    async fn begin(conn: &mut PgConnection, deadline: Instant) -> Result<PgSession, sqlx::Error> {
+    async fn begin(
+        conn: &mut PgConnection,
+        deadline: Instant,
+        _lock: super::Lock,
+    ) -> Result<PgSession, sqlx::Error> {
         let ms = millis_left(deadline);
         let begin = format!(
             "BEGIN; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; \

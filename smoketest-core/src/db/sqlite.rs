@@ -1,4 +1,4 @@
-//! SQLite: per-check transactions (`BEGIN IMMEDIATE`) with the busy timeout and a progress
+//! SQLite: per-check transactions (`BEGIN DEFERRED`) with the busy timeout and a progress
 //! handler set from the check's deadline, a commit hook that turns any `COMMIT` into a
 //! `ROLLBACK`, and the built-in SQLite checks.
 //!
@@ -6,13 +6,30 @@
 //! check, `ctx.sqlite().await?` returns a `&mut SqliteConnection` inside a transaction the
 //! runner rolls back.
 //!
-//! SQLite allows one writer at a time. The transaction takes the write lock when it begins
-//! (`BEGIN IMMEDIATE`), so a check that reads and then writes cannot fail half-way with
-//! "database is locked"; it waits for the lock at most until its deadline (the connection's
-//! `busy_timeout` is set to the time left, and restored afterwards). While the check runs, a
-//! progress handler interrupts any statement still running at the deadline, and a commit
-//! hook turns a `COMMIT` into a `ROLLBACK`: on SQLite, a check cannot commit at all (and one
-//! that tries fails with kind `committed`).
+//! SQLite allows one writer at a time, and the application's writers must not wait for a
+//! smoke check that only reads. So the transaction begins `DEFERRED`: a check that only
+//! reads (such as [`ping`]) never takes the write lock; a check that writes takes it at its
+//! first write and holds it until the rollback, like any writer. While the check waits for
+//! the lock, the connection's `busy_timeout` (set to the time left before the deadline, and
+//! restored afterwards) lets it wait at most until its deadline.
+//!
+//! Two things to know when writing a check:
+//!
+//! - **A check that reads and then writes takes the lock up front** with
+//!   [`Context::sqlite_write`] (`BEGIN IMMEDIATE`). A deferred transaction that has read
+//!   and then writes must upgrade its read lock; when another transaction holds the write
+//!   lock, SQLite refuses at once (`SQLITE_BUSY`, without waiting, since both waiting could
+//!   deadlock), and the check fails saying so. A check whose first statement writes, like
+//!   [`write_probe`], can use `ctx.sqlite()`: its first write waits for the lock.
+//! - **Use WAL** (`journal_mode = WAL`, which most services run SQLite with). In WAL mode,
+//!   readers never block writers. In the default rollback-journal mode, a transaction that
+//!   has read a table keeps a shared lock until it ends, so the application's `COMMIT`s wait
+//!   for a reading check to finish (`SELECT 1`, what [`ping`] runs, reads no table and
+//!   takes no lock).
+//!
+//! While the check runs, a progress handler interrupts any statement still running at the
+//! deadline, and a commit hook turns a `COMMIT` into a `ROLLBACK`: on SQLite, a check cannot
+//! commit at all (and one that tries fails with kind `committed`).
 //!
 //! # Example
 //!
@@ -39,7 +56,7 @@ use sqlx_core::transaction::TransactionManager;
 use tokio::time::Instant;
 
 use super::checks::{Backend, DbCheck, Probe};
-use super::{BoxFuture, Databases, Dialect, Slot, Transactions, millis_left, rollback_all};
+use super::{BoxFuture, Databases, Dialect, Lock, Slot, Transactions, millis_left, rollback_all};
 use crate::{Context, Outcome, ensure_eq};
 
 /// The SQLite dialect.
@@ -49,6 +66,7 @@ pub(crate) struct Lite;
 pub(crate) struct LiteSession {
     committed: Arc<AtomicBool>,
     busy_timeout_ms: i64,
+    lock: Lock,
 }
 
 impl Dialect for Lite {
@@ -72,6 +90,7 @@ impl Dialect for Lite {
     async fn begin(
         conn: &mut SqliteConnection,
         deadline: Instant,
+        lock: Lock,
     ) -> Result<LiteSession, sqlx::Error> {
         let busy_timeout_ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
             .fetch_one(&mut *conn)
@@ -84,7 +103,11 @@ impl Dialect for Lite {
         .await?;
         SqliteTransactionManager::begin(
             conn,
-            Some(sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE")),
+            // DEFERRED unless asked: a check that only reads must not hold the write lock.
+            Some(sqlx::SqlSafeStr::into_sql_str(match lock {
+                Lock::AtFirstWrite => "BEGIN DEFERRED",
+                Lock::UpFront => "BEGIN IMMEDIATE",
+            })),
         )
         .await?;
 
@@ -100,7 +123,12 @@ impl Dialect for Lite {
         Ok(LiteSession {
             committed,
             busy_timeout_ms,
+            lock,
         })
+    }
+
+    fn locked_up_front(session: &LiteSession) -> bool {
+        session.lock == Lock::UpFront
     }
 
     async fn still_open(_conn: &mut SqliteConnection, session: &LiteSession) -> Option<bool> {

@@ -12,6 +12,7 @@
 //! | `smoketest_run_duration_seconds` | | how long the run took |
 //! | `smoketest_run_checks` | `status` | checks of the run by status |
 //! | `smoketest_run_age_seconds` | | age of a cached or background snapshot, 0 when run for this scrape |
+//! | `smoketest_checks_overrunning` | | check instances still running after their run answered (see [`runner`](crate::runner)) |
 //! | `smoketest_build_info` | `service`, `version`, `release_id` | always 1 |
 //!
 //! Per-check metrics appear only when the caller may see check names. The endpoint answers
@@ -222,6 +223,17 @@ pub fn write(report: &Report, dialect: Dialect) -> Vec<u8> {
     };
     w.sample("smoketest_run_age_seconds", &[], age);
 
+    w.gauge(
+        "smoketest_checks_overrunning",
+        "Instances of smoke checks still running after the run that started them answered; while one runs, its check reports kind overrun instead of starting again.",
+        None,
+    );
+    w.sample(
+        "smoketest_checks_overrunning",
+        &[],
+        report.overrunning as f64,
+    );
+
     let help = "The service's name, version and release; always 1.";
     match dialect {
         Dialect::OpenMetrics => {
@@ -420,6 +432,22 @@ mod tests {
                     ]
                 ),
                 Some(1.0),
+                "{dialect:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn checks_left_running_are_exported_in_both_dialects() {
+        for dialect in [Dialect::OpenMetrics, Dialect::Text004] {
+            let s = parse(&fixtures::passing(), dialect);
+            assert_eq!(get(&s, "smoketest_checks_overrunning", &[]), Some(0.0));
+            let mut report = fixtures::mixed();
+            report.overrunning = 2;
+            let s = parse(&report, dialect);
+            assert_eq!(
+                get(&s, "smoketest_checks_overrunning", &[]),
+                Some(2.0),
                 "{dialect:?}"
             );
         }
