@@ -479,6 +479,7 @@ impl SmoketestBuilder {
             }),
         };
         smoke.start_background();
+        crate::runner::install_panic_hook();
         Ok(smoke)
     }
 }

@@ -35,6 +35,13 @@
 //!   in-flight permit until that task has ended, so the engine's cap on runs in flight also
 //!   caps the connections and tasks that answered runs leave behind.
 //!
+//! Panics: a check's panic fails only that check (kind `panic`). The first
+//! [`build`](crate::SmoketestBuilder::build) installs a process-wide panic hook that prints
+//! the message of a panic raised while a check is polled *redacted*, since the default
+//! hook would write it, secrets and all, to stderr; every other panic goes to the hook that
+//! was installed before, unchanged. (A panic in a thread the check spawned itself, such as
+//! `spawn_blocking`, is outside the check as far as the hook can tell.)
+//!
 //! Tracing: every run is a `smoketest.run` span (fields `checks`, `status`, `duration_ms`)
 //! and every check a `smoketest.check` span inside it (`check`, `status`, `duration_ms`),
 //! so a subscriber sees each outcome and timing without parsing reports. A failing check is
@@ -477,7 +484,11 @@ async fn run_one(
 
     let result = timeout_at(
         check_deadline,
-        AssertUnwindSafe(entry.check.run(&mut ctx)).catch_unwind(),
+        AssertUnwindSafe(InCheck {
+            future: entry.check.run(&mut ctx),
+            smoke: &smoke,
+        })
+        .catch_unwind(),
     )
     .await;
     let duration = start.elapsed();
@@ -607,6 +618,65 @@ fn failed(entry: &Entry, duration: Duration, error: CheckError) -> CheckReport {
 
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
+}
+
+/// A check's future, polled with the service marked as this thread's current check, so
+/// that the panic hook redacts what a panicking check prints to stderr.
+struct InCheck<'a, F> {
+    future: F,
+    smoke: &'a Smoketest,
+}
+
+thread_local! {
+    /// The service whose check this thread is polling, if any.
+    static IN_CHECK: std::cell::RefCell<Option<Smoketest>> = const { std::cell::RefCell::new(None) };
+}
+
+impl<F: std::future::Future + Unpin> std::future::Future for InCheck<'_, F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let previous = IN_CHECK.with(|c| c.replace(Some(self.smoke.clone())));
+        // Restored by a guard, so a panic unwinding through here leaves no stale mark.
+        struct Restore(Option<Option<Smoketest>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let previous = self.0.take().flatten();
+                IN_CHECK.with(|c| *c.borrow_mut() = previous);
+            }
+        }
+        let _restore = Restore(Some(previous));
+        std::pin::Pin::new(&mut self.future).poll(cx)
+    }
+}
+
+/// Install, once per process, a panic hook that redacts the message of a panic raised
+/// while a smoke check is polled (the default hook would print it to stderr, the container
+/// log, unredacted). Every other panic goes to the hook that was there before, unchanged.
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let smoke = IN_CHECK.with(|c| c.try_borrow().ok().and_then(|c| c.clone()));
+            let Some(smoke) = smoke else {
+                return previous(info);
+            };
+            let message = smoke.inner.redactor.redact(&panic_message(info.payload())).into_owned();
+            let location = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let thread = std::thread::current();
+            eprintln!(
+                "thread '{}' panicked{location} in a smoke check:\n{message}\n(the message is redacted by smoketest; the check's report has it too)",
+                thread.name().unwrap_or("<unnamed>")
+            );
+        }));
+    });
 }
 
 /// The text of a panic payload (`&str` or `String`), or a placeholder.
