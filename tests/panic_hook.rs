@@ -32,7 +32,13 @@ fn child() {
         .build()
         .unwrap();
     let report = runtime.block_on(smoke.run(&Selection::all())).unwrap();
-    let message = report.checks[0].error.as_ref().unwrap().message.clone().unwrap();
+    let message = report.checks[0]
+        .error
+        .as_ref()
+        .unwrap()
+        .message
+        .clone()
+        .unwrap();
     assert!(!message.contains(SECRET), "{message}");
     // A panic outside any check goes to the application's hook.
     let _ = std::thread::spawn(|| panic!("outside")).join();
@@ -56,7 +62,9 @@ fn main() {
         failed.push(format!("the secret reached stderr: {stderr}"));
     }
     if !stderr.contains("panicked") || !stderr.contains("db.internal") {
-        failed.push(format!("the panic was not reported (redacted) on stderr: {stderr}"));
+        failed.push(format!(
+            "the panic was not reported (redacted) on stderr: {stderr}"
+        ));
     }
     if !stderr.contains("the application's own hook ran") {
         failed.push(format!("the application's hook was lost: {stderr}"));
