@@ -7,7 +7,7 @@
 //! | `smoketest_check_status` | `check`, `status` | 1 for the check's status, 0 for the other three |
 //! | `smoketest_check_duration_seconds` | `check` | how long the check ran |
 //! | `smoketest_check_consecutive_failures` | `check` | failed runs in a row (groups only) |
-//! | `smoketest_check_last_success_timestamp_seconds` | `check` | Unix time of the last pass (groups only) |
+//! | `smoketest_check_last_success_timestamp_seconds` | `check` | Unix time of the last pass or warn ([history](crate::history): any path) |
 //! | `smoketest_run_success` | | 1 when no check failed |
 //! | `smoketest_run_duration_seconds` | | how long the run took |
 //! | `smoketest_run_checks` | `status` | checks of the run by status |
@@ -475,6 +475,7 @@ mod tests {
                 consecutive_failures: 3,
                 last_success: Some("2026-11-22T08:40:41.500Z".into()),
                 last_failure: Some("2026-11-22T08:45:00.000Z".into()),
+                ..Default::default()
             },
         );
         report.history.insert(
@@ -483,6 +484,7 @@ mod tests {
                 consecutive_failures: 1,
                 last_success: None,
                 last_failure: Some("2026-11-22T08:45:00.000Z".into()),
+                ..Default::default()
             },
         );
         for dialect in [Dialect::OpenMetrics, Dialect::Text004] {
