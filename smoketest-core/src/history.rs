@@ -20,9 +20,10 @@
 //! **Memory is bounded**: each check has one ring of
 //! [`history_len`](crate::SmoketestBuilder::history_len) runs (default
 //! [`DEFAULT_HISTORY_LEN`]), allocated once at build time and never grown; a run takes
-//! [`BYTES_PER_RUN`] bytes (error kinds are interned, a closed set), a check's record
-//! [`BYTES_PER_CHECK`] bytes plus its ring. With the default of 20 runs that is about 0.8 KiB
-//! per check, whatever the traffic.
+//! [`BYTES_PER_RUN`] bytes (32 on 64-bit targets: error kinds are interned, a closed set,
+//! so a failed run allocates nothing), a check's record [`BYTES_PER_CHECK`] bytes (168)
+//! plus its ring. With the default of 20 runs that is 808 bytes per check, whatever the
+//! traffic: 80 KiB for a service with 100 checks.
 //!
 //! Runs made by [`Smoketest::run`](crate::Smoketest::run) directly (programs and tests,
 //! not requests) are not recorded.
@@ -70,7 +71,7 @@ pub const BYTES_PER_RUN: usize = std::mem::size_of::<Run>();
 pub const BYTES_PER_CHECK: usize =
     std::mem::size_of::<Track>() + std::mem::size_of::<(Arc<str>, Mutex<Track>)>();
 
-/// One run as kept: 24 bytes on 64-bit targets.
+/// One run as kept: 32 bytes on 64-bit targets.
 #[derive(Clone)]
 struct Run {
     /// Unix time the run finished, in milliseconds.
@@ -262,7 +263,7 @@ mod tests {
     fn memory_per_check_is_what_the_docs_say() {
         // The figures in the module docs and in docs/operating.md.
         assert_eq!(BYTES_PER_RUN, 32);
-        assert!(BYTES_PER_CHECK <= 160, "{BYTES_PER_CHECK}");
+        assert!(BYTES_PER_CHECK <= 192, "{BYTES_PER_CHECK}");
         let per_check_default = BYTES_PER_CHECK + DEFAULT_HISTORY_LEN * BYTES_PER_RUN;
         assert!(per_check_default < 1024, "{per_check_default}");
     }

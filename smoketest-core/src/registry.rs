@@ -314,7 +314,7 @@ impl SmoketestBuilder {
 
     /// How many past runs of each check the engine keeps for the report's `history`, the
     /// HTML page's strip and the metrics (default 20; 0 keeps none). Memory is bounded:
-    /// about 40 bytes per run kept and check, see [`history`](crate::history).
+    /// 32 bytes per run kept and check plus 168 per check, see [`history`](crate::history).
     pub fn history_len(mut self, runs: usize) -> Self {
         self.config.history_len = runs;
         self
