@@ -9,6 +9,11 @@
 //! the mount path drains the mount path's budget only: the probes keep answering. Every
 //! request [`Smoketest::handle`] serves, on any path, goes through these rules, in order:
 //!
+//! 0. **Answers without a run.** While the service
+//!    [drains](Smoketest::start_draining), a readiness group answers its failure status
+//!    with `"reason": "draining"`. A background group ([`Group::every`](crate::Group::every))
+//!    whose first run has not finished answers a plain request with `"reason": "pending"`:
+//!    200 for a liveness group, the failure status for any other. Both cost nothing.
 //! 1. **Nothing to run costs nothing.** A selection with no checks (`?tag=nonsense`, an
 //!    empty `Group::live()`) answers at once with a report of zero checks and never takes
 //!    a place in any budget.
@@ -30,8 +35,13 @@
 //!
 //! A request that rule 4 or 5 turns away gets the latest report of the same checks,
 //! marked `"cached": true` with its `age_ms`. With none yet, the mount path answers
-//! `503 Service Unavailable` with `Retry-After`; a group path never does: its first run
+//! `503 Service Unavailable` with `Retry-After`; a live group path never does: its first run
 //! happens (at most one such run per group, since later requests join it).
+//!
+//! **After each run** the engine applies the checks' latency budgets (a pass slower than
+//! its [`warn_after`](crate::SmokeCheck::warn_after) becomes `warn` of kind `slow`, logged
+//! once), folds the run into every check's [history](crate::history), and for a group
+//! applies its failure threshold — before the report is published to anyone.
 //!
 //! **Freshness.** An authorized caller's `?fresh=1` gets a run that *started after the
 //! request arrived*, on every path: it skips rules 3 and 5, never joins a run that started

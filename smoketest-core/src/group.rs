@@ -93,7 +93,7 @@
 //! use std::time::Duration;
 //! use smoketest_core::{from_fn, Group, Outcome, Smoketest};
 //!
-//! # #[tokio::main(flavor = "current_thread")]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
 //! let smoke = Smoketest::builder()
 //!     .without_discovery()
@@ -104,10 +104,21 @@
 //!     .build()
 //!     .unwrap();
 //! assert!(smoke.serves("/livez") && smoke.serves("/readyz"));
+//! let readyz = || http::Request::get("/readyz").body(()).unwrap().into_parts().0;
 //!
-//! let (parts, ()) = http::Request::get("/readyz").body(()).unwrap().into_parts();
-//! let response = smoke.handle(&parts).await;
-//! assert_eq!(response.status(), 200);
+//! // Before the first background run has finished: pending, not a pass.
+//! let response = smoke.handle(&readyz()).await;
+//! assert_eq!(response.status(), 503);
+//! assert!(std::str::from_utf8(response.body()).unwrap().contains(r#""reason": "pending""#));
+//!
+//! tokio::time::sleep(Duration::from_secs(1)).await; // the first run, at start, is done
+//! assert_eq!(smoke.handle(&readyz()).await.status(), 200);
+//!
+//! // Shutting down: readiness answers 503 `draining` at once, liveness stays 200.
+//! smoke.start_draining();
+//! assert_eq!(smoke.handle(&readyz()).await.status(), 503);
+//! let livez = http::Request::get("/livez").body(()).unwrap().into_parts().0;
+//! assert_eq!(smoke.handle(&livez).await.status(), 200);
 //!
 //! // A group that names a check nobody registered does not build.
 //! let err = Smoketest::builder()
