@@ -263,6 +263,7 @@ fn history_strip(out: &mut String, history: &CheckHistory) {
             .ok()
             .and_then(|t| SystemTime::now().duration_since(t).ok())
         {
+            Some(ago) if ago.as_secs() == 0 => format!("last failure just now ({})", escape(at)),
             Some(ago) => format!(
                 "last failure {} ago ({})",
                 humantime::format_duration(Duration::from_secs(ago.as_secs())),
@@ -416,6 +417,54 @@ mod tests {
         let out = page(&report);
         assert!(out.contains("group ready · started"));
         assert!(out.contains(" · failed 4 runs in a row · last passed 2026-11-22T08:40:41.500Z"));
+    }
+
+    #[test]
+    fn history_is_a_strip_of_bars_one_per_run_coloured_by_status() {
+        let mut report = fixtures::passing();
+        let run = |status: Status, duration_ms: f64, kind: Option<&str>| crate::report::RunRecord {
+            at: "2026-11-22T08:40:41.500Z".into(),
+            status,
+            duration_ms,
+            kind: kind.map(str::to_string),
+        };
+        report.history.insert(
+            "db::ping".into(),
+            crate::report::CheckHistory {
+                last_failure: Some("2026-11-22T08:40:40.000Z".into()),
+                runs: vec![
+                    run(Status::Pass, 2.0, None),
+                    run(Status::Fail, 8.0, Some("timeout")),
+                    run(Status::Warn, 4.0, Some("slow")),
+                ],
+                ..Default::default()
+            },
+        );
+        let out = page(&report);
+        assert!(out.contains(
+            "<svg class=\"strip\" viewBox=\"0 0 24 16\" width=\"24\" height=\"16\" role=\"img\" aria-label=\"last 3 runs, 1 failed\">"
+        ));
+        // Height follows the duration, relative to the slowest run shown.
+        assert!(out.contains("<rect class=\"r-pass\" x=\"0\" y=\"9\" width=\"6\" height=\"7\""));
+        assert!(out.contains("<rect class=\"r-fail\" x=\"8\" y=\"0\" width=\"6\" height=\"16\""));
+        assert!(out.contains("<title>2026-11-22T08:40:41.500Z warn (slow), 4 ms</title>"));
+        assert!(out.contains("last failure "));
+        assert!(out.contains("(2026-11-22T08:40:40.000Z)"));
+    }
+
+    #[test]
+    fn a_report_without_a_run_says_why_and_the_page_can_reload_itself() {
+        let mut report = Report::from_checks(
+            std::time::SystemTime::now(),
+            std::time::Duration::ZERO,
+            vec![],
+        );
+        report.status = Status::Fail;
+        report.reason = Some("draining".into());
+        let out = String::from_utf8(write_page(&report, Some(15))).unwrap();
+        assert!(out.contains("<meta http-equiv=\"refresh\" content=\"15\">"));
+        assert!(out.contains("<p class=\"reason\">draining: this instance is shutting down"));
+        assert!(!page(&report).contains("http-equiv"), "no refresh unless asked");
     }
 
     #[test]
