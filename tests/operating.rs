@@ -216,6 +216,18 @@ async fn a_liveness_group_with_an_external_dependency_does_not_build_unless_allo
         .expect("readiness and deploy gates may depend on the database");
 }
 
+/// The README's probe-safety snippet, verbatim (tests/readme.rs keeps them in step).
+#[test]
+fn readme_a_database_check_on_liveness_does_not_build() {
+    let err = Smoketest::builder()
+        .without_discovery()
+        .check(from_fn("db::ping", |_| Box::pin(async { Ok(Outcome::Pass) })).tag("db"))
+        .group(Group::live().check("db::ping"))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, BuildError::UnsafeProbe { .. }));
+}
+
 #[tokio::test]
 async fn explain_says_what_each_path_depends_on_and_what_a_failure_does() {
     let db = Db::default();
