@@ -80,9 +80,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use http::StatusCode;
 use http::header;
 use http::request::Parts;
-use http::StatusCode;
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
