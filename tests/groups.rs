@@ -292,7 +292,10 @@ async fn before_its_first_run_a_background_group_answers_pending_and_runs_nothin
     let (a, b) = tokio::join!(get(&smoke, "/readyz"), get(&smoke, "/readyz"));
     assert_eq!(
         (a.status(), b.status()),
-        (StatusCode::SERVICE_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE
+        ),
         "no verdict yet is not a pass for readiness"
     );
     let pending = json(&a);
@@ -300,7 +303,11 @@ async fn before_its_first_run_a_background_group_answers_pending_and_runs_nothin
     assert_eq!(pending["reason"], "pending");
     assert_eq!(pending["summary"]["total"], 0);
     let live = get(&smoke, "/livez").await;
-    assert_eq!(live.status(), StatusCode::OK, "the process is up: liveness passes");
+    assert_eq!(
+        live.status(),
+        StatusCode::OK,
+        "the process is up: liveness passes"
+    );
     assert_eq!(json(&live)["reason"], "pending");
     let text = get(&smoke, "/readyz?format=text").await;
     assert!(text.body().starts_with(b"FAIL\nreason: pending\n"));
@@ -318,7 +325,10 @@ async fn before_its_first_run_a_background_group_answers_pending_and_runs_nothin
     let after = get(&smoke, "/readyz").await;
     assert_eq!(after.status(), StatusCode::OK);
     let after = json(&after);
-    assert_eq!((after["cached"].clone(), after.get("reason")), (true.into(), None));
+    assert_eq!(
+        (after["cached"].clone(), after.get("reason")),
+        (true.into(), None)
+    );
     assert_eq!(db.runs(), 1);
 
     tokio::time::sleep(Duration::from_secs(30)).await;

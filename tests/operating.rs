@@ -126,9 +126,17 @@ async fn draining_takes_readiness_out_of_rotation_without_a_run_while_liveness_s
     }
     let fresh = get_authorized(&smoke, "/readyz?fresh=1").await;
     assert_eq!(fresh.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(json(&fresh)["reason"], "draining", "fresh cannot undo a drain");
+    assert_eq!(
+        json(&fresh)["reason"],
+        "draining",
+        "fresh cannot undo a drain"
+    );
     let text = get(&smoke, "/readyz?format=text").await;
-    assert!(body(&text).starts_with("FAIL\nreason: draining\n"), "{}", body(&text));
+    assert!(
+        body(&text).starts_with("FAIL\nreason: draining\n"),
+        "{}",
+        body(&text)
+    );
     let html = get(&smoke, "/readyz?format=html").await;
     assert!(body(&html).contains("draining: this instance is shutting down"));
     assert_eq!(db.runs(), runs, "draining answers cost no run");
@@ -193,7 +201,8 @@ async fn a_liveness_group_with_an_external_dependency_does_not_build_unless_allo
         );
         let message = err.to_string();
         assert!(
-            message.contains("a database outage would restart every pod: move it to Group::ready()"),
+            message
+                .contains("a database outage would restart every pod: move it to Group::ready()"),
             "{message}"
         );
     }
@@ -255,7 +264,10 @@ async fn explain_says_what_each_path_depends_on_and_what_a_failure_does() {
     assert!(live.contains("restart the pod"), "{live}");
     assert!(live.contains("no checks"), "{live}");
     let ready = section("/readyz");
-    assert!(ready.contains("readiness probe (group `ready`, every 5s)"), "{ready}");
+    assert!(
+        ready.contains("readiness probe (group `ready`, every 5s)"),
+        "{ready}"
+    );
     assert!(
         ready.contains("db::ping [db, external] — if it fails: take the pod out of rotation"),
         "{ready}"
@@ -352,14 +364,19 @@ async fn a_pass_slower_than_its_budget_is_a_slow_warning_whichever_way_the_budge
         assert_eq!(c["error"]["kind"], "slow", "{c:#}");
         let message = c["error"]["message"].as_str().unwrap();
         assert!(
-            message.starts_with(&format!("took {took}")) && message.ends_with(&format!("latency budget of {budget}")),
+            message.starts_with(&format!("took {took}"))
+                && message.ends_with(&format!("latency budget of {budget}")),
             "{message}"
         );
     }
     for name in ["default::fast", "own::generous"] {
         assert_eq!(check(name)["status"], "pass", "{name}");
     }
-    assert_eq!(check("fn::failing")["error"]["kind"], "assertion", "a failure stays a failure");
+    assert_eq!(
+        check("fn::failing")["error"]["kind"],
+        "assertion",
+        "a failure stays a failure"
+    );
     assert_eq!(report["summary"]["warned"], 4);
     assert_eq!(report["summary"]["passed"], 2);
 
@@ -376,7 +393,10 @@ async fn a_pass_slower_than_its_budget_is_a_slow_warning_whichever_way_the_budge
         .build()
         .unwrap();
     let c = &json(&get(&restricted, "/smoketest").await)["checks"][0];
-    assert_eq!((c["status"].as_str(), c["error"]["kind"].as_str()), (Some("warn"), Some("slow")));
+    assert_eq!(
+        (c["status"].as_str(), c["error"]["kind"].as_str()),
+        (Some("warn"), Some("slow"))
+    );
     assert!(c["error"].get("message").is_none());
 }
 
@@ -403,18 +423,32 @@ async fn history_keeps_the_last_runs_of_every_check_on_every_path() {
     let runs = |name: &str| report["history"][name]["runs"].as_array().unwrap().clone();
     let db_runs = runs("db::ping");
     assert_eq!(db_runs.len(), 3, "the last 3 of 5 runs: {db_runs:#?}");
-    let statuses: Vec<&str> = db_runs.iter().map(|r| r["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["pass", "fail", "fail"], "oldest first, /readyz runs included");
+    let statuses: Vec<&str> = db_runs
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["pass", "fail", "fail"],
+        "oldest first, /readyz runs included"
+    );
     assert_eq!(db_runs[2]["kind"], "db_unavailable");
     assert!(db_runs[0]["at"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(runs("config::loaded").len(), 3, "its own runs: the mount path only");
+    assert_eq!(
+        runs("config::loaded").len(),
+        3,
+        "its own runs: the mount path only"
+    );
     assert_eq!(report["history"]["db::ping"]["consecutive_failures"], 2);
     assert!(report["history"]["config::loaded"]["last_success"].is_string());
 
     // Anonymous callers see the counts but not the strip; status-only callers nothing.
     let anonymous = json(&get(&smoke, "/smoketest").await);
     assert!(anonymous["history"]["db::ping"]["last_failure"].is_string());
-    assert!(anonymous["history"]["db::ping"].get("runs").is_none(), "{anonymous:#}");
+    assert!(
+        anonymous["history"]["db::ping"].get("runs").is_none(),
+        "{anonymous:#}"
+    );
     let ready = json(&get(&smoke, "/readyz").await);
     assert!(ready.get("history").is_none(), "{ready:#}");
 
@@ -436,13 +470,19 @@ async fn history_keeps_the_last_runs_of_every_check_on_every_path() {
     );
     let html = body(&page);
     assert_eq!(html.matches("<svg class=\"strip\"").count(), 2, "{html}");
-    assert!(html.contains("aria-label=\"last 3 runs, 3 failed\""), "{html}");
+    assert!(
+        html.contains("aria-label=\"last 3 runs, 3 failed\""),
+        "{html}"
+    );
     assert!(html.contains("<rect class=\"r-fail\""));
     assert!(html.contains("<rect class=\"r-pass\""));
     assert!(html.contains("last failure "), "{html}");
     assert!(html.contains("no failure on record"), "{html}");
     for external in ["<script", "<img", "src=", "href=", "url(", "@import"] {
-        assert!(!html.contains(external), "the page loads something: {external}");
+        assert!(
+            !html.contains(external),
+            "the page loads something: {external}"
+        );
     }
 }
 
@@ -456,7 +496,10 @@ async fn a_history_of_zero_runs_keeps_no_strip_but_still_counts() {
         .unwrap();
     get(&smoke, "/smoketest").await;
     let report = json(&get(&smoke, "/smoketest").await);
-    assert!(report["history"]["db::ping"].get("runs").is_none(), "{report:#}");
+    assert!(
+        report["history"]["db::ping"].get("runs").is_none(),
+        "{report:#}"
+    );
     assert!(report["history"]["db::ping"]["last_success"].is_string());
 }
 
@@ -466,7 +509,10 @@ async fn a_history_of_zero_runs_keeps_no_strip_but_still_counts() {
 #[tokio::test]
 async fn refresh_makes_the_page_reload_itself_and_bad_values_are_400_naming_it() {
     let db = Db::default();
-    let smoke = builder(&db).group(Group::ready().tag("db")).build().unwrap();
+    let smoke = builder(&db)
+        .group(Group::ready().tag("db"))
+        .build()
+        .unwrap();
     for path in ["/smoketest", "/readyz"] {
         let page = get(&smoke, &format!("{path}?format=html&refresh=10")).await;
         assert_eq!(page.status(), StatusCode::OK);
@@ -481,7 +527,11 @@ async fn refresh_makes_the_page_reload_itself_and_bad_values_are_400_naming_it()
 
         for bad in ["abc", "0", "3601", "-1", "1.5", "", "10&refresh=20"] {
             let response = get(&smoke, &format!("{path}?format=html&refresh={bad}")).await;
-            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path} refresh={bad}");
+            assert_eq!(
+                response.status(),
+                StatusCode::BAD_REQUEST,
+                "{path} refresh={bad}"
+            );
             let error = json(&response);
             assert_eq!(error["error"]["parameter"], "refresh", "{error:#}");
         }

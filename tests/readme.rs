@@ -25,8 +25,8 @@ fn marked_readme_snippets_are_code_that_compiles() {
             .strip_prefix("```rust\n")
             .unwrap_or_else(|| panic!("a ```rust block follows the marker for {source}"));
         let (snippet, after) = block.split_once("```").expect("a closed block");
-        let code = std::fs::read_to_string(root.join(source))
-            .unwrap_or_else(|e| panic!("{source}: {e}"));
+        let code =
+            std::fs::read_to_string(root.join(source)).unwrap_or_else(|e| panic!("{source}: {e}"));
         let code = trimmed_lines(&code);
         let mut from = 0;
         for line in trimmed_lines(snippet) {

@@ -18,7 +18,11 @@ fn a_liveness_group_refuses_a_network_check_unless_told_otherwise() {
     let build = |live: Group| {
         Smoketest::builder()
             .without_discovery()
-            .check(TcpCheck::new("db.internal:5432").name("db::port").tags(["core"]))
+            .check(
+                TcpCheck::new("db.internal:5432")
+                    .name("db::port")
+                    .tags(["core"]),
+            )
             .group(live)
             .build()
     };
@@ -28,12 +32,19 @@ fn a_liveness_group_refuses_a_network_check_unless_told_otherwise() {
             if group == "live" && check == "db::port" && tag == "external"),
         "{err:?}"
     );
-    assert!(err.to_string().contains("move it to Group::ready()"), "{err}");
+    assert!(
+        err.to_string().contains("move it to Group::ready()"),
+        "{err}"
+    );
 
-    build(Group::live().tag("core").allow_external_dependencies())
-        .expect("allowed explicitly");
+    build(Group::live().tag("core").allow_external_dependencies()).expect("allowed explicitly");
     build(Group::ready().tag("core")).expect("readiness may depend on the network");
-    let err = build(Group::new("heartbeat").path("/heartbeat").tag("core").liveness())
-        .unwrap_err();
+    let err = build(
+        Group::new("heartbeat")
+            .path("/heartbeat")
+            .tag("core")
+            .liveness(),
+    )
+    .unwrap_err();
     assert!(matches!(err, BuildError::UnsafeProbe { .. }), "{err:?}");
 }

@@ -627,7 +627,10 @@ pub(crate) fn resolve(
             .collect::<Vec<Arc<Entry>>>();
         if group.probe == Probe::Liveness && !group.allow_external {
             for entry in &members {
-                if let Some(tag) = entry.tags.iter().find(|t| EXTERNAL_TAGS.contains(&t.as_str()))
+                if let Some(tag) = entry
+                    .tags
+                    .iter()
+                    .find(|t| EXTERNAL_TAGS.contains(&t.as_str()))
                 {
                     return Err(BuildError::UnsafeProbe {
                         group: group.name.clone(),
@@ -715,7 +718,11 @@ impl Smoketest {
                 .any(|t| EXTERNAL_TAGS.contains(&t.as_str()));
             let mut tags = entry.tags.join(", ");
             if external && !entry.tags.iter().any(|t| t == "external") {
-                tags.push_str(if tags.is_empty() { "external" } else { ", external" });
+                tags.push_str(if tags.is_empty() {
+                    "external"
+                } else {
+                    ", external"
+                });
             }
             let tags = if tags.is_empty() {
                 String::new()
@@ -769,9 +776,10 @@ impl Smoketest {
                     );
                 }
                 Probe::Liveness
-                    if group.members.iter().any(|e| {
-                        e.tags.iter().any(|t| EXTERNAL_TAGS.contains(&t.as_str()))
-                    }) =>
+                    if group
+                        .members
+                        .iter()
+                        .any(|e| e.tags.iter().any(|t| EXTERNAL_TAGS.contains(&t.as_str()))) =>
                 {
                     let _ = writeln!(
                         out,

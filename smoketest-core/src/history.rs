@@ -174,8 +174,7 @@ impl History {
             track.runs.push_back(Run {
                 finished_ms: at,
                 kind,
-                duration_us: u32::try_from((check.duration_ms * 1000.0) as u64)
-                    .unwrap_or(u32::MAX),
+                duration_us: u32::try_from((check.duration_ms * 1000.0) as u64).unwrap_or(u32::MAX),
                 status: check.status,
             });
         }
@@ -239,7 +238,11 @@ mod tests {
         let name: Arc<str> = Arc::from("db::ping");
         let history = History::new(3, [&name]);
         for i in 0..10 {
-            let status = if i % 2 == 0 { Status::Pass } else { Status::Fail };
+            let status = if i % 2 == 0 {
+                Status::Pass
+            } else {
+                Status::Fail
+            };
             let kind = (status == Status::Fail).then_some("timeout");
             let report = Report::from_checks(
                 SystemTime::now(),

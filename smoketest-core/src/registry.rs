@@ -482,10 +482,8 @@ impl SmoketestBuilder {
             config.failure_status,
             config.anonymous_detail,
         )?;
-        let history = crate::history::History::new(
-            config.history_len,
-            entries.iter().map(|e| &e.name),
-        );
+        let history =
+            crate::history::History::new(config.history_len, entries.iter().map(|e| &e.name));
         let engine = crate::engine::Engine::new(
             self.limits,
             history,

@@ -127,7 +127,9 @@ fn drain_delay() -> Result<std::time::Duration, String> {
         Ok(secs) => secs
             .parse()
             .map(std::time::Duration::from_secs)
-            .map_err(|_| format!("SMOKETEST_EXAMPLE_DRAIN_SECS must be whole seconds, not `{secs}`")),
+            .map_err(|_| {
+                format!("SMOKETEST_EXAMPLE_DRAIN_SECS must be whole seconds, not `{secs}`")
+            }),
     }
 }
 

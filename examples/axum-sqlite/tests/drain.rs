@@ -39,7 +39,10 @@ impl Service {
         std::fs::create_dir_all(&dir).unwrap();
         let mut child = Command::new(binary)
             .current_dir(&dir)
-            .env("DATABASE_URL", format!("sqlite:{}", dir.join("orders.db").display()))
+            .env(
+                "DATABASE_URL",
+                format!("sqlite:{}", dir.join("orders.db").display()),
+            )
             .env("SMOKETEST_EXAMPLE_ADDR", "127.0.0.1:0")
             .env("SMOKETEST_EXAMPLE_DRAIN_SECS", drain_secs.to_string())
             .env_remove("SMOKETEST_TOKEN")
@@ -106,8 +109,15 @@ fn get(addr: &str, path: &str) -> (u16, String) {
     .unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).unwrap();
-    let status = raw.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     (status, body)
 }
 

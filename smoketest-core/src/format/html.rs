@@ -102,7 +102,9 @@ pub fn write_page(report: &Report, refresh: Option<u32>) -> Vec<u8> {
     out.push_str("</p>\n");
     if let Some(reason) = &report.reason {
         let why = match reason.as_str() {
-            "draining" => "draining: this instance is shutting down and leaves rotation; nothing was run",
+            "draining" => {
+                "draining: this instance is shutting down and leaves rotation; nothing was run"
+            }
             "pending" => "pending: the first background run has not finished yet; nothing was run",
             _ => "",
         };
@@ -464,7 +466,10 @@ mod tests {
         let out = String::from_utf8(write_page(&report, Some(15))).unwrap();
         assert!(out.contains("<meta http-equiv=\"refresh\" content=\"15\">"));
         assert!(out.contains("<p class=\"reason\">draining: this instance is shutting down"));
-        assert!(!page(&report).contains("http-equiv"), "no refresh unless asked");
+        assert!(
+            !page(&report).contains("http-equiv"),
+            "no refresh unless asked"
+        );
     }
 
     #[test]
