@@ -6,9 +6,9 @@ use crate::db::Db;
 
 /// The database answers a trivial query.
 ///
-/// Slower than 250 ms is reported as `warn` (kind `slow`): a pool or disk in trouble shows
-/// before it times out.
-#[smoketest::check(name = "db::ping", tags = ["db"], timeout = "2s", warn_after = "250ms")]
+/// Slower than 1 s (half its timeout) is reported as `warn` (kind `slow`): a pool or disk
+/// in trouble shows before it times out.
+#[smoketest::check(name = "db::ping", tags = ["db"], timeout = "2s", warn_after = "1s")]
 async fn ping(ctx: &mut Context) -> smoketest::Result {
     let one: i64 = match crate::database() {
         Db::Sqlite(pool) => sqlx::query_scalar("SELECT 1").fetch_one(pool).await?,
