@@ -38,10 +38,10 @@
 //! | unknown or malformed parameters | 400 with a JSON error naming the parameter |
 //!
 //! Every answer carries `Cache-Control: no-store`. Credentials are checked before anything
-//! else, and the report is restricted to the caller's [`Detail`](crate::Detail) level
+//! else, and the report is restricted to the caller's [`Detail`] level
 //! before any writer runs, so every format shows the same. The Prometheus formats always
 //! answer 200 (scrapers discard other statuses; the failure is in the metrics). Callers who
-//! may see [`Detail::Full`](crate::Detail::Full) also get a `Server-Timing` header with
+//! may see [`Detail::Full`] also get a `Server-Timing` header with
 //! each check's duration.
 //!
 //! # Example

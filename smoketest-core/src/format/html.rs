@@ -69,7 +69,7 @@ pub fn write(report: &Report) -> Vec<u8> {
     write_page(report, None)
 }
 
-/// [`write`], with the page reloading itself every `refresh` seconds when given (a
+/// [`write()`], with the page reloading itself every `refresh` seconds when given (a
 /// `<meta http-equiv="refresh">`: no script, so the page stays self-contained under the
 /// endpoint's `Content-Security-Policy`). The endpoint's `?refresh=10`.
 pub fn write_page(report: &Report, refresh: Option<u32>) -> Vec<u8> {
