@@ -268,12 +268,19 @@ async fn background_group_serves_its_snapshot_with_its_age_and_the_deploy_gate_s
 }
 
 #[tokio::test(start_paused = true)]
-async fn before_the_initial_delay_a_request_runs_the_group_once() {
+async fn before_its_first_run_a_background_group_answers_pending_and_runs_nothing() {
     let db = Switch::default();
     let smoke = builder(&db)
+        .bearer_token("s3cret-token-for-tests")
         .group(
             Group::ready()
                 .tag("db")
+                .every(Duration::from_secs(10))
+                .initial_delay(Duration::from_secs(30)),
+        )
+        .group(
+            Group::live()
+                .tag("local")
                 .every(Duration::from_secs(10))
                 .initial_delay(Duration::from_secs(30)),
         )
@@ -283,9 +290,45 @@ async fn before_the_initial_delay_a_request_runs_the_group_once() {
     assert_eq!(db.runs(), 0, "nothing runs before the initial delay");
 
     let (a, b) = tokio::join!(get(&smoke, "/readyz"), get(&smoke, "/readyz"));
-    assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
-    assert_eq!(db.runs(), 1, "concurrent first requests share one run");
-    assert_eq!(json(&get(&smoke, "/readyz").await)["cached"], true);
+    assert_eq!(
+        (a.status(), b.status()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE
+        ),
+        "no verdict yet is not a pass for readiness"
+    );
+    let pending = json(&a);
+    assert_eq!(pending["status"], "fail");
+    assert_eq!(pending["reason"], "pending");
+    assert_eq!(pending["summary"]["total"], 0);
+    let live = get(&smoke, "/livez").await;
+    assert_eq!(
+        live.status(),
+        StatusCode::OK,
+        "the process is up: liveness passes"
+    );
+    assert_eq!(json(&live)["reason"], "pending");
+    let text = get(&smoke, "/readyz?format=text").await;
+    assert!(text.body().starts_with(b"FAIL\nreason: pending\n"));
+    assert_eq!(db.runs(), 0, "pending answers run nothing");
+
+    // A token holder's fresh request still runs the group, and its report is then served.
+    let (parts, ()) = Request::get("/readyz?fresh=1")
+        .header("authorization", "Bearer s3cret-token-for-tests")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let fresh = smoke.handle(&parts).await;
+    assert_eq!(fresh.status(), StatusCode::OK);
+    assert_eq!(db.runs(), 1);
+    let after = get(&smoke, "/readyz").await;
+    assert_eq!(after.status(), StatusCode::OK);
+    let after = json(&after);
+    assert_eq!(
+        (after["cached"].clone(), after.get("reason")),
+        (true.into(), None)
+    );
     assert_eq!(db.runs(), 1);
 
     tokio::time::sleep(Duration::from_secs(30)).await;

@@ -185,7 +185,7 @@ impl DnsCheck {
     pub fn new(host: impl Into<String>) -> Self {
         let host = host.into();
         DnsCheck {
-            meta: Meta::new(format!("dns::{}", name_part(&host)), "dns"),
+            meta: Meta::external(format!("dns::{}", name_part(&host)), "dns"),
             host,
         }
     }

@@ -747,7 +747,7 @@ impl HttpCheck {
             Err(_) => format!("http::{}", name_part(&redact_url(&url))),
         };
         HttpCheck {
-            meta: Meta::new(name, "http"),
+            meta: Meta::external(name, "http"),
             url,
             options: ProbeOptions::new(),
         }

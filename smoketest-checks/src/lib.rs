@@ -14,8 +14,10 @@
 //! | Redis answers `PING` | [`redis`] | `redis` |
 //!
 //! Every check is a type with a builder: `new(…)` takes what the check needs, then
-//! `.name(…)`, `.tag(…)` and `.timeout(…)` adjust how it is registered, and the
-//! check-specific options follow. Register it with
+//! `.name(…)`, `.tag(…)`, `.timeout(…)` and `.warn_after(…)` adjust how it is registered,
+//! and the check-specific options follow. The checks of other systems (`http`, `dns`,
+//! `tcp`, `tls`, `redis`) always carry the tag `external` as well, so a liveness group
+//! refuses them at build time (`Group::allow_external_dependencies` to insist). Register it with
 //! [`SmoketestBuilder::check`](smoketest_core::SmoketestBuilder::check).
 //!
 //! Failures use the kinds of [`ErrorKind`](smoketest_core::ErrorKind) (`dns_failure`,

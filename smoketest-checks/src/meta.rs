@@ -1,4 +1,5 @@
-//! Name, tags and timeout shared by every built-in check, and the builder methods for them.
+//! Name, tags, timeout and latency budget shared by every built-in check, and the builder
+//! methods for them.
 
 use std::time::Duration;
 
@@ -8,6 +9,11 @@ pub(crate) struct Meta {
     pub(crate) name: String,
     pub(crate) tags: Vec<String>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) warn_after: Option<Duration>,
+    /// Whether the check reaches a system outside the process: it then always reports the
+    /// tag `external`, even after `.tags(…)` replaced the others, so that a liveness group
+    /// refuses it (`smoketest::Group::allow_external_dependencies`).
+    pub(crate) external: bool,
 }
 
 impl Meta {
@@ -16,7 +22,25 @@ impl Meta {
             name: name.into(),
             tags: vec![tag.to_string()],
             timeout: None,
+            warn_after: None,
+            external: false,
         }
+    }
+
+    /// A check of a network service, broker or database: tagged `tag` and `external`.
+    pub(crate) fn external(name: impl Into<String>, tag: &str) -> Self {
+        Meta {
+            external: true,
+            ..Meta::new(name, tag)
+        }
+    }
+
+    pub(crate) fn tags(&self) -> Vec<String> {
+        let mut tags = self.tags.clone();
+        if self.external && !tags.iter().any(|t| t == "external") {
+            tags.push("external".to_string());
+        }
+        tags
     }
 }
 
@@ -46,7 +70,8 @@ pub(crate) fn name_part(text: &str) -> String {
     }
 }
 
-/// Adds `.name()`, `.tag()`, `.tags()` and `.timeout()` to a check type with a `meta` field.
+/// Adds `.name()`, `.tag()`, `.tags()`, `.timeout()` and `.warn_after()` to a check type
+/// with a `meta` field.
 macro_rules! meta_builders {
     ($ty:ty) => {
         impl $ty {
@@ -62,7 +87,8 @@ macro_rules! meta_builders {
                 self
             }
 
-            /// Replace the tags (the default is one tag naming the check's family).
+            /// Replace the tags (the default is one tag naming the check's family). Checks of
+            /// external systems (network, brokers) keep the tag `external` regardless.
             pub fn tags<I, T>(mut self, tags: I) -> Self
             where
                 I: IntoIterator<Item = T>,
@@ -77,6 +103,13 @@ macro_rules! meta_builders {
                 self.meta.timeout = Some(timeout);
                 self
             }
+
+            /// Set this check's latency budget: a pass slower than `budget` is reported as
+            /// `warn` with kind `slow` (default: the registry's).
+            pub fn warn_after(mut self, budget: std::time::Duration) -> Self {
+                self.meta.warn_after = Some(budget);
+                self
+            }
         }
     };
 }
@@ -89,11 +122,15 @@ macro_rules! meta_methods {
         }
 
         fn tags(&self) -> Vec<String> {
-            self.meta.tags.clone()
+            self.meta.tags()
         }
 
         fn timeout(&self) -> Option<std::time::Duration> {
             self.meta.timeout
+        }
+
+        fn warn_after(&self) -> Option<std::time::Duration> {
+            self.meta.warn_after
         }
     };
 }

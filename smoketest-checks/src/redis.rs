@@ -62,7 +62,7 @@ impl RedisCheck {
     /// `redis::ping`, tagged `redis`.
     pub fn new(url: impl Into<String>) -> Self {
         RedisCheck {
-            meta: Meta::new("redis::ping", "redis"),
+            meta: Meta::external("redis::ping", "redis"),
             url: url.into(),
             connect_timeout: Duration::from_secs(3),
         }

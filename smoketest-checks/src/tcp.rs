@@ -150,7 +150,7 @@ impl TcpCheck {
     pub fn new(target: impl Into<String>) -> Self {
         let target = target.into();
         TcpCheck {
-            meta: Meta::new(format!("tcp::{}", name_part(&target)), "tcp"),
+            meta: Meta::external(format!("tcp::{}", name_part(&target)), "tcp"),
             target,
             connect_timeout: Duration::from_secs(5),
         }

@@ -468,7 +468,7 @@ impl TlsCheck {
     pub fn new(target: impl Into<String>) -> Self {
         let target = target.into();
         TlsCheck {
-            meta: Meta::new(format!("tls::{}", name_part(&target)), "tls"),
+            meta: Meta::external(format!("tls::{}", name_part(&target)), "tls"),
             target,
             warn_days: 14,
             connect_timeout: Duration::from_secs(5),

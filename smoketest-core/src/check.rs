@@ -73,6 +73,13 @@ pub trait SmokeCheck: Send + Sync + 'static {
         None
     }
 
+    /// This check's latency budget: a run that passes but takes longer is reported as
+    /// `warn` with kind `slow` (default: the builder's
+    /// [`warn_after`](crate::SmoketestBuilder::warn_after), none unless set).
+    fn warn_after(&self) -> Option<Duration> {
+        None
+    }
+
     /// Run the check once. Return `Ok(Outcome::Pass)` (or `Warn`/`Skip`), or fail with a
     /// [`CheckError`](crate::CheckError).
     async fn run(&self, ctx: &mut Context) -> Result;
@@ -95,6 +102,8 @@ pub struct Registration {
     pub tags: &'static [&'static str],
     /// Per-check timeout in milliseconds, if the attribute gave one.
     pub timeout_ms: Option<u64>,
+    /// Latency budget in milliseconds (`warn_after = "300ms"`), if the attribute gave one.
+    pub warn_after_ms: Option<u64>,
     /// Where the fn was declared, for duplicate-name errors.
     pub file: &'static str,
     /// Line of the declaration.
@@ -148,6 +157,10 @@ impl SmokeCheck for RegisteredFn {
         self.registration.timeout_ms.map(Duration::from_millis)
     }
 
+    fn warn_after(&self) -> Option<Duration> {
+        self.registration.warn_after_ms.map(Duration::from_millis)
+    }
+
     async fn run(&self, ctx: &mut Context) -> Result {
         (self.registration.run)(ctx).await
     }
@@ -181,6 +194,7 @@ where
         name: name.into(),
         tags: Vec::new(),
         timeout: None,
+        warn_after: None,
         f,
     }
 }
@@ -190,6 +204,7 @@ pub struct FnCheck<F> {
     name: String,
     tags: Vec<String>,
     timeout: Option<Duration>,
+    warn_after: Option<Duration>,
     f: F,
 }
 
@@ -203,6 +218,13 @@ impl<F> FnCheck<F> {
     /// Set this check's timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Set this check's latency budget: a pass slower than `budget` is a `warn` of kind
+    /// `slow` ([`SmokeCheck::warn_after`]).
+    pub fn warn_after(mut self, budget: Duration) -> Self {
+        self.warn_after = Some(budget);
         self
     }
 }
@@ -222,6 +244,10 @@ where
 
     fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+
+    fn warn_after(&self) -> Option<Duration> {
+        self.warn_after
     }
 
     async fn run(&self, ctx: &mut Context) -> Result {

@@ -9,6 +9,11 @@
 //! the mount path drains the mount path's budget only: the probes keep answering. Every
 //! request [`Smoketest::handle`] serves, on any path, goes through these rules, in order:
 //!
+//! 0. **Answers without a run.** While the service
+//!    [drains](Smoketest::start_draining), a readiness group answers its failure status
+//!    with `"reason": "draining"`. A background group ([`Group::every`](crate::Group::every))
+//!    whose first run has not finished answers a plain request with `"reason": "pending"`:
+//!    200 for a liveness group, the failure status for any other. Both cost nothing.
 //! 1. **Nothing to run costs nothing.** A selection with no checks (`?tag=nonsense`, an
 //!    empty `Group::live()`) answers at once with a report of zero checks and never takes
 //!    a place in any budget.
@@ -30,8 +35,13 @@
 //!
 //! A request that rule 4 or 5 turns away gets the latest report of the same checks,
 //! marked `"cached": true` with its `age_ms`. With none yet, the mount path answers
-//! `503 Service Unavailable` with `Retry-After`; a group path never does: its first run
+//! `503 Service Unavailable` with `Retry-After`; a live group path never does: its first run
 //! happens (at most one such run per group, since later requests join it).
+//!
+//! **After each run** the engine applies the checks' latency budgets (a pass slower than
+//! its [`warn_after`](crate::SmokeCheck::warn_after) becomes `warn` of kind `slow`, logged
+//! once), folds the run into every check's [history](crate::history), and for a group
+//! applies its failure threshold — before the report is published to anyone.
 //!
 //! **Freshness.** An authorized caller's `?fresh=1` gets a run that *started after the
 //! request arrived*, on every path: it skips rules 3 and 5, never joins a run that started
@@ -123,10 +133,11 @@ use http::StatusCode;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::group::ResolvedGroup;
+use crate::group::{Probe, ResolvedGroup};
+use crate::history::History;
 use crate::registry::{BuildError, Entry, Inner};
-use crate::report::{Report, millis};
-use crate::{Detail, Selection, Smoketest, SmoketestBuilder, UnknownCheck};
+use crate::report::{ErrorReport, Report, millis};
+use crate::{Detail, ErrorKind, Selection, Smoketest, SmoketestBuilder, Status, UnknownCheck};
 
 /// The default [`min_interval`](crate::SmoketestBuilder::min_interval): one new run per
 /// second, sustained.
@@ -215,6 +226,10 @@ pub(crate) struct Engine {
     pub(crate) scopes: Vec<Scope>,
     runs_started: AtomicU64,
     schedules_started: AtomicBool,
+    /// Every check's last runs, on every path ([`history`](crate::history)).
+    history: History,
+    /// Set by [`Smoketest::start_draining`]; never cleared.
+    draining: AtomicBool,
 }
 
 /// One path's policy, budget and runs. See the [module documentation](self).
@@ -278,6 +293,7 @@ impl Engine {
     /// `groups`, each group with its own budget.
     pub(crate) fn new(
         limits: Limits,
+        history: History,
         mount: (StatusCode, Detail),
         groups: Vec<ResolvedGroup>,
     ) -> Result<Engine, BuildError> {
@@ -312,6 +328,8 @@ impl Engine {
             scopes,
             runs_started: AtomicU64::new(0),
             schedules_started: AtomicBool::new(false),
+            history,
+            draining: AtomicBool::new(false),
         })
     }
 
@@ -324,6 +342,11 @@ impl Engine {
 }
 
 impl Scope {
+    /// What the platform does when this path fails; `None` for the mount path.
+    fn probe(&self) -> Option<Probe> {
+        self.group.as_ref().map(|g| g.probe)
+    }
+
     /// Admit one more run under the limits (the rate only when not `fresh`), counting it.
     fn admit(&self, state: &mut State, now: Instant, fresh: bool) -> Result<(), Throttled> {
         if state.in_flight >= self.limits.max_in_flight {
@@ -403,6 +426,13 @@ impl Smoketest {
         arrived: Instant,
     ) -> Result<Report, Refusal> {
         let scope = &self.inner.engine.scopes[index];
+        if matches!(ask, Ask::Request { .. })
+            && scope.probe() == Some(Probe::Readiness)
+            && self.is_draining()
+        {
+            // Costs nothing: the pod is leaving rotation whatever the checks would say.
+            return Ok(self.reason_report(scope, Status::Fail, "draining"));
+        }
         let entries = match &scope.group {
             Some(group) => group.members.clone(),
             None => self.select(selection).map_err(Refusal::Unknown)?,
@@ -447,6 +477,17 @@ impl Smoketest {
         let state = &mut *state;
         let now = Instant::now();
         let slot = state.slots.get(key);
+        let scheduled = scope.group.as_ref().is_some_and(|g| g.schedule.is_some());
+        if !fresh && scheduled && slot.is_none_or(|s| s.latest.is_none()) {
+            // A background group's first run has not finished: say so at once rather than
+            // run it inline (and hold the probe) or join the schedule's run.
+            let status = if scope.probe() == Some(Probe::Liveness) {
+                Status::Pass
+            } else {
+                Status::Fail
+            };
+            return Decision::Serve(Box::new(self.reason_report(scope, status, "pending")));
+        }
         if let Some((run, started)) = slot.and_then(|s| s.running.as_ref()) {
             return if !fresh || *started >= arrived || ask == Ask::Scheduled {
                 Decision::Join(run.clone())
@@ -460,7 +501,6 @@ impl Smoketest {
                 // Another fresh caller's run, started after this request arrived.
                 return Decision::Serve(Box::new(latest.serve(false)));
             }
-            let scheduled = scope.group.as_ref().is_some_and(|g| g.schedule.is_some());
             let young = scope
                 .limits
                 .cache_ttl
@@ -522,9 +562,13 @@ impl Smoketest {
                 report: None,
             };
             let mut report = smoke.run_entries(entries, hold).await;
-            if let Some(group) = &smoke.inner.engine.scopes[index].group {
+            smoke.apply_latency_budgets(&mut report);
+            let engine = &smoke.inner.engine;
+            engine.history.record(&report, SystemTime::now());
+            if let Some(group) = &engine.scopes[index].group {
                 report = group.record(report);
             }
+            engine.history.attach(&mut report);
             let report = Arc::new(report);
             finish.report = Some(report.clone());
             report
@@ -535,6 +579,115 @@ impl Smoketest {
         }
         .boxed()
         .shared()
+    }
+
+    /// The answer without a run for a reason (`draining`, `pending`): no checks, `status`.
+    fn reason_report(&self, scope: &Scope, status: Status, reason: &str) -> Report {
+        let mut report = self.empty_report(scope);
+        report.status = status;
+        report.reason = Some(reason.to_string());
+        report
+    }
+
+    /// Whether [`start_draining`](Self::start_draining) was called.
+    pub fn is_draining(&self) -> bool {
+        self.inner.engine.draining.load(Ordering::Relaxed)
+    }
+
+    /// Start draining: from now on every readiness group ([`Group::ready`](crate::Group::ready),
+    /// [`Group::readiness`](crate::Group::readiness)) answers its failure status (503) with
+    /// `"status": "fail"` and `"reason": "draining"`, at once and without running anything,
+    /// while liveness and the mount path answer as before. Call it when the process is told
+    /// to stop (SIGTERM), then keep serving for a few seconds so that the platform takes the
+    /// pod out of rotation before the listener closes. Irreversible; idempotent.
+    pub fn start_draining(&self) {
+        if !self.inner.engine.draining.swap(true, Ordering::Relaxed) {
+            tracing::info!("smoketest: draining, readiness now answers 503 (reason `draining`)");
+        }
+    }
+
+    /// A future for graceful shutdown: waits for `signal`, then
+    /// [starts draining](Self::start_draining), then waits `delay` (while readiness answers
+    /// 503 and everything else is still served) and completes — hand it to your server's
+    /// graceful shutdown, which then stops accepting and finishes the requests in flight.
+    /// Kubernetes keeps sending traffic for a few seconds after SIGTERM while endpoints
+    /// update; `delay` covers that (5 s suits the default probe periods).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smoketest_core::{Group, Smoketest};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let smoke = Smoketest::builder().without_discovery().group(Group::ready()).build().unwrap();
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// let shutdown = tokio::spawn(smoke.drain_after(async { let _ = stopped.await; }, Duration::ZERO));
+    /// stop.send(()).unwrap(); // in a service: tokio::signal's SIGTERM
+    /// shutdown.await.unwrap();
+    /// let (parts, ()) = http::Request::get("/readyz").body(()).unwrap().into_parts();
+    /// assert_eq!(smoke.handle(&parts).await.status(), 503);
+    /// # }
+    /// ```
+    pub fn drain_after<S>(
+        &self,
+        signal: S,
+        delay: Duration,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static
+    where
+        S: std::future::Future + Send + 'static,
+    {
+        let smoke = self.clone();
+        async move {
+            signal.await;
+            smoke.start_draining();
+            tracing::info!(
+                delay_ms = millis(delay),
+                "smoketest: shutdown signal received; serving on while the pod leaves rotation"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Apply each check's latency budget ([`SmokeCheck::warn_after`](crate::SmokeCheck::warn_after),
+    /// [`SmoketestBuilder::warn_after`]) to a finished run: a check that passed but took
+    /// longer becomes `warn` with kind `slow` and its duration in the message (logged once,
+    /// here), and the report's status and summary follow.
+    pub(crate) fn apply_latency_budgets(&self, report: &mut Report) {
+        let inner = &self.inner;
+        for check in &mut report.checks {
+            let Some(budget) = inner
+                .by_name
+                .get(check.name.as_str())
+                .and_then(|&i| inner.entries[i].warn_after)
+            else {
+                continue;
+            };
+            if check.status != Status::Pass || check.duration_ms <= millis(budget) {
+                continue;
+            }
+            let message = format!(
+                "took {} ms, over its latency budget of {}",
+                check.duration_ms,
+                humantime::format_duration(budget)
+            );
+            tracing::warn!(
+                check = %check.name,
+                duration_ms = check.duration_ms,
+                budget_ms = millis(budget),
+                "smoke check slower than its latency budget"
+            );
+            check.status = Status::Warn;
+            check.error = Some(ErrorReport {
+                kind: ErrorKind::Slow.as_str().to_string(),
+                message: Some(message),
+                suggestion: ErrorKind::Slow.default_suggestion().map(str::to_string),
+            });
+            report.summary.passed -= 1;
+            report.summary.warned += 1;
+            if report.status == Status::Pass {
+                report.status = Status::Warn;
+            }
+        }
     }
 
     /// The answer to a selection of no checks: nothing ran, nothing is remembered.

@@ -113,6 +113,9 @@ pub enum ErrorKind {
     Resource,
     /// A program or server runs an older version than the check requires.
     Version,
+    /// The check passed but took longer than its latency budget (`warn_after`): reported
+    /// on a `warn`, never on a `fail`.
+    Slow,
 }
 
 impl ErrorKind {
@@ -136,6 +139,7 @@ impl ErrorKind {
             ErrorKind::Config => "config",
             ErrorKind::Resource => "resource",
             ErrorKind::Version => "version",
+            ErrorKind::Slow => "slow",
         }
     }
 
@@ -184,6 +188,9 @@ impl ErrorKind {
             }
             ErrorKind::Version => {
                 "Upgrade the program or server to at least the required version, or check that the intended installation is the one found."
+            }
+            ErrorKind::Slow => {
+                "The check works but is slower than its budget: look for a slow query, a cold cache or a saturated dependency before it becomes a timeout."
             }
         })
     }

@@ -58,13 +58,27 @@
 //! With [`every`](Group::every) a group runs on a schedule (after an optional
 //! [`initial_delay`](Group::initial_delay)), and its path answers with the latest snapshot
 //! — `"cached": true` and its `age_ms` — so probes cost no database round trip and a flood
-//! of requests causes no extra runs. Until the first scheduled run finishes, a request runs
-//! the group once itself (concurrent requests share that run). `?fresh=1` from a token
-//! holder runs it now. Schedules start when
+//! of requests causes no extra runs. Until the first scheduled run finishes, a plain request
+//! does not run the group: it gets a *pending* report (`"reason": "pending"`, no checks) —
+//! a liveness group answers it 200 (the process is up), every other group its failure
+//! status with `"status": "fail"` (no verdict yet is not a pass: the pod enters rotation
+//! after the first run passes). `?fresh=1` from a token holder runs it now. Schedules start when
 //! [`build`](crate::SmoketestBuilder::build) is called inside a tokio runtime, else on the
 //! first request ([`Smoketest::start_background`] starts them explicitly); they stop when
 //! the last clone of the [`Smoketest`] is dropped. The deploy gate — the mount path and any
 //! [`Group::deploy`] — always runs live.
+//!
+//! # Draining and probe safety
+//!
+//! [`Smoketest::start_draining`] (or [`Smoketest::drain_after`], which waits for a shutdown
+//! signal) makes every readiness group ([`Group::ready`], [`Group::readiness`]) answer its
+//! failure status (503) with `"status": "fail"` and `"reason": "draining"`, at once and
+//! without running anything, while liveness keeps answering 200: a terminating pod leaves
+//! the Service's endpoints before its listener closes. Liveness groups may not include
+//! checks tagged `external` or `db` ([`EXTERNAL_TAGS`]): building fails with
+//! [`BuildError::UnsafeProbe`] unless the group says
+//! [`allow_external_dependencies`](Group::allow_external_dependencies).
+//! [`Smoketest::explain`] says, per path, what it depends on and what a failure does.
 //!
 //! Every run of a group, live or scheduled, updates each check's [`CheckHistory`] (last
 //! success, consecutive failures), reported under `history`. With
@@ -79,7 +93,7 @@
 //! use std::time::Duration;
 //! use smoketest_core::{from_fn, Group, Outcome, Smoketest};
 //!
-//! # #[tokio::main(flavor = "current_thread")]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
 //! let smoke = Smoketest::builder()
 //!     .without_discovery()
@@ -90,10 +104,21 @@
 //!     .build()
 //!     .unwrap();
 //! assert!(smoke.serves("/livez") && smoke.serves("/readyz"));
+//! let readyz = || http::Request::get("/readyz").body(()).unwrap().into_parts().0;
 //!
-//! let (parts, ()) = http::Request::get("/readyz").body(()).unwrap().into_parts();
-//! let response = smoke.handle(&parts).await;
-//! assert_eq!(response.status(), 200);
+//! // Before the first background run has finished: pending, not a pass.
+//! let response = smoke.handle(&readyz()).await;
+//! assert_eq!(response.status(), 503);
+//! assert!(std::str::from_utf8(response.body()).unwrap().contains(r#""reason": "pending""#));
+//!
+//! tokio::time::sleep(Duration::from_secs(1)).await; // the first run, at start, is done
+//! assert_eq!(smoke.handle(&readyz()).await.status(), 200);
+//!
+//! // Shutting down: readiness answers 503 `draining` at once, liveness stays 200.
+//! smoke.start_draining();
+//! assert_eq!(smoke.handle(&readyz()).await.status(), 503);
+//! let livez = http::Request::get("/livez").body(()).unwrap().into_parts().0;
+//! assert_eq!(smoke.handle(&livez).await.status(), 200);
 //!
 //! // A group that names a check nobody registered does not build.
 //! let err = Smoketest::builder()
@@ -142,7 +167,52 @@ pub struct Group {
     burst: Option<u32>,
     /// Whether a group with no `check`/`tag` includes every check (`new`) or none (presets).
     all_by_default: bool,
+    probe: Probe,
+    allow_external: bool,
 }
+
+/// What a platform does when a group's path fails: the question the group answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Probe {
+    /// Kubernetes liveness ([`Group::live`], [`Group::liveness`]): a failure restarts the
+    /// pod. May not include external dependencies.
+    Liveness,
+    /// Kubernetes readiness ([`Group::ready`], [`Group::readiness`]): a failure takes the pod
+    /// out of rotation. Answers `draining` while the service shuts down.
+    Readiness,
+    /// A deploy gate ([`Group::deploy`], and the mount path): a failure rolls the deploy
+    /// back.
+    Deploy,
+    /// A group for monitors and people: a failure is reported, nothing acts on it by itself.
+    #[default]
+    Monitor,
+}
+
+impl Probe {
+    /// What the platform does when this path fails, in words (for [`Smoketest::explain`]).
+    pub fn consequence(self) -> &'static str {
+        match self {
+            Probe::Liveness => "restart the pod",
+            Probe::Readiness => "take the pod out of rotation (no restart)",
+            Probe::Deploy => "roll the deploy back",
+            Probe::Monitor => "report it (alert on it); nothing restarts or rolls back",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Probe::Liveness => "liveness probe",
+            Probe::Readiness => "readiness probe",
+            Probe::Deploy => "deploy gate",
+            Probe::Monitor => "monitor",
+        }
+    }
+}
+
+/// Tags that mark a check as depending on a system outside the process. The built-in
+/// network, broker and database checks carry one of them.
+pub const EXTERNAL_TAGS: &[&str] = &["external", "db"];
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Schedule {
@@ -200,11 +270,14 @@ impl Group {
             min_interval: None,
             burst: None,
             all_by_default: true,
+            probe: Probe::Monitor,
+            allow_external: false,
         }
     }
 
     /// Kubernetes liveness: `live` at `/livez`, no members (add only checks of the process's
-    /// own state, never external systems), status only, 503 on failure.
+    /// own state, never external systems: [`build`](crate::SmoketestBuilder::build) refuses
+    /// checks tagged `external` or `db` here), status only, 503 on failure.
     pub fn live() -> Self {
         let mut group = Group::new("live")
             .path("/livez")
@@ -212,11 +285,14 @@ impl Group {
             .failure_status(StatusCode::SERVICE_UNAVAILABLE);
         group.all_by_default = false;
         group.requires_authorization = Some(false);
+        group.probe = Probe::Liveness;
         group
     }
 
     /// Kubernetes readiness: `ready` at `/readyz`, status only, 503 on failure. Add the
     /// checks traffic depends on (`.tag("db")`); with none added it is empty, like `live`.
+    /// Answers 503 with reason `draining` once the service
+    /// [drains](Smoketest::start_draining).
     pub fn ready() -> Self {
         let mut group = Group::new("ready")
             .path("/readyz")
@@ -224,6 +300,7 @@ impl Group {
             .failure_status(StatusCode::SERVICE_UNAVAILABLE);
         group.all_by_default = false;
         group.requires_authorization = Some(false);
+        group.probe = Probe::Readiness;
         group
     }
 
@@ -233,7 +310,33 @@ impl Group {
     pub fn deploy() -> Self {
         let mut group = Group::new("deploy");
         group.live_only = true;
+        group.probe = Probe::Deploy;
         group
+    }
+
+    /// Mark this group as a liveness probe (what [`live`](Self::live) is): it may not
+    /// include external dependencies, and before its first background run it answers 200.
+    pub fn liveness(mut self) -> Self {
+        self.probe = Probe::Liveness;
+        self
+    }
+
+    /// Mark this group as a readiness probe (what [`ready`](Self::ready) is): it answers its
+    /// failure status with reason `draining` once the service
+    /// [drains](Smoketest::start_draining), and reason `pending` before its first background
+    /// run.
+    pub fn readiness(mut self) -> Self {
+        self.probe = Probe::Readiness;
+        self
+    }
+
+    /// Let a liveness group include checks tagged `external` or `db`. Without it,
+    /// [`build`](crate::SmoketestBuilder::build) refuses them: when the database is down,
+    /// every replica fails the same check, and a liveness probe that includes it restarts
+    /// all of them — which fixes nothing. Say so only when a restart really is the cure.
+    pub fn allow_external_dependencies(mut self) -> Self {
+        self.allow_external = true;
+        self
     }
 
     /// Serve the group at `path` (absolute, outside the mount path, e.g. `/readyz`).
@@ -364,6 +467,7 @@ pub(crate) struct ResolvedGroup {
     pub(crate) schedule: Option<Schedule>,
     pub(crate) min_interval: Option<Duration>,
     pub(crate) burst: Option<u32>,
+    pub(crate) probe: Probe,
     failure_threshold: u32,
     on_status_change: Option<Hook>,
     history: Mutex<HistoryState>,
@@ -520,7 +624,22 @@ pub(crate) fn resolve(
             .filter(|e| !group.exclude.iter().any(|n| **n == *e.name))
             .filter(|e| !e.tags.iter().any(|t| group.exclude_tags.contains(t)))
             .cloned()
-            .collect();
+            .collect::<Vec<Arc<Entry>>>();
+        if group.probe == Probe::Liveness && !group.allow_external {
+            for entry in &members {
+                if let Some(tag) = entry
+                    .tags
+                    .iter()
+                    .find(|t| EXTERNAL_TAGS.contains(&t.as_str()))
+                {
+                    return Err(BuildError::UnsafeProbe {
+                        group: group.name.clone(),
+                        check: entry.name.to_string(),
+                        tag: tag.clone(),
+                    });
+                }
+            }
+        }
         list.push(ResolvedGroup {
             name: group.name,
             path: group.path,
@@ -531,6 +650,7 @@ pub(crate) fn resolve(
             schedule: group.schedule,
             min_interval: group.min_interval,
             burst: group.burst,
+            probe: group.probe,
             failure_threshold: group.failure_threshold,
             on_status_change: group.on_status_change,
             history: Mutex::new(HistoryState::default()),
@@ -570,6 +690,108 @@ fn validate_path(path: &str, mount: &str) -> Result<(), String> {
 }
 
 impl Smoketest {
+    /// A human-readable account of every path: which checks (and tags) it depends on, and
+    /// what the platform does when each fails — liveness: restart; readiness: out of
+    /// rotation; deploy gate: rollback. For a code review or the pod's start-up log.
+    ///
+    /// ```
+    /// use smoketest_core::{from_fn, Group, Outcome, Smoketest};
+    ///
+    /// let smoke = Smoketest::builder()
+    ///     .without_discovery()
+    ///     .check(from_fn("db::ping", |_ctx| Box::pin(async { Ok(Outcome::Pass) })).tag("db"))
+    ///     .group(Group::live())
+    ///     .group(Group::ready().tag("db"))
+    ///     .build()
+    ///     .unwrap();
+    /// let text = smoke.explain();
+    /// assert!(text.contains("/readyz — readiness probe (group `ready`)"));
+    /// assert!(text.contains("db::ping [db, external] — if it fails: take the pod out of rotation"));
+    /// ```
+    pub fn explain(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let line = |out: &mut String, entry: &Entry, probe: Probe| {
+            let external = entry
+                .tags
+                .iter()
+                .any(|t| EXTERNAL_TAGS.contains(&t.as_str()));
+            let mut tags = entry.tags.join(", ");
+            if external && !entry.tags.iter().any(|t| t == "external") {
+                tags.push_str(if tags.is_empty() {
+                    "external"
+                } else {
+                    ", external"
+                });
+            }
+            let tags = if tags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{tags}]")
+            };
+            let _ = writeln!(
+                out,
+                "  {}{tags} — if it fails: {}",
+                entry.name,
+                probe.consequence()
+            );
+        };
+        let _ = writeln!(
+            out,
+            "{} — deploy gate (the mount path; also /{{name}} per check): a failure should {}",
+            self.path(),
+            Probe::Deploy.consequence()
+        );
+        for entry in &self.inner.entries {
+            line(&mut out, entry, Probe::Deploy);
+        }
+        for group in self.groups() {
+            let path = group.path.as_deref().unwrap_or("(no path: run_group only)");
+            let schedule = group.schedule.map_or(String::new(), |s| {
+                format!(", every {}", humantime::format_duration(s.interval))
+            });
+            let _ = writeln!(
+                out,
+                "{path} — {} (group `{}`{schedule}): a failure answers {} and should {}",
+                group.probe.noun(),
+                group.name,
+                group.failure_status.as_u16(),
+                group.probe.consequence()
+            );
+            if group.members.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  (no checks: answers 200 whenever the process serves HTTP)"
+                );
+            }
+            for entry in &group.members {
+                line(&mut out, entry, group.probe);
+            }
+            match group.probe {
+                Probe::Readiness => {
+                    let _ = writeln!(
+                        out,
+                        "  while draining: {} with reason `draining`, without running anything",
+                        group.failure_status.as_u16()
+                    );
+                }
+                Probe::Liveness
+                    if group
+                        .members
+                        .iter()
+                        .any(|e| e.tags.iter().any(|t| EXTERNAL_TAGS.contains(&t.as_str()))) =>
+                {
+                    let _ = writeln!(
+                        out,
+                        "  warning: depends on external systems (allowed explicitly): their outage restarts every pod"
+                    );
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     fn groups(&self) -> impl Iterator<Item = &ResolvedGroup> {
         self.inner
             .engine

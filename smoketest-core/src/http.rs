@@ -27,6 +27,9 @@
 //! | `?tag=a&tag=b`, `?check=a`, `?exclude=a` | narrow the selection; an unknown check name is 404 |
 //! | `?format=json\|text\|html\|health+json\|prometheus\|openmetrics\|junit` | overrides `Accept` (see [`format`](crate::format)); an unsatisfiable `Accept` is 406 |
 //! | a [group](crate::group)'s path (`/livez`, `/readyz`) | that group: its checks, status mapping and detail level; live or its background snapshot |
+//! | `?refresh=10` | the HTML page reloads itself every 10 s (1–3600; other formats ignore it) |
+//! | a readiness group while [draining](Smoketest::start_draining) | its failure status (503), `"reason": "draining"`, nothing run |
+//! | a background group before its first run | `"reason": "pending"`: 200 for liveness, else the failure status (503) |
 //! | `?fresh=1` | a run that started after the request arrived, on every path ([`engine`](crate::engine)); authorized callers only, anonymous ones get 403 |
 //! | no or wrong credentials | 401 with `WWW-Authenticate: Bearer` when a token is required or a wrong one is sent ([`auth`](crate::auth)) |
 //! | limits reached, no earlier report | 503 with `Retry-After` on the mount path; a group's first run always happens ([`engine`](crate::engine)) |
@@ -35,10 +38,10 @@
 //! | unknown or malformed parameters | 400 with a JSON error naming the parameter |
 //!
 //! Every answer carries `Cache-Control: no-store`. Credentials are checked before anything
-//! else, and the report is restricted to the caller's [`Detail`](crate::Detail) level
+//! else, and the report is restricted to the caller's [`Detail`] level
 //! before any writer runs, so every format shows the same. The Prometheus formats always
 //! answer 200 (scrapers discard other statuses; the failure is in the metrics). Callers who
-//! may see [`Detail::Full`](crate::Detail::Full) also get a `Server-Timing` header with
+//! may see [`Detail::Full`] also get a `Server-Timing` header with
 //! each check's duration.
 //!
 //! # Example
@@ -128,9 +131,13 @@ impl Smoketest {
             }
         };
         let report = report.restrict(detail);
-        request
-            .format
-            .response(&report, detail, scope.failure_status, request.head)
+        request.format.response(
+            &report,
+            detail,
+            scope.failure_status,
+            request.head,
+            request.refresh,
+        )
     }
 }
 

@@ -37,6 +37,7 @@ pub mod engine;
 pub mod error;
 pub mod format;
 pub mod group;
+pub mod history;
 pub mod http;
 #[cfg(feature = "metrics")]
 mod metrics;
@@ -51,7 +52,7 @@ pub use auth::{Caller, Verdict};
 pub use check::{CheckFuture, FnCheck, SmokeCheck, from_fn};
 pub use context::Context;
 pub use error::{CheckError, ErrorKind, Outcome, Result, ResultExt};
-pub use group::{Group, StatusChange};
+pub use group::{Group, Probe, StatusChange};
 pub use registry::{BuildError, Origin, Smoketest, SmoketestBuilder};
 pub use report::{Detail, Report, Status};
 pub use runner::{Selection, UnknownCheck};

@@ -67,6 +67,7 @@ pub(crate) struct Entry {
     pub(crate) name: Arc<str>,
     pub(crate) tags: Vec<String>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) warn_after: Option<Duration>,
     pub(crate) check: Arc<dyn SmokeCheck>,
     pub(crate) origin: Origin,
     /// Instances still running after their run answered (runner.rs).
@@ -117,6 +118,19 @@ pub enum BuildError {
         /// The checks or tags there are.
         known: String,
     },
+    /// A liveness group includes a check of an external system: an outage of it would make
+    /// Kubernetes restart every pod at once. See [`Group::allow_external_dependencies`](crate::Group::allow_external_dependencies).
+    #[error(
+        "group `{group}` is a liveness probe but includes `{check}`, which depends on an external system (tag `{tag}`): a database outage would restart every pod: move it to Group::ready(), or call .allow_external_dependencies() on the group if a restart really fixes it"
+    )]
+    UnsafeProbe {
+        /// The liveness group.
+        group: String,
+        /// The check of an external system.
+        check: String,
+        /// The tag that marks it external (`external`, `db`).
+        tag: String,
+    },
 }
 
 impl fmt::Debug for BuildError {
@@ -139,6 +153,8 @@ pub(crate) struct Config {
     pub(crate) anonymous_detail: Detail,
     /// The longest one `ctx.defer` cleanup may run (runner.rs).
     pub(crate) cleanup_timeout: Duration,
+    pub(crate) warn_after: Option<Duration>,
+    pub(crate) history_len: usize,
 }
 
 impl Default for Config {
@@ -154,6 +170,8 @@ impl Default for Config {
             path: "/smoketest".to_string(),
             anonymous_detail: Detail::Checks,
             cleanup_timeout: crate::runner::DEFAULT_CLEANUP_TIMEOUT,
+            warn_after: None,
+            history_len: crate::history::DEFAULT_HISTORY_LEN,
         }
     }
 }
@@ -297,6 +315,22 @@ impl SmoketestBuilder {
     /// durations and error kinds, no messages.
     pub fn anonymous_detail(mut self, detail: Detail) -> Self {
         self.config.anonymous_detail = detail;
+        self
+    }
+
+    /// The latency budget of checks that set none themselves
+    /// ([`SmokeCheck::warn_after`]): a check that passes but takes longer is reported as
+    /// `warn` with kind `slow` and its duration. Default: none.
+    pub fn warn_after(mut self, budget: Duration) -> Self {
+        self.config.warn_after = Some(budget);
+        self
+    }
+
+    /// How many past runs of each check the engine keeps for the report's `history`, the
+    /// HTML page's strip and the metrics (default 20; 0 keeps none). Memory is bounded:
+    /// 32 bytes per run kept and check plus 168 per check, see [`history`](crate::history).
+    pub fn history_len(mut self, runs: usize) -> Self {
+        self.config.history_len = runs;
         self
     }
 
@@ -449,6 +483,7 @@ impl SmoketestBuilder {
                 name,
                 tags: check.tags(),
                 timeout: check.timeout(),
+                warn_after: check.warn_after().or(config.warn_after),
                 check,
                 origin,
                 overrunning: Default::default(),
@@ -462,8 +497,11 @@ impl SmoketestBuilder {
             config.failure_status,
             config.anonymous_detail,
         )?;
+        let history =
+            crate::history::History::new(config.history_len, entries.iter().map(|e| &e.name));
         let engine = crate::engine::Engine::new(
             self.limits,
+            history,
             (config.failure_status, config.anonymous_detail),
             groups,
         )?;

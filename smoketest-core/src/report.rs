@@ -168,15 +168,20 @@ pub struct Report {
     /// The group this report is of, when it was served on a group's path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// Each check's record across the group's runs, by check name (groups only; hidden at
-    /// [`Detail::Status`]).
+    /// Each check's record across its runs, by check name (hidden at [`Detail::Status`];
+    /// the per-run strip `runs` only at [`Detail::Full`]). On a group's path the failure
+    /// counts are the group's own; elsewhere they span every path.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub history: BTreeMap<String, CheckHistory>,
+    /// Why a report was answered without a run: `draining` (the service is shutting down and
+    /// leaves rotation) or `pending` (a background group has not finished its first run).
+    /// Absent for every report of a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
-/// One check's record across the runs of a group: what a monitor needs to tell a blip from
-/// an outage.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One check's record across its runs: what a monitor needs to tell a blip from an outage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CheckHistory {
     /// Failed runs in a row, up to and including the latest (0 when the latest did not fail).
     pub consecutive_failures: u32,
@@ -186,6 +191,24 @@ pub struct CheckHistory {
     /// When the check last failed, RFC 3339 UTC; absent if it never has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<String>,
+    /// The check's latest runs on any path, oldest first, at most the builder's
+    /// [`history_len`](crate::SmoketestBuilder::history_len); only at [`Detail::Full`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunRecord>,
+}
+
+/// One past run of a check, as kept in its bounded history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// When the run finished, RFC 3339 UTC with milliseconds.
+    pub at: String,
+    /// The check's status in that run (before any group threshold).
+    pub status: Status,
+    /// How long it ran, in milliseconds.
+    pub duration_ms: f64,
+    /// The error kind of a failed run, or `slow` for one over its latency budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 impl Report {
@@ -227,6 +250,7 @@ impl Report {
             checks,
             group: None,
             history: BTreeMap::new(),
+            reason: None,
         }
     }
 
@@ -236,6 +260,9 @@ impl Report {
         match detail {
             Detail::Full => {}
             Detail::Checks => {
+                for h in report.history.values_mut() {
+                    h.runs.clear();
+                }
                 for c in &mut report.checks {
                     c.message = None;
                     c.observed.clear();

@@ -3,13 +3,15 @@
 //!
 //! [`Smoketest::parse_request`] reads the method, the path (which scope: the mount path's
 //! selection, one check, or a group), the query (`tag`, `check`, `exclude`, `format`,
-//! `fresh`) and `Accept`, without running anything and without deciding who may ask:
+//! `fresh`, `refresh`) and `Accept`, without running anything and without deciding who may ask:
 //! that is the [access](crate::auth) stage's job, and whether a check name exists is the
 //! [engine](crate::engine)'s. Anything malformed is a [`RequestError`] carrying the exact
 //! answer the contract prescribes (400 naming the parameter, 405, 406).
 //!
 //! On a group's path the group is the selection: `tag`, `check` and `exclude` are refused
-//! with 400; `format` and `fresh` mean the same as on the mount path.
+//! with 400; `format`, `fresh` and `refresh` mean the same as on the mount path.
+//! `refresh=N` (whole seconds, 1 to 3600) makes the HTML page reload itself; anything else
+//! is 400 naming `refresh`.
 //!
 //! # Example
 //!
@@ -139,6 +141,9 @@ pub struct EndpointRequest {
     pub head: bool,
     /// `?fresh=1`: a run that starts after the request arrived (authorized callers only).
     pub fresh: bool,
+    /// `?refresh=10`: the HTML page reloads itself every this many seconds (1 to 3600;
+    /// other formats ignore it).
+    pub refresh: Option<u32>,
     /// The engine scope serving the path: 0 for the mount path, then one per group.
     pub(crate) scope: usize,
 }
@@ -224,6 +229,7 @@ impl Smoketest {
 
         let mut format = None;
         let mut fresh = None;
+        let mut refresh = None;
         for pair in parts
             .uri
             .query()
@@ -294,11 +300,30 @@ impl Smoketest {
                     once(fresh.is_some())?;
                     fresh = Some(parse_flag("fresh", &value)?);
                 }
+                "refresh" => {
+                    once(refresh.is_some())?;
+                    refresh = Some(
+                        value
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|s| REFRESH_SECONDS.contains(s))
+                            .ok_or_else(|| {
+                                RequestError::bad_parameter(
+                                    "refresh",
+                                    format!(
+                                        "`refresh` is the HTML page's reload interval in whole seconds, from {} to {}, not `{value}`",
+                                        REFRESH_SECONDS.start(),
+                                        REFRESH_SECONDS.end()
+                                    ),
+                                )
+                            })?,
+                    );
+                }
                 _ => {
                     let known = if group.is_some() {
-                        "format, fresh"
+                        "format, fresh, refresh"
                     } else {
-                        "tag, check, exclude, format, fresh"
+                        "tag, check, exclude, format, fresh, refresh"
                     };
                     return Err(RequestError::bad_parameter(
                         &key,
@@ -329,10 +354,15 @@ impl Smoketest {
             format,
             head,
             fresh: fresh.unwrap_or(false),
+            refresh,
             scope,
         })
     }
 }
+
+/// The accepted `?refresh=` values, in seconds: a page reloading faster than once a second
+/// would be a flood of its own.
+const REFRESH_SECONDS: std::ops::RangeInclusive<u32> = 1..=3600;
 
 /// Decode one `application/x-www-form-urlencoded` component (`+` is a space), refusing
 /// invalid UTF-8 rather than replacing it.

@@ -152,7 +152,9 @@ impl Smoketest {
     /// it (a client hanging up) does not interrupt checks or their clean-up.
     pub async fn run(&self, selection: &Selection) -> Result<Report, UnknownCheck> {
         let entries = self.select(selection)?;
-        Ok(self.run_selected(entries).await)
+        let mut report = self.run_selected(entries).await;
+        self.apply_latency_budgets(&mut report);
+        Ok(report)
     }
 
     /// How many instances of this service's checks are still running after the run that

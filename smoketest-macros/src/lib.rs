@@ -13,8 +13,9 @@ use syn::{Error, ItemFn, LitStr, spanned::Spanned};
 ///
 /// Arguments (all optional): `name = "orders::db_write"` (default: the module path without
 /// the crate name, plus the fn name), `tags = ["db", "write"]`, `timeout = "5s"`
-/// (humantime syntax: `500ms`, `2s`, `1m`), and `crate = "path::to::smoketest"` when the
-/// `smoketest` crate is renamed or re-exported.
+/// (humantime syntax: `500ms`, `2s`, `1m`), `warn_after = "300ms"` (a latency budget: a
+/// pass slower than it is reported as `warn` of kind `slow`), and
+/// `crate = "path::to::smoketest"` when the `smoketest` crate is renamed or re-exported.
 #[proc_macro_attribute]
 pub fn check(attr: TokenStream, item: TokenStream) -> TokenStream {
     match expand(attr.into(), item.into()) {
@@ -30,6 +31,7 @@ fn expand(
     let mut name: Option<LitStr> = None;
     let mut tags: Vec<LitStr> = Vec::new();
     let mut timeout_ms: Option<u64> = None;
+    let mut warn_after_ms: Option<u64> = None;
     let mut krate: syn::Path = syn::parse_quote!(::smoketest);
 
     let parser = syn::meta::parser(|meta| {
@@ -47,24 +49,37 @@ fn expand(
             tags.extend(list);
         } else if meta.path.is_ident("tag") {
             tags.push(meta.value()?.parse()?);
-        } else if meta.path.is_ident("timeout") {
+        } else if meta.path.is_ident("timeout") || meta.path.is_ident("warn_after") {
+            let which = if meta.path.is_ident("timeout") {
+                "timeout"
+            } else {
+                "warn_after"
+            };
             let lit: LitStr = meta.value()?.parse()?;
             let d = humantime::parse_duration(&lit.value()).map_err(|e| {
                 Error::new(
                     lit.span(),
-                    format!("`timeout` must be a duration such as \"500ms\" or \"5s\": {e}"),
+                    format!("`{which}` must be a duration such as \"500ms\" or \"5s\": {e}"),
                 )
             })?;
             if d.is_zero() {
-                return Err(Error::new(lit.span(), "`timeout` must be longer than zero"));
+                return Err(Error::new(
+                    lit.span(),
+                    format!("`{which}` must be longer than zero"),
+                ));
             }
-            timeout_ms = Some(d.as_millis().max(1) as u64);
+            let ms = Some(d.as_millis().max(1) as u64);
+            if which == "timeout" {
+                timeout_ms = ms;
+            } else {
+                warn_after_ms = ms;
+            }
         } else if meta.path.is_ident("crate") {
             let lit: LitStr = meta.value()?.parse()?;
             krate = lit.parse()?;
         } else {
             return Err(meta.error(
-                "unknown argument; expected `name = \"…\"`, `tags = [\"…\"]`, `timeout = \"5s\"` or `crate = \"…\"`",
+                "unknown argument; expected `name = \"…\"`, `tags = [\"…\"]`, `timeout = \"5s\"`, `warn_after = \"300ms\"` or `crate = \"…\"`",
             ));
         }
         Ok(())
@@ -108,6 +123,10 @@ fn expand(
         Some(ms) => quote!(::core::option::Option::Some(#ms)),
         None => quote!(::core::option::Option::None),
     };
+    let warn_after = match warn_after_ms {
+        Some(ms) => quote!(::core::option::Option::Some(#ms)),
+        None => quote!(::core::option::Option::None),
+    };
     let runner = syn::Ident::new(
         &format!("__smoketest_run_{function_name}"),
         Span::call_site(),
@@ -138,6 +157,7 @@ fn expand(
                 function: #function_name,
                 tags: &[#(#tags),*],
                 timeout_ms: #timeout,
+                warn_after_ms: #warn_after,
                 file: ::core::file!(),
                 line: ::core::line!(),
                 run: #runner,

@@ -544,6 +544,11 @@ const TIMING_MARKERS: &[&str] = &[
     "\"age_ms\": ",       // JSON report, cached answers
     "\"last_success\": ", // group history
     "\"last_failure\": ",
+    "\"at\": ",     // history runs
+    "last passed ", // HTML: a failing check's last success
+    "<title>",      // HTML history strip: each run's time
+    " y=\"",        // HTML history strip: bar heights follow durations
+    " height=\"",
     "\"observedValue\": ", // health+json
     "\"time\": ",          // health+json
     "time=\"",             // JUnit
@@ -566,7 +571,7 @@ pub fn normalize_text(text: &str) -> String {
     let lines: Vec<String> = text
         .split('\n')
         .map(|line| {
-            let mut line = line.to_string();
+            let mut line = hide_time_since(line, "last failure ");
             for marker in TIMING_MARKERS {
                 line = replace_values_after(&line, marker);
             }
@@ -594,6 +599,21 @@ pub fn normalize_text(text: &str) -> String {
         })
         .collect();
     lines.join("\n")
+}
+
+/// The HTML history strip's `last failure 3s ago (2026-…Z)`: from `marker` to the closing
+/// parenthesis, replaced by `#`.
+fn hide_time_since(line: &str, marker: &str) -> String {
+    match line.find(marker) {
+        Some(at) => {
+            let start = at + marker.len();
+            let end = line[start..]
+                .find(')')
+                .map_or(line.len(), |i| start + i + 1);
+            format!("{}#{}", &line[..start], &line[end..])
+        }
+        None => line.to_string(),
+    }
 }
 
 fn number_like(s: &str) -> bool {

@@ -12,6 +12,9 @@
 //! - `SMOKETEST_EXAMPLE_ADDR`: where to listen (default `127.0.0.1:3001`, beside the axum
 //!   example's 3000).
 //! - `RELEASE_ID`: the release this process runs, shown in reports.
+//! - `SMOKETEST_EXAMPLE_DRAIN_SECS`: how long to keep serving after SIGTERM while `/readyz`
+//!   answers 503 `draining` (default 5), so the pod leaves rotation before the listener
+//!   closes.
 
 mod checks;
 mod db;
@@ -50,6 +53,7 @@ async fn run() -> Result<(), String> {
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "sqlite:smoketest-example-actix.db".to_string());
     let addr = std::env::var("SMOKETEST_EXAMPLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3001".into());
+    let drain = drain_delay()?;
 
     let db = Db::connect(&url).await?;
     DATABASE.set(db.clone()).expect("connected once");
@@ -83,12 +87,15 @@ async fn run() -> Result<(), String> {
 
     let path = smoke.path().to_string();
     let checks = smoke.check_names().count();
+    let draining = smoke.drain_after(shutdown_signal(), drain);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(db.clone()))
             .configure(orders::routes)
             .service(smoketest::actix::scope(smoke.clone()))
     })
+    // Our own SIGTERM handling below drains before stopping; actix's would stop at once.
+    .disable_signals()
     .bind(&addr)
     .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = server
@@ -100,5 +107,50 @@ async fn run() -> Result<(), String> {
         "orders-example-actix on http://{local} ({} backend, {checks} smoke checks)\n  smoke checks: http://{local}{path}",
         database().backend(),
     );
-    server.run().await.map_err(|e| e.to_string())
+    let server = server.run();
+    // On SIGTERM /readyz answers 503 `draining` at once while everything else is served for
+    // `drain` more; then the server stops accepting and finishes the requests in flight.
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        draining.await;
+        handle.stop(true).await;
+    });
+    server.await.map_err(|e| e.to_string())?;
+    println!("orders-example-actix stopped");
+    Ok(())
+}
+
+/// `SMOKETEST_EXAMPLE_DRAIN_SECS` (default 5).
+fn drain_delay() -> Result<std::time::Duration, String> {
+    match std::env::var("SMOKETEST_EXAMPLE_DRAIN_SECS") {
+        Err(_) => Ok(std::time::Duration::from_secs(5)),
+        Ok(secs) => secs
+            .parse()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| {
+                format!("SMOKETEST_EXAMPLE_DRAIN_SECS must be whole seconds, not `{secs}`")
+            }),
+    }
+}
+
+/// SIGTERM (what Kubernetes sends a pod it stops) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = terminate => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C received"),
+    }
 }

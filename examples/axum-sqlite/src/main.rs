@@ -12,6 +12,9 @@
 //! - `RELEASE_ID`: the release this process runs, shown in reports.
 //! - `SMOKETEST_TOKEN`: a bearer token; when set, anonymous callers see statuses and error
 //!   kinds only, token holders everything. Unset, everybody sees everything (development).
+//! - `SMOKETEST_EXAMPLE_DRAIN_SECS`: how long to keep serving after SIGTERM while `/readyz`
+//!   answers 503 `draining` (default 5), so the pod leaves rotation before the listener
+//!   closes.
 
 mod checks;
 mod db;
@@ -58,6 +61,7 @@ async fn run() -> Result<(), String> {
     let url =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite:smoketest-example.db".to_string());
     let addr = std::env::var("SMOKETEST_EXAMPLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let drain = drain_delay()?;
 
     let db = Db::connect(&url).await?;
     DATABASE.set(db.clone()).expect("connected once");
@@ -107,10 +111,47 @@ async fn run() -> Result<(), String> {
         smoke.check_names().count(),
         smoke.path()
     );
+    // On SIGTERM /readyz answers 503 `draining` at once while everything else is served for
+    // `drain` more; then the server stops accepting and finishes the requests in flight.
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(smoke.drain_after(shutdown_signal(), drain))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    println!("orders-example stopped");
+    Ok(())
+}
+
+/// `SMOKETEST_EXAMPLE_DRAIN_SECS` (default 5).
+fn drain_delay() -> Result<std::time::Duration, String> {
+    match std::env::var("SMOKETEST_EXAMPLE_DRAIN_SECS") {
+        Err(_) => Ok(std::time::Duration::from_secs(5)),
+        Ok(secs) => secs
+            .parse()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| {
+                format!("SMOKETEST_EXAMPLE_DRAIN_SECS must be whole seconds, not `{secs}`")
+            }),
+    }
+}
+
+/// SIGTERM (what Kubernetes sends a pod it stops) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = terminate => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C received"),
+    }
 }

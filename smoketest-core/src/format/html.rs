@@ -35,7 +35,9 @@
 //! ```
 
 use std::fmt::Write;
+use std::time::{Duration, SystemTime};
 
+use crate::report::CheckHistory;
 use crate::{Report, Status};
 
 const STYLE: &str = "\
@@ -56,11 +58,22 @@ li.pass{border-left-color:var(--pass)}li.warn{border-left-color:var(--warn)}li.f
 .suggestion{margin:.35rem 0 0;font-style:italic}\
 dl{margin:.35rem 0 0;display:grid;grid-template-columns:max-content 1fr;gap:0 .75rem;font-size:.9rem}\
 dt{font-family:ui-monospace,monospace}dd{margin:0}\
-footer{margin-top:1rem;color:#888;font-size:.85rem}";
+footer{margin-top:1rem;color:#888;font-size:.85rem}\
+.hist{display:flex;flex-wrap:wrap;align-items:center;gap:.2rem .6rem;margin:.35rem 0 0}\
+.strip{display:block;max-width:100%;height:1.1rem}\
+.r-pass{fill:var(--pass)}.r-warn{fill:var(--warn)}.r-fail{fill:var(--fail)}.r-skip{fill:var(--skip)}\
+.reason{font-weight:600}";
 
 /// The report as a complete HTML document. See the [module documentation](self).
 pub fn write(report: &Report) -> Vec<u8> {
-    let mut out = String::with_capacity(4096 + report.checks.len() * 512);
+    write_page(report, None)
+}
+
+/// [`write()`], with the page reloading itself every `refresh` seconds when given (a
+/// `<meta http-equiv="refresh">`: no script, so the page stays self-contained under the
+/// endpoint's `Content-Security-Policy`). The endpoint's `?refresh=10`.
+pub fn write_page(report: &Report, refresh: Option<u32>) -> Vec<u8> {
+    let mut out = String::with_capacity(4096 + report.checks.len() * 1024);
     let overall = overall(report);
     let title = match &report.service {
         Some(service) => format!("{} — smoke checks: {}", service, word(overall)),
@@ -68,6 +81,9 @@ pub fn write(report: &Report) -> Vec<u8> {
     };
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    if let Some(seconds) = refresh {
+        let _ = writeln!(out, "<meta http-equiv=\"refresh\" content=\"{seconds}\">");
+    }
     let _ = writeln!(out, "<title>{}</title>", escape(&title));
     let _ = writeln!(out, "<style>{STYLE}</style>\n</head>\n<body>");
 
@@ -84,6 +100,24 @@ pub fn write(report: &Report) -> Vec<u8> {
         s.total, s.passed, s.warned, s.failed, s.skipped, report.duration_ms
     );
     out.push_str("</p>\n");
+    if let Some(reason) = &report.reason {
+        let why = match reason.as_str() {
+            "draining" => {
+                "draining: this instance is shutting down and leaves rotation; nothing was run"
+            }
+            "pending" => "pending: the first background run has not finished yet; nothing was run",
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "<p class=\"reason\">{}</p>",
+            if why.is_empty() {
+                escape(reason)
+            } else {
+                why.to_string()
+            }
+        );
+    }
     let mut about = Vec::new();
     if let Some(v) = &report.version {
         about.push(format!("version {}", escape(v)));
@@ -160,6 +194,9 @@ pub fn write(report: &Report) -> Vec<u8> {
             if let Some(m) = &c.message {
                 let _ = write!(out, "\n<p class=\"note\">{}</p>", escape(m));
             }
+            if let Some(h) = report.history.get(&c.name) {
+                history_strip(&mut out, h);
+            }
             if !c.observed.is_empty() {
                 out.push_str("\n<dl>");
                 for (key, value) in &c.observed {
@@ -178,6 +215,67 @@ pub fn write(report: &Report) -> Vec<u8> {
     }
     out.push_str("<footer>Served by smoketest. Machine-readable: add <code>?format=json</code>.</footer>\n</body>\n</html>\n");
     out.into_bytes()
+}
+
+/// The last runs of a check as a strip of bars (colour: status; height: duration relative to
+/// the slowest shown), and the time since its last failure. Inline SVG: nothing to load.
+fn history_strip(out: &mut String, history: &CheckHistory) {
+    const BAR: usize = 8;
+    let runs = &history.runs;
+    if runs.is_empty() && history.last_failure.is_none() {
+        return;
+    }
+    out.push_str("\n<div class=\"hist\">");
+    if !runs.is_empty() {
+        let failed = runs.iter().filter(|r| r.status == Status::Fail).count();
+        let slowest = runs.iter().map(|r| r.duration_ms).fold(0.0_f64, f64::max);
+        let width = runs.len() * BAR;
+        let _ = write!(
+            out,
+            "<svg class=\"strip\" viewBox=\"0 0 {width} 16\" width=\"{width}\" height=\"16\" role=\"img\" aria-label=\"last {} runs, {failed} failed\">",
+            runs.len()
+        );
+        for (i, run) in runs.iter().enumerate() {
+            let height = if slowest > 0.0 {
+                (4.0 + 12.0 * run.duration_ms / slowest).round()
+            } else {
+                4.0
+            };
+            let kind = run
+                .kind
+                .as_deref()
+                .map(|k| format!(" ({})", escape(k)))
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                "<rect class=\"r-{}\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{height}\" rx=\"1\"><title>{} {}{kind}, {} ms</title></rect>",
+                run.status.as_str(),
+                i * BAR,
+                16.0 - height,
+                BAR - 2,
+                escape(&run.at),
+                run.status.as_str(),
+                run.duration_ms
+            );
+        }
+        out.push_str("</svg>");
+    }
+    let since = match &history.last_failure {
+        Some(at) => match humantime::parse_rfc3339(at)
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+        {
+            Some(ago) if ago.as_secs() == 0 => format!("last failure just now ({})", escape(at)),
+            Some(ago) => format!(
+                "last failure {} ago ({})",
+                humantime::format_duration(Duration::from_secs(ago.as_secs())),
+                escape(at)
+            ),
+            None => format!("last failure {}", escape(at)),
+        },
+        None => "no failure on record".to_string(),
+    };
+    let _ = write!(out, "<span class=\"meta\">{since}</span></div>");
 }
 
 /// The page's headline status: a passing run with warnings shows as a warning.
@@ -315,11 +413,63 @@ mod tests {
                 consecutive_failures: 4,
                 last_success: Some("2026-11-22T08:40:41.500Z".into()),
                 last_failure: None,
+                runs: Vec::new(),
             },
         );
         let out = page(&report);
         assert!(out.contains("group ready · started"));
         assert!(out.contains(" · failed 4 runs in a row · last passed 2026-11-22T08:40:41.500Z"));
+    }
+
+    #[test]
+    fn history_is_a_strip_of_bars_one_per_run_coloured_by_status() {
+        let mut report = fixtures::passing();
+        let run = |status: Status, duration_ms: f64, kind: Option<&str>| crate::report::RunRecord {
+            at: "2026-11-22T08:40:41.500Z".into(),
+            status,
+            duration_ms,
+            kind: kind.map(str::to_string),
+        };
+        report.history.insert(
+            "db::ping".into(),
+            crate::report::CheckHistory {
+                last_failure: Some("2026-11-22T08:40:40.000Z".into()),
+                runs: vec![
+                    run(Status::Pass, 2.0, None),
+                    run(Status::Fail, 8.0, Some("timeout")),
+                    run(Status::Warn, 4.0, Some("slow")),
+                ],
+                ..Default::default()
+            },
+        );
+        let out = page(&report);
+        assert!(out.contains(
+            "<svg class=\"strip\" viewBox=\"0 0 24 16\" width=\"24\" height=\"16\" role=\"img\" aria-label=\"last 3 runs, 1 failed\">"
+        ));
+        // Height follows the duration, relative to the slowest run shown.
+        assert!(out.contains("<rect class=\"r-pass\" x=\"0\" y=\"9\" width=\"6\" height=\"7\""));
+        assert!(out.contains("<rect class=\"r-fail\" x=\"8\" y=\"0\" width=\"6\" height=\"16\""));
+        assert!(out.contains("<title>2026-11-22T08:40:41.500Z warn (slow), 4 ms</title>"));
+        assert!(out.contains("last failure "));
+        assert!(out.contains("(2026-11-22T08:40:40.000Z)"));
+    }
+
+    #[test]
+    fn a_report_without_a_run_says_why_and_the_page_can_reload_itself() {
+        let mut report = Report::from_checks(
+            std::time::SystemTime::now(),
+            std::time::Duration::ZERO,
+            vec![],
+        );
+        report.status = Status::Fail;
+        report.reason = Some("draining".into());
+        let out = String::from_utf8(write_page(&report, Some(15))).unwrap();
+        assert!(out.contains("<meta http-equiv=\"refresh\" content=\"15\">"));
+        assert!(out.contains("<p class=\"reason\">draining: this instance is shutting down"));
+        assert!(
+            !page(&report).contains("http-equiv"),
+            "no refresh unless asked"
+        );
     }
 
     #[test]

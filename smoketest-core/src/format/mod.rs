@@ -298,6 +298,7 @@ impl Format {
         detail: Detail,
         failure_status: StatusCode,
         head: bool,
+        refresh: Option<u32>,
     ) -> Response<Bytes> {
         let status = if report.status == Status::Fail && !self.always_ok() {
             failure_status
@@ -306,6 +307,8 @@ impl Format {
         };
         let body = if head {
             Bytes::new()
+        } else if self == Format::Html {
+            Bytes::from(html::write_page(report, refresh))
         } else {
             Bytes::from(self.write(report))
         };

@@ -6,8 +6,8 @@
 //! | `smoketest_check_success` | `check` | 1 passed or warned, 0 failed; skipped checks are absent |
 //! | `smoketest_check_status` | `check`, `status` | 1 for the check's status, 0 for the other three |
 //! | `smoketest_check_duration_seconds` | `check` | how long the check ran |
-//! | `smoketest_check_consecutive_failures` | `check` | failed runs in a row (groups only) |
-//! | `smoketest_check_last_success_timestamp_seconds` | `check` | Unix time of the last pass (groups only) |
+//! | `smoketest_check_consecutive_failures` | `check` | failed runs in a row (on a group's path the group's own; else across every path) |
+//! | `smoketest_check_last_success_timestamp_seconds` | `check` | Unix time of the last pass or warn ([history](crate::history): any path) |
 //! | `smoketest_run_success` | | 1 when no check failed |
 //! | `smoketest_run_duration_seconds` | | how long the run took |
 //! | `smoketest_run_checks` | `status` | checks of the run by status |
@@ -145,7 +145,7 @@ pub fn write(report: &Report, dialect: Dialect) -> Vec<u8> {
     if !report.history.is_empty() {
         w.gauge(
             "smoketest_check_consecutive_failures",
-            "Failed runs of the smoke check in a row, up to the latest (groups only).",
+            "Failed runs of the smoke check in a row, up to the latest.",
             None,
         );
         for (name, history) in &report.history {
@@ -157,7 +157,7 @@ pub fn write(report: &Report, dialect: Dialect) -> Vec<u8> {
         }
         w.gauge(
             "smoketest_check_last_success_timestamp_seconds",
-            "When the smoke check last passed or warned, as a Unix time (groups only; absent if never).",
+            "When the smoke check last passed or warned, as a Unix time (absent if never).",
             Some("seconds"),
         );
         for (name, history) in &report.history {
@@ -503,6 +503,7 @@ mod tests {
                 consecutive_failures: 3,
                 last_success: Some("2026-11-22T08:40:41.500Z".into()),
                 last_failure: Some("2026-11-22T08:45:00.000Z".into()),
+                ..Default::default()
             },
         );
         report.history.insert(
@@ -511,6 +512,7 @@ mod tests {
                 consecutive_failures: 1,
                 last_success: None,
                 last_failure: Some("2026-11-22T08:45:00.000Z".into()),
+                ..Default::default()
             },
         );
         for dialect in [Dialect::OpenMetrics, Dialect::Text004] {

@@ -3,7 +3,9 @@
 //! The first line is `PASS` or `FAIL` (what django-smoketest monitors read). Then one line
 //! per check in the style of Kubernetes' `/readyz?verbose`: `[+]` passed, `[!]` warned,
 //! `[-]` failed, `[~]` skipped, then the duration; then a summary line. Messages appear
-//! only when the caller may see them.
+//! only when the caller may see them. A report answered without a run (a readiness probe
+//! while the service drains, a background group before its first run) says why on its
+//! second line: `reason: draining` or `reason: pending`.
 //!
 //! # Example
 //!
@@ -38,10 +40,21 @@ pub fn write(report: &Report) -> Vec<u8> {
     } else {
         "PASS\n"
     });
+    if let Some(reason) = &report.reason {
+        // A report answered without a run: say why before the (empty) check lines.
+        let _ = writeln!(out, "reason: {reason}");
+    }
     for c in &report.checks {
         let _ = match c.status {
             Status::Pass => write!(out, "[+]{} ok", c.name),
-            Status::Warn => write!(out, "[!]{} warn", c.name),
+            Status::Warn => match c.error.as_ref() {
+                // A warning with a kind: `slow`, over the check's latency budget.
+                Some(e) => match e.message.as_deref() {
+                    Some(m) => write!(out, "[!]{} warn: {}: {}", c.name, e.kind, one_line(m)),
+                    None => write!(out, "[!]{} warn: {}", c.name, e.kind),
+                },
+                None => write!(out, "[!]{} warn", c.name),
+            },
             Status::Skip => write!(out, "[~]{} skipped", c.name),
             Status::Fail => {
                 let e = c.error.as_ref();
