@@ -225,7 +225,7 @@ async fn a_liveness_group_with_an_external_dependency_does_not_build_unless_allo
         .expect("readiness and deploy gates may depend on the database");
 }
 
-/// The README's probe-safety snippet, verbatim (tests/readme.rs keeps them in step).
+/// The rule the README's probe-safety snippet (a doc-test) shows.
 #[test]
 fn readme_a_database_check_on_liveness_does_not_build() {
     let err = Smoketest::builder()

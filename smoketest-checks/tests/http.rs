@@ -337,7 +337,7 @@ async fn failing_check_reports_kind_and_suggestion_through_the_check_error() {
         .name("upstream::api")
         .tag("upstream");
     assert_eq!(SmokeCheck::name(&check), "upstream::api");
-    assert_eq!(SmokeCheck::tags(&check), ["http", "upstream"]);
+    assert_eq!(SmokeCheck::tags(&check), ["http", "upstream", "external"]);
     let mut ctx = Context::detached("upstream::api", Duration::from_secs(5));
     let error = check.run(&mut ctx).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::HttpStatus);

@@ -45,7 +45,7 @@ async fn report_carries_kinds_suggestions_and_phase_durations() {
         "{:?}",
         ok.observed
     );
-    assert_eq!(ok.tags, ["http"]);
+    assert_eq!(ok.tags, ["http", "external"]);
 
     let error = |name: &str| check(name).error.clone().unwrap();
     assert_eq!(error("upstream::limited").kind, "http_status");
