@@ -688,3 +688,72 @@ async fn a_rollback_that_gets_no_answer_closes_the_connection_and_says_so() {
     proxied.close().await;
     db.drop_database().await;
 }
+
+/// The error a check running `sql` (one statement) on `pool` reports.
+async fn server_error_of(pool: MySqlPool, sql: &'static str) -> smoketest::report::ErrorReport {
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .anonymous_detail(smoketest::Detail::Full)
+        .database_acquire_timeout(Duration::from_secs(2))
+        .mysql(pool)
+        .check(from_fn("db::case", move |ctx| {
+            Box::pin(async move {
+                sqlx::query(AssertSqlSafe(sql))
+                    .execute(ctx.mysql().await?)
+                    .await?;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    report.checks[0].error.clone().expect("the case fails")
+}
+
+#[tokio::test]
+async fn server_errors_carry_their_sqlstate_and_number_and_say_what_to_fix() {
+    let Some(db) = database(2).await else {
+        return;
+    };
+    for (sql, code, advice) in [
+        ("SELECT * FROM no_such_table", "42S02/1146", "migrations"),
+        (
+            "SELECT no_such_column FROM items",
+            "42S22/1054",
+            "migrations",
+        ),
+    ] {
+        let e = server_error_of(db.pool.clone(), sql).await;
+        let message = e.message.unwrap_or_default();
+        assert_eq!(e.kind, "error", "{sql}: {message}");
+        assert!(message.contains(&format!("[{code}]")), "{sql}: {message}");
+        assert!(e.suggestion.unwrap_or_default().contains(advice), "{sql}");
+    }
+
+    let url = service_url("SMOKETEST_TEST_MYSQL_URL").unwrap();
+    let options: MySqlConnectOptions = url.parse().unwrap();
+    for (options, number, advice) in [
+        (
+            options.clone().database("smoketest_no_such_database"),
+            "1049",
+            "does not exist",
+        ),
+        (
+            options.clone().password("smoketest-wrong-password"),
+            "1045",
+            "Authentication failed",
+        ),
+    ] {
+        let pool = MySqlPoolOptions::new().connect_lazy_with(options);
+        let e = server_error_of(pool, "SELECT 1").await;
+        let message = e.message.unwrap_or_default();
+        assert_eq!(e.kind, "db_unavailable", "{message}");
+        assert!(message.contains(number), "{message}");
+        assert!(!message.contains("smoketest-wrong-password"), "{message}");
+        assert!(
+            e.suggestion.unwrap_or_default().contains(advice),
+            "{message}"
+        );
+    }
+    db.drop_database().await;
+}

@@ -757,3 +757,92 @@ async fn a_rollback_that_gets_no_answer_closes_the_connection_and_says_so() {
     proxied.close().await;
     db.drop_schema().await;
 }
+
+/// The error a check running `sql` (several statements allowed) on `pool` reports.
+async fn server_error_of(pool: PgPool, sql: &'static str) -> smoketest::report::ErrorReport {
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .anonymous_detail(smoketest::Detail::Full)
+        .database_acquire_timeout(Duration::from_secs(2))
+        .postgres(pool)
+        .check(from_fn("db::case", move |ctx| {
+            Box::pin(async move {
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(ctx.postgres().await?)
+                    .await?;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    report.checks[0].error.clone().expect("the case fails")
+}
+
+#[tokio::test]
+async fn server_errors_carry_their_sqlstate_and_say_what_to_fix() {
+    let Some(db) = database(2).await else {
+        return;
+    };
+    sqlx::raw_sql(
+        "DO $$ BEGIN CREATE ROLE smoketest_no_privileges NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+    )
+    .execute(&db.admin)
+    .await
+    .unwrap();
+    // The role may use the schema but not its tables.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "GRANT USAGE ON SCHEMA {} TO smoketest_no_privileges",
+        db.schema
+    )))
+    .execute(&db.admin)
+    .await
+    .unwrap();
+    let cases: [(&str, &str, &str, &str); 4] = [
+        (
+            "SELECT * FROM no_such_table",
+            "42P01",
+            "error",
+            "migrations",
+        ),
+        (
+            "SELECT no_such_column FROM items",
+            "42703",
+            "error",
+            "migrations",
+        ),
+        (
+            "SET TRANSACTION READ ONLY; INSERT INTO items VALUES (9, 'x')",
+            "25006",
+            "error",
+            "read replica",
+        ),
+        (
+            "SET LOCAL ROLE smoketest_no_privileges; SELECT * FROM items",
+            "42501",
+            "error",
+            "privilege",
+        ),
+    ];
+    for (sql, code, kind, advice) in cases {
+        let e = server_error_of(db.pool.clone(), sql).await;
+        let message = e.message.unwrap_or_default();
+        assert_eq!(e.kind, kind, "{sql}: {message}");
+        assert!(message.contains(&format!("[{code}]")), "{sql}: {message}");
+        // sqlx's Display appends Postgres's own C source line; the report must not.
+        assert!(!message.contains(" at line "), "{sql}: {message}");
+        let suggestion = e.suggestion.unwrap_or_default();
+        assert!(suggestion.contains(advice), "{sql}: {suggestion}");
+    }
+
+    // A database that does not exist: unavailable, and said so.
+    let url = service_url("SMOKETEST_TEST_POSTGRES_URL").unwrap();
+    let options: PgConnectOptions = url.parse().unwrap();
+    let missing =
+        PgPoolOptions::new().connect_lazy_with(options.database("smoketest_no_such_database"));
+    let e = server_error_of(missing, "SELECT 1").await;
+    assert_eq!(e.kind, "db_unavailable", "{e:?}");
+    assert!(e.message.unwrap().contains("3D000"));
+    assert!(e.suggestion.unwrap().contains("does not exist"));
+    db.drop_schema().await;
+}

@@ -701,3 +701,42 @@ async fn a_check_that_commits_and_is_cut_off_by_the_run_deadline_is_reported_com
     assert_eq!(error.kind, "committed", "{report:?}");
     assert_eq!(count(&db.pool).await, before);
 }
+
+#[tokio::test]
+async fn server_errors_say_what_to_fix() {
+    let db = database(2).await;
+    let read_only = SqlitePoolOptions::new().connect_lazy_with(
+        SqliteConnectOptions::new()
+            .filename(db.dir.join("test.db"))
+            .read_only(true),
+    );
+    for (pool, sql, advice) in [
+        (db.pool.clone(), "SELECT * FROM no_such_table", "migrations"),
+        (
+            read_only,
+            "INSERT INTO items (id, note) VALUES (9, 'x')",
+            "accepts no writes",
+        ),
+    ] {
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .anonymous_detail(smoketest::Detail::Full)
+            .sqlite(pool)
+            .check(from_fn("db::case", move |ctx| {
+                Box::pin(async move {
+                    sqlx::query(AssertSqlSafe(sql))
+                        .execute(ctx.sqlite_write().await?)
+                        .await?;
+                    Ok(Outcome::Pass)
+                })
+            }))
+            .build()
+            .unwrap();
+        let report = smoke.run(&Selection::all()).await.unwrap();
+        let e = report.checks[0].error.clone().expect("the case fails");
+        assert!(
+            e.suggestion.clone().unwrap_or_default().contains(advice),
+            "{sql}: {e:?}"
+        );
+    }
+}

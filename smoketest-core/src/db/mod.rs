@@ -931,16 +931,87 @@ pub(crate) fn classify(error: &sqlx::Error) -> crate::CheckError {
                     "Look for long write transactions in the service. A check that reads and then writes should take the write lock up front with ctx.sqlite_write().",
                 );
             }
-            let code = if code.is_empty() {
-                String::new()
-            } else {
-                format!(" [{code}]")
-            };
-            CheckError::new(ErrorKind::Error, format!("database error{code}: {text}"))
+            server_error(&**db, code, message)
         }
         _ => CheckError::new(ErrorKind::Error, format!("database error: {text}")),
     }
 }
+
+/// An error the database server answered with: its own message (never sqlx's `Display`,
+/// which appends Postgres's *C source* line, "at line 1392", read by people as theirs),
+/// its SQLSTATE (and MySQL error number), Postgres's detail and hint, and advice for the
+/// errors smoke checks meet in production — the table in `docs/errors.md`.
+fn server_error(
+    db: &dyn sqlx::error::DatabaseError,
+    code: &str,
+    message: &str,
+) -> crate::CheckError {
+    use crate::{CheckError, ErrorKind};
+    #[allow(unused_mut)]
+    let mut number: Option<u16> = None;
+    #[allow(unused_mut)]
+    let mut more = String::new();
+    #[cfg(feature = "mysql")]
+    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        number = Some(my.number());
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        for (label, value) in [("detail", pg.detail()), ("hint", pg.hint())] {
+            if let Some(value) = value {
+                more.push_str(&format!("; {label}: {value}"));
+            }
+        }
+    }
+    let _ = db;
+    let lower = message.to_ascii_lowercase();
+    let n = number.unwrap_or(0);
+    let (kind, advice): (ErrorKind, Option<&str>) = if matches!(code, "42P01" | "42S02")
+        || lower.starts_with("no such table")
+    {
+        (ErrorKind::Error, Some(MIGRATIONS))
+    } else if matches!(code, "42703" | "42S22" | "42883") || lower.starts_with("no such column") {
+        (ErrorKind::Error, Some(MIGRATIONS))
+    } else if code == "42501" || matches!(n, 1044 | 1142 | 1143 | 1227) || code == "23" {
+        (ErrorKind::Error, Some(PRIVILEGE))
+    } else if code == "25006" || matches!(n, 1290 | 1792 | 1836) || matches!(code, "8" | "1032") {
+        (ErrorKind::Error, Some(READ_ONLY))
+    } else if code == "53300" || n == 1040 {
+        (ErrorKind::DbUnavailable, Some(TOO_MANY))
+    } else if matches!(code, "28P01" | "28000") || n == 1045 {
+        (ErrorKind::DbUnavailable, Some(AUTH))
+    } else if code == "3D000" || n == 1049 {
+        (ErrorKind::DbUnavailable, Some(NO_DATABASE))
+    } else if matches!(code, "40001" | "40P01") || matches!(n, 1205 | 1213) {
+        (ErrorKind::Error, Some(CONFLICT))
+    } else if matches!(code, "57P01" | "57P02" | "57P03" | "08006")
+        || matches!(n, 1053 | 2006 | 2013)
+    {
+        (ErrorKind::DbUnavailable, Some(RESTARTING))
+    } else {
+        (ErrorKind::Error, None)
+    };
+    let code = match (code, number) {
+        ("", None) => String::new(),
+        ("", Some(n)) => format!(" [{n}]"),
+        (code, None) => format!(" [{code}]"),
+        (code, Some(n)) => format!(" [{code}/{n}]"),
+    };
+    let error = CheckError::new(kind, format!("database error{code}: {message}{more}"));
+    match advice {
+        Some(advice) => error.with_suggestion(advice),
+        None => error,
+    }
+}
+
+const MIGRATIONS: &str = "The table or column does not exist here: are the migrations applied to this database, and does the service connect to the database (and schema or search_path) you think? `db::<backend>::migrations_applied(…)` checks the migrations.";
+const PRIVILEGE: &str = "The database role the check runs as lacks a privilege on this object: grant it what the check needs (the `smoketest::db` docs describe a least-privilege role for smoke checks).";
+const READ_ONLY: &str = "The database accepts no writes: the pool points at a read replica or hot standby, a failover left the server read-only, or the session is read-only. Point writes at the primary.";
+const TOO_MANY: &str = "The server's connection limit is reached: lower the pools' sizes across all replicas, or put a pooler (PgBouncer, ProxySQL) in front.";
+const AUTH: &str = "Authentication failed: check the user and password in the connection URL (a rotated secret?) and that the server lets this user in from this host (pg_hba.conf, the user's host in MySQL).";
+const NO_DATABASE: &str = "The database named in the connection URL does not exist on this server: check the URL's database name, or create the database.";
+const CONFLICT: &str = "A concurrent transaction conflicted with the check's (serialization failure, deadlock or lock wait timeout). Usually transient; if it repeats, look for long transactions touching the same rows.";
+const RESTARTING: &str = "The database server is starting, shutting down or failing over, or it dropped the connection: retry shortly; if it persists, check the server's health and logs.";
 
 #[cfg(all(test, any(feature = "postgres", feature = "mysql", feature = "sqlite")))]
 mod tests {
