@@ -96,8 +96,13 @@ pub fn write_page(report: &Report, refresh: Option<u32>) -> Vec<u8> {
     let s = &report.summary;
     let _ = write!(
         out,
-        "{} checks: {} passed, {} warned, {} failed, {} skipped in {} ms",
-        s.total, s.passed, s.warned, s.failed, s.skipped, report.duration_ms
+        "{}: {} passed, {} warned, {} failed, {} skipped in {} ms",
+        super::checks(s.total),
+        s.passed,
+        s.warned,
+        s.failed,
+        s.skipped,
+        report.duration_ms
     );
     out.push_str("</p>\n");
     if let Some(reason) = &report.reason {

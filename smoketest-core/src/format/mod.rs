@@ -336,6 +336,15 @@ impl Format {
     }
 }
 
+/// "1 check", "3 checks": the count every format's summary line starts with.
+pub(crate) fn checks(n: usize) -> String {
+    if n == 1 {
+        "1 check".to_string()
+    } else {
+        format!("{n} checks")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,7 +137,7 @@ pub fn write(report: &Report, dialect: Dialect) -> Vec<u8> {
             w.sample(
                 "smoketest_check_duration_seconds",
                 &[("check", &c.name)],
-                c.duration_ms / 1000.0,
+                seconds(c.duration_ms),
             );
         }
     }
@@ -191,7 +191,7 @@ pub fn write(report: &Report, dialect: Dialect) -> Vec<u8> {
     w.sample(
         "smoketest_run_duration_seconds",
         &[],
-        report.duration_ms / 1000.0,
+        seconds(report.duration_ms),
     );
     w.gauge(
         "smoketest_run_checks",
@@ -217,7 +217,7 @@ pub fn write(report: &Report, dialect: Dialect) -> Vec<u8> {
         Some("seconds"),
     );
     let age = if report.cached {
-        report.age_ms.unwrap_or(0.0) / 1000.0
+        seconds(report.age_ms.unwrap_or(0.0))
     } else {
         0.0
     };
@@ -253,6 +253,13 @@ pub fn write(report: &Report, dialect: Dialect) -> Vec<u8> {
         w.out.push_str("# EOF\n");
     }
     w.out.into_bytes()
+}
+
+/// Milliseconds (with microsecond precision, as reports keep them) as seconds, computed
+/// from whole microseconds so that they print exactly: `4.206` ms is `0.004206`, not
+/// `0.0042060000000000005`.
+fn seconds(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1_000_000.0
 }
 
 /// An RFC 3339 time as Unix seconds.
@@ -563,5 +570,19 @@ mod tests {
         assert!(om.ends_with("# EOF\n"));
         let text = String::from_utf8(write(&fixtures::mixed(), Dialect::Text004)).unwrap();
         assert!(!text.contains("# UNIT") && !text.contains("# EOF") && !text.contains(" info\n"));
+    }
+
+    #[test]
+    fn durations_print_as_exact_decimals() {
+        let mut report = fixtures::passing();
+        report.duration_ms = 4.206;
+        report.checks[0].duration_ms = 0.3;
+        let text = String::from_utf8(write(&report, Dialect::Text004)).unwrap();
+        assert!(
+            text.contains("smoketest_run_duration_seconds 0.004206\n"),
+            "{text}"
+        );
+        assert!(text.contains("} 0.0003\n"), "{text}");
+        assert!(!text.contains("000000000"), "float noise: {text}");
     }
 }

@@ -81,8 +81,13 @@ pub fn write(report: &Report) -> Vec<u8> {
     };
     let _ = writeln!(
         out,
-        "{} checks: {} passed, {} warned, {} failed, {} skipped in {}ms{cached}",
-        s.total, s.passed, s.warned, s.failed, s.skipped, report.duration_ms,
+        "{}: {} passed, {} warned, {} failed, {} skipped in {}ms{cached}",
+        super::checks(s.total),
+        s.passed,
+        s.warned,
+        s.failed,
+        s.skipped,
+        report.duration_ms,
     );
     out.into_bytes()
 }
@@ -119,6 +124,20 @@ mod tests {
             "5 checks: 1 passed, 1 warned, 2 failed, 1 skipped in 12.4ms"
         );
         assert_eq!(text(&fixtures::passing()).lines().next(), Some("PASS"));
+    }
+
+    #[test]
+    fn one_check_is_counted_in_the_singular() {
+        let mut report = fixtures::passing();
+        report.checks.truncate(1);
+        report.summary = crate::Report::from_checks(
+            std::time::SystemTime::now(),
+            std::time::Duration::ZERO,
+            report.checks.clone(),
+        )
+        .summary;
+        let out = text(&report);
+        assert!(out.lines().any(|l| l.starts_with("1 check: ")), "{out}");
     }
 
     #[test]
