@@ -966,31 +966,32 @@ fn server_error(
     let _ = db;
     let lower = message.to_ascii_lowercase();
     let n = number.unwrap_or(0);
-    let (kind, advice): (ErrorKind, Option<&str>) = if matches!(code, "42P01" | "42S02")
-        || lower.starts_with("no such table")
-    {
-        (ErrorKind::Error, Some(MIGRATIONS))
-    } else if matches!(code, "42703" | "42S22" | "42883") || lower.starts_with("no such column") {
-        (ErrorKind::Error, Some(MIGRATIONS))
-    } else if code == "42501" || matches!(n, 1044 | 1142 | 1143 | 1227) || code == "23" {
-        (ErrorKind::Error, Some(PRIVILEGE))
-    } else if code == "25006" || matches!(n, 1290 | 1792 | 1836) || matches!(code, "8" | "1032") {
-        (ErrorKind::Error, Some(READ_ONLY))
-    } else if code == "53300" || n == 1040 {
-        (ErrorKind::DbUnavailable, Some(TOO_MANY))
-    } else if matches!(code, "28P01" | "28000") || n == 1045 {
-        (ErrorKind::DbUnavailable, Some(AUTH))
-    } else if code == "3D000" || n == 1049 {
-        (ErrorKind::DbUnavailable, Some(NO_DATABASE))
-    } else if matches!(code, "40001" | "40P01") || matches!(n, 1205 | 1213) {
-        (ErrorKind::Error, Some(CONFLICT))
-    } else if matches!(code, "57P01" | "57P02" | "57P03" | "08006")
-        || matches!(n, 1053 | 2006 | 2013)
-    {
-        (ErrorKind::DbUnavailable, Some(RESTARTING))
-    } else {
-        (ErrorKind::Error, None)
-    };
+    let (kind, advice): (ErrorKind, Option<&str>) =
+        if matches!(code, "42P01" | "42S02" | "42703" | "42S22" | "42883")
+            || lower.starts_with("no such table")
+            || lower.starts_with("no such column")
+        {
+            (ErrorKind::Error, Some(MIGRATIONS))
+        } else if code == "42501" || matches!(n, 1044 | 1142 | 1143 | 1227) || code == "23" {
+            (ErrorKind::Error, Some(PRIVILEGE))
+        } else if code == "25006" || matches!(n, 1290 | 1792 | 1836) || matches!(code, "8" | "1032")
+        {
+            (ErrorKind::Error, Some(READ_ONLY))
+        } else if code == "53300" || n == 1040 {
+            (ErrorKind::DbUnavailable, Some(TOO_MANY))
+        } else if matches!(code, "28P01" | "28000") || n == 1045 {
+            (ErrorKind::DbUnavailable, Some(AUTH))
+        } else if code == "3D000" || n == 1049 {
+            (ErrorKind::DbUnavailable, Some(NO_DATABASE))
+        } else if matches!(code, "40001" | "40P01") || matches!(n, 1205 | 1213) {
+            (ErrorKind::Error, Some(CONFLICT))
+        } else if matches!(code, "57P01" | "57P02" | "57P03" | "08006")
+            || matches!(n, 1053 | 2006 | 2013)
+        {
+            (ErrorKind::DbUnavailable, Some(RESTARTING))
+        } else {
+            (ErrorKind::Error, None)
+        };
     let code = match (code, number) {
         ("", None) => String::new(),
         ("", Some(n)) => format!(" [{n}]"),
