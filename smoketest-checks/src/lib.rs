@@ -44,6 +44,10 @@
 #[macro_use]
 mod meta;
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
+#[cfg(any(feature = "amqp", feature = "nats", feature = "mqtt"))]
+mod broker;
 #[cfg(feature = "dns")]
 pub mod diagnosis;
 #[cfg(feature = "dns")]
@@ -52,6 +56,10 @@ pub mod env;
 pub mod exec;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "system")]

@@ -109,6 +109,11 @@ pub enum ErrorKind {
     Resource,
     /// A program or server runs an older version than the check requires.
     Version,
+    /// A server rejected the credentials (user name, password, token) it was given.
+    Auth,
+    /// A message broker was reached and logged into, but refused or failed the round trip
+    /// (an unknown virtual host or stream, a message that never came back).
+    Broker,
 }
 
 impl ErrorKind {
@@ -131,6 +136,8 @@ impl ErrorKind {
             ErrorKind::Config => "config",
             ErrorKind::Resource => "resource",
             ErrorKind::Version => "version",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Broker => "broker",
         }
     }
 
@@ -176,6 +183,12 @@ impl ErrorKind {
             }
             ErrorKind::Version => {
                 "Upgrade the program or server to at least the required version, or check that the intended installation is the one found."
+            }
+            ErrorKind::Auth => {
+                "Check the user name and password (or token) the service is configured with against the server's users and permissions; were they rotated?"
+            }
+            ErrorKind::Broker => {
+                "The broker answered but did not complete the round trip: see the message, the broker's logs and its resource alarms (memory, disk)."
             }
         })
     }

@@ -1,0 +1,127 @@
+//! The RabbitMQ check against a real broker (`SMOKETEST_TEST_AMQP_URL`, e.g.
+//! `amqp://guest:guest@127.0.0.1:5672/%2f`): a round trip that leaves no queue behind, and
+//! each way of failing told apart.
+#![cfg(feature = "amqp")]
+
+mod support;
+
+use std::time::Duration;
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use smoketest_checks::amqp::AmqpCheck;
+use smoketest_core::{Context, ErrorKind, Outcome, SmokeCheck};
+
+fn ctx() -> Context {
+    Context::detached("amqp", Duration::from_secs(10))
+}
+
+fn amqp_url() -> Option<String> {
+    support::service_url("SMOKETEST_TEST_AMQP_URL")
+}
+
+/// `url` with its password replaced by `password`.
+fn with_password(url: &str, password: &str) -> String {
+    let parsed: lapin::uri::AMQPUri = url.parse().unwrap();
+    let user = &parsed.authority.userinfo.username;
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let after_at = rest.rsplit_once('@').map(|(_, a)| a).unwrap_or(rest);
+    format!("{scheme}://{user}:{password}@{after_at}")
+}
+
+#[tokio::test]
+async fn round_trip_passes_and_leaves_no_queue_behind() {
+    let Some(url) = amqp_url() else { return };
+    let mut ctx = ctx();
+    let outcome = AmqpCheck::new(url.clone()).run(&mut ctx).await.unwrap();
+    assert_eq!(outcome, Outcome::Pass);
+    for key in ["connect_ms", "login_ms", "round_trip_ms"] {
+        assert!(ctx.observed().contains_key(key), "{key} not observed");
+    }
+    let queue = ctx.observed()["queue"].as_str().unwrap().to_string();
+    assert!(
+        queue.starts_with("amq.gen-"),
+        "a server-named queue: {queue}"
+    );
+
+    // A passive declare of the check's queue from another connection: NOT_FOUND.
+    let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let error = channel
+        .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+        .await
+        .expect_err("the check's queue is still there");
+    assert!(
+        error.to_string().contains("NOT_FOUND") || error.to_string().contains("NOT-FOUND"),
+        "{error}"
+    );
+    let _ = connection.close(200, "test done".into()).await;
+}
+
+#[tokio::test]
+async fn closed_port_is_tcp_refused() {
+    let addr = support::closed_port();
+    let error = AmqpCheck::new(format!("amqp://guest:guest@{addr}/%2f"))
+        .run(&mut ctx())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::TcpRefused, "{error:?}");
+    assert!(
+        error.message().starts_with(&format!(
+            "RabbitMQ at amqp://guest:***@{addr}/%2f: TCP connection to {addr} was refused"
+        )),
+        "{error:?}"
+    );
+    assert!(!error.message().contains("guest:guest"));
+}
+
+#[tokio::test]
+async fn wrong_password_is_auth_and_never_shown() {
+    let Some(url) = amqp_url() else { return };
+    let url = with_password(&url, "not-the-password-4711");
+    let error = AmqpCheck::new(url).run(&mut ctx()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Auth, "{error:?}");
+    assert!(
+        error.message().contains("refused the login of user"),
+        "{error:?}"
+    );
+    assert!(!error.message().contains("4711"), "{error:?}");
+    assert!(!format!("{error:?}").contains("4711"));
+    assert!(error.suggestion().unwrap().contains("password"));
+}
+
+#[tokio::test]
+async fn unknown_virtual_host_is_named() {
+    let Some(url) = amqp_url() else { return };
+    let (base, _vhost) = url.rsplit_once('/').unwrap();
+    let url = format!("{base}/no-such-vhost-smoketest");
+    let error = AmqpCheck::new(url).run(&mut ctx()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Broker, "{error:?}");
+    assert!(
+        error
+            .message()
+            .contains("has no virtual host `no-such-vhost-smoketest`"),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn amqps_urls_are_a_config_failure() {
+    let error = AmqpCheck::new("amqps://guest:guest@127.0.0.1:5671/%2f")
+        .run(&mut ctx())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+}
+
+#[test]
+fn debug_hides_the_password() {
+    let check = AmqpCheck::new("amqp://guest:hunter2@mq:5672/%2f");
+    assert!(!format!("{check:?}").contains("hunter2"));
+}
