@@ -94,6 +94,39 @@ meta_builders!(AmqpCheck);
 
 const TIMEOUT_SUGGESTION: &str = "The broker accepted the connection but is slow or blocked: check its resource alarms (memory, disk: `rabbitmqctl status`), its load and its logs.";
 
+/// A one-thread tokio runtime for lapin's background tasks (its RPC loop, heartbeats),
+/// shut down when the check ends — also when it is cut off — so that none of them outlives
+/// the check. (lapin keeps its RPC task alive for a while after the connection closed.)
+struct PrivateRuntime(Option<tokio::runtime::Runtime>);
+
+impl PrivateRuntime {
+    fn new() -> Result<Self, CheckError> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("smoketest-amqp")
+            .enable_all()
+            .build()
+            .map(|rt| PrivateRuntime(Some(rt)))
+            .map_err(|e| {
+                CheckError::error(format!("could not start the AMQP client's runtime: {e}"))
+            })
+    }
+
+    fn runtime(&self) -> async_rs::Runtime<async_rs::Tokio> {
+        let handle = self.0.as_ref().map(|rt| rt.handle().clone());
+        async_rs::Runtime::tokio_with_handle(handle.expect("the runtime lives until dropped"))
+    }
+}
+
+impl Drop for PrivateRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            // Aborts every task left on it; allowed inside async code, unlike a plain drop.
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// Turn a lapin error at step `step` into the report's kind and message.
 fn diagnose(shown: &str, vhost: &str, user: &str, step: &str, error: &lapin::Error) -> CheckError {
     if let lapin::ErrorKind::ProtocolError(amqp) = error.kind() {
@@ -155,16 +188,18 @@ async fn within<T>(
     future: impl std::future::Future<Output = T>,
 ) -> Result<T, CheckError> {
     let allowed = deadline.saturating_duration_since(Instant::now());
-    tokio::time::timeout_at(deadline, future).await.map_err(|_| {
-        CheckError::new(
-            ErrorKind::Timeout,
-            format!(
-                "RabbitMQ at {shown} did not finish {step} within {}",
-                human(allowed)
-            ),
-        )
-        .with_suggestion(TIMEOUT_SUGGESTION)
-    })
+    tokio::time::timeout_at(deadline, future)
+        .await
+        .map_err(|_| {
+            CheckError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "RabbitMQ at {shown} did not finish {step} within {}",
+                    human(allowed)
+                ),
+            )
+            .with_suggestion(TIMEOUT_SUGGESTION)
+        })
 }
 
 #[async_trait::async_trait]
@@ -173,7 +208,7 @@ impl SmokeCheck for AmqpCheck {
 
     async fn run(&self, ctx: &mut Context) -> smoketest_core::Result {
         let shown = redact(&self.url);
-        let uri: AMQPUri = self.url.parse().map_err(|e: String| {
+        let mut uri: AMQPUri = self.url.parse().map_err(|e: String| {
             CheckError::new(
                 ErrorKind::Config,
                 format!("`{shown}` is not a usable AMQP URL: {e}"),
@@ -207,7 +242,10 @@ impl SmokeCheck for AmqpCheck {
         let login_deadline = started + self.connect_timeout.min(budget(ctx));
         let properties = ConnectionProperties::default()
             .with_connection_name(format!("smoketest {}", self.meta.name).into());
-        let connecting = Connection::connect_uri(uri, properties);
+        // No heartbeats: the connection lives for seconds.
+        uri.query.heartbeat = Some(0);
+        let private = PrivateRuntime::new()?;
+        let connecting = Connection::connect_uri_with_runtime(uri, properties, private.runtime());
         let connection = within(&shown, "the login", login_deadline, connecting)
             .await?
             .map_err(|e| fail("logging in", &e))?;
@@ -222,6 +260,8 @@ impl SmokeCheck for AmqpCheck {
             connection.close(200, "smoketest done".into()),
         )
         .await;
+        drop(connection);
+        drop(private);
         let queue = result?;
         ctx.observe("round_trip_ms", ms(started.elapsed()));
         ctx.observe("queue", queue);
@@ -237,9 +277,14 @@ async fn round_trip(
     fail: &(dyn Fn(&str, &lapin::Error) -> CheckError + Sync),
 ) -> Result<String, CheckError> {
     let step = |what: &'static str| move |e: lapin::Error| fail(what, &e);
-    let channel = within(shown, "opening a channel", deadline, connection.create_channel())
-        .await?
-        .map_err(step("opening a channel"))?;
+    let channel = within(
+        shown,
+        "opening a channel",
+        deadline,
+        connection.create_channel(),
+    )
+    .await?
+    .map_err(step("opening a channel"))?;
     let options = QueueDeclareOptions {
         exclusive: true,
         auto_delete: true,
@@ -298,13 +343,20 @@ async fn round_trip(
         .with_suggestion("The broker refused the message: see its logs and resource alarms (`rabbitmqctl status`)."));
     }
     loop {
-        let delivery = within(shown, "delivering the message back", deadline, consumer.next())
-            .await?;
+        let delivery = within(
+            shown,
+            "delivering the message back",
+            deadline,
+            consumer.next(),
+        )
+        .await?;
         match delivery {
             None => {
                 return Err(CheckError::new(
                     ErrorKind::Broker,
-                    format!("RabbitMQ at {shown} ended the consumer before delivering the message back"),
+                    format!(
+                        "RabbitMQ at {shown} ended the consumer before delivering the message back"
+                    ),
                 ));
             }
             Some(Err(e)) => return Err(fail("delivering the message back", &e)),

@@ -38,6 +38,7 @@ async fn round_trip_passes_and_leaves_no_queue_behind() {
     for key in ["connect_ms", "login_ms", "round_trip_ms"] {
         assert!(ctx.observed().contains_key(key), "{key} not observed");
     }
+    support::assert_no_tasks_left().await;
     let queue = ctx.observed()["queue"].as_str().unwrap().to_string();
     assert!(
         queue.starts_with("amq.gen-"),

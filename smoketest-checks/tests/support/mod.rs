@@ -228,3 +228,36 @@ pub async fn wait_for_port(port: u16) {
     }
     panic!("nothing listens on 127.0.0.1:{port} after 10 s");
 }
+
+/// The first of `paths` that exists, or `None` after printing `skipped: …` — unless
+/// `SMOKETEST_REQUIRE_SERVICES=1`, where a missing program fails the test.
+pub fn program(paths: &[&'static str]) -> Option<&'static str> {
+    let found = paths
+        .iter()
+        .copied()
+        .find(|p| std::path::Path::new(p).exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("SMOKETEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "{paths:?} not installed and SMOKETEST_REQUIRE_SERVICES=1"
+        );
+        eprintln!("skipped: none of {paths:?} is installed");
+    }
+    found
+}
+
+/// Nothing a check spawned is still alive on this test's runtime (waits up to 2 s for
+/// tasks that are ending).
+pub async fn assert_no_tasks_left() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    for _ in 0..40 {
+        if metrics.num_alive_tasks() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} task(s) still alive after the check returned",
+        metrics.num_alive_tasks()
+    );
+}
