@@ -16,6 +16,39 @@ fn ctx() -> Context {
     Context::detached("amqp", Duration::from_secs(10))
 }
 
+/// The tests that connect run one at a time, so that counting lapin's threads after one of
+/// them counts only its own.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
+/// Threads of this process whose name starts with `prefix` (Linux; 0 elsewhere).
+fn threads_named(prefix: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end().starts_with(prefix))
+        .count()
+}
+
+/// lapin's I/O thread and the check's private runtime thread are gone (waits up to 2 s).
+async fn assert_no_client_threads_left() {
+    for _ in 0..40 {
+        if threads_named("lapin-io-loop") + threads_named("smoketest-amqp") == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "threads left after the check: {} lapin-io-loop, {} smoketest-amqp",
+        threads_named("lapin-io-loop"),
+        threads_named("smoketest-amqp")
+    );
+}
+
 fn amqp_url() -> Option<String> {
     support::service_url("SMOKETEST_TEST_AMQP_URL")
 }
@@ -32,6 +65,7 @@ fn with_password(url: &str, password: &str) -> String {
 #[tokio::test]
 async fn round_trip_passes_and_leaves_no_queue_behind() {
     let Some(url) = amqp_url() else { return };
+    let _serial = serial().await;
     let mut ctx = ctx();
     let outcome = AmqpCheck::new(url.clone()).run(&mut ctx).await.unwrap();
     assert_eq!(outcome, Outcome::Pass);
@@ -39,6 +73,7 @@ async fn round_trip_passes_and_leaves_no_queue_behind() {
         assert!(ctx.observed().contains_key(key), "{key} not observed");
     }
     support::assert_no_tasks_left().await;
+    assert_no_client_threads_left().await;
     let queue = ctx.observed()["queue"].as_str().unwrap().to_string();
     assert!(
         queue.starts_with("amq.gen-"),
@@ -86,6 +121,7 @@ async fn closed_port_is_tcp_refused() {
 async fn wrong_password_is_auth_and_never_shown() {
     let Some(url) = amqp_url() else { return };
     let url = with_password(&url, "not-the-password-4711");
+    let _serial = serial().await;
     let error = AmqpCheck::new(url).run(&mut ctx()).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Auth, "{error:?}");
     assert!(
@@ -95,6 +131,7 @@ async fn wrong_password_is_auth_and_never_shown() {
     assert!(!error.message().contains("4711"), "{error:?}");
     assert!(!format!("{error:?}").contains("4711"));
     assert!(error.suggestion().unwrap().contains("password"));
+    assert_no_client_threads_left().await;
 }
 
 #[tokio::test]
@@ -102,6 +139,7 @@ async fn unknown_virtual_host_is_named() {
     let Some(url) = amqp_url() else { return };
     let (base, _vhost) = url.rsplit_once('/').unwrap();
     let url = format!("{base}/no-such-vhost-smoketest");
+    let _serial = serial().await;
     let error = AmqpCheck::new(url).run(&mut ctx()).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Broker, "{error:?}");
     assert!(
