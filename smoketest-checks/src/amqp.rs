@@ -49,7 +49,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use smoketest_core::{CheckError, Context, ErrorKind, Outcome, SmokeCheck};
 use tokio::time::Instant;
 
-use crate::broker::{reach, redact, unique};
+use crate::broker::{Limit, reach, redact, unique};
 use crate::meta::{Meta, budget, human, ms};
 
 /// Passes when a RabbitMQ broker takes a message into a temporary queue and gives it back.
@@ -180,15 +180,15 @@ fn diagnose(shown: &str, vhost: &str, user: &str, step: &str, error: &lapin::Err
     .with_suggestion("See the broker's logs and its resource alarms (`rabbitmqctl status`).")
 }
 
-/// Run `future` (step `step` of the round trip) until `deadline`.
+/// Run `future` (step `step` of the round trip) within `limit`.
 async fn within<T>(
     shown: &str,
     step: &str,
-    deadline: Instant,
+    limit: Limit,
     future: impl std::future::Future<Output = T>,
 ) -> Result<T, CheckError> {
-    let allowed = deadline.saturating_duration_since(Instant::now());
-    tokio::time::timeout_at(deadline, future)
+    let allowed = limit.allowed;
+    tokio::time::timeout_at(limit.deadline, future)
         .await
         .map_err(|_| {
             CheckError::new(
@@ -239,20 +239,20 @@ impl SmokeCheck for AmqpCheck {
         ctx.observe("connect_ms", ms(connect_ms));
 
         let started = Instant::now();
-        let login_deadline = started + self.connect_timeout.min(budget(ctx));
+        let login = Limit::new(self.connect_timeout.min(budget(ctx)));
         let properties = ConnectionProperties::default()
             .with_connection_name(format!("smoketest {}", self.meta.name).into());
         // No heartbeats: the connection lives for seconds.
         uri.query.heartbeat = Some(0);
         let private = PrivateRuntime::new()?;
         let connecting = Connection::connect_uri_with_runtime(uri, properties, private.runtime());
-        let connection = within(&shown, "the login", login_deadline, connecting)
+        let connection = within(&shown, "the login", login, connecting)
             .await?
             .map_err(|e| fail("logging in", &e))?;
         ctx.observe("login_ms", ms(started.elapsed()));
 
         let started = Instant::now();
-        let result = round_trip(&connection, &shown, Instant::now() + budget(ctx), &fail).await;
+        let result = round_trip(&connection, &shown, Limit::new(budget(ctx)), &fail).await;
         // Closing ends lapin's I/O thread and, with the connection, the exclusive queue.
         // Dropping the connection (the check cut off) closes it too.
         let _ = tokio::time::timeout(
@@ -273,7 +273,7 @@ impl SmokeCheck for AmqpCheck {
 async fn round_trip(
     connection: &Connection,
     shown: &str,
-    deadline: Instant,
+    deadline: Limit,
     fail: &(dyn Fn(&str, &lapin::Error) -> CheckError + Sync),
 ) -> Result<String, CheckError> {
     let step = |what: &'static str| move |e: lapin::Error| fail(what, &e);

@@ -37,6 +37,24 @@ pub(crate) async fn reach(
     Ok(connection.elapsed)
 }
 
+/// A step's time limit: the instant it ends, and the duration it was given (for messages:
+/// "did not finish the login within 500ms", not the few microseconds less left at the end).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limit {
+    pub(crate) deadline: Instant,
+    pub(crate) allowed: Duration,
+}
+
+impl Limit {
+    /// `allowed` from now.
+    pub(crate) fn new(allowed: Duration) -> Self {
+        Limit {
+            deadline: Instant::now() + allowed,
+            allowed,
+        }
+    }
+}
+
 /// `url` with the password of its user information replaced by `***` (the user name stays:
 /// it helps tell which account was refused).
 pub(crate) fn redact(url: &str) -> String {

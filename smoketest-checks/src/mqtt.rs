@@ -201,8 +201,8 @@ impl MqttCheck {
         ctx: &mut Context,
     ) -> Result<(), CheckError> {
         let started = Instant::now();
-        let connect_deadline = started + self.connect_timeout.min(budget(ctx));
-        let deadline = started + budget(ctx);
+        let handshake = crate::broker::Limit::new(self.connect_timeout.min(budget(ctx)));
+        let round_trip = crate::broker::Limit::new(budget(ctx));
         let topic = format!("smoketest/{id}");
         let payload = crate::broker::unique("smoketest");
         let mut connected = false;
@@ -214,18 +214,13 @@ impl MqttCheck {
             CheckError::error(format!("MQTT client for {shown} stopped: {e}"))
         };
         while !(acked && received) {
-            let until = if connected {
-                deadline
+            let (limit, step) = if connected {
+                (round_trip, "the subscribe/publish round trip")
             } else {
-                connect_deadline
+                (handshake, "the MQTT handshake")
             };
-            let step = if connected {
-                "the subscribe/publish round trip"
-            } else {
-                "the MQTT handshake"
-            };
-            let allowed = until.saturating_duration_since(Instant::now());
-            let event = match tokio::time::timeout_at(until, events.poll()).await {
+            let allowed = limit.allowed;
+            let event = match tokio::time::timeout_at(limit.deadline, events.poll()).await {
                 Err(_) => {
                     return Err(CheckError::new(
                         ErrorKind::Timeout,

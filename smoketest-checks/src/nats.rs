@@ -39,7 +39,7 @@ use futures_util::StreamExt;
 use smoketest_core::{CheckError, Context, ErrorKind, Outcome, SmokeCheck};
 use tokio::time::Instant;
 
-use crate::broker::{reach, redact, unique};
+use crate::broker::{Limit, reach, redact, unique};
 use crate::meta::{Meta, budget, human, ms};
 
 /// Passes when a NATS server routes a request and its reply (and has the required
@@ -102,17 +102,16 @@ fn timed_out(shown: &str, step: &str, allowed: Duration) -> CheckError {
     .with_suggestion("The server accepted the connection but is slow: check its load (`nats server report`), slow consumers and its logs.")
 }
 
-/// Run `future` (step `step`) until `deadline`.
+/// Run `future` (step `step`) within `limit`.
 async fn within<T>(
     shown: &str,
     step: &str,
-    deadline: Instant,
+    limit: Limit,
     future: impl std::future::Future<Output = T>,
 ) -> Result<T, CheckError> {
-    let allowed = deadline.saturating_duration_since(Instant::now());
-    tokio::time::timeout_at(deadline, future)
+    tokio::time::timeout_at(limit.deadline, future)
         .await
-        .map_err(|_| timed_out(shown, step, allowed))
+        .map_err(|_| timed_out(shown, step, limit.allowed))
 }
 
 fn broker(message: String, suggestion: &'static str) -> CheckError {
@@ -166,7 +165,7 @@ impl SmokeCheck for NatsCheck {
             .ignore_discovered_servers()
             .max_reconnects(0);
         let connecting = options.connect(address);
-        let client = match within(&shown, "the handshake", started + timeout, connecting).await? {
+        let client = match within(&shown, "the handshake", Limit::new(timeout), connecting).await? {
             Ok(client) => client,
             Err(e) => {
                 let detail = smoketest_core::error::error_chain(&e);
@@ -211,7 +210,7 @@ impl NatsCheck {
         shown: &str,
         ctx: &mut Context,
     ) -> Result<(), CheckError> {
-        let deadline = Instant::now() + budget(ctx);
+        let deadline = Limit::new(budget(ctx));
         let started = Instant::now();
         let subject = client.new_inbox();
         let mut subscriber = within(

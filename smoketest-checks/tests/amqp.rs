@@ -164,3 +164,22 @@ fn debug_hides_the_password() {
     let check = AmqpCheck::new("amqp://guest:hunter2@mq:5672/%2f");
     assert!(!format!("{check:?}").contains("hunter2"));
 }
+
+#[tokio::test]
+async fn a_silent_server_is_a_timeout_within_the_deadline() {
+    let addr = support::silent_server();
+    let check = AmqpCheck::new(format!("amqp://guest:guest@{addr}/%2f"))
+        .connect_timeout(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let error = check
+        .run(&mut Context::detached("silent", Duration::from_secs(5)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error:?}");
+    assert!(error.message().contains("within 500ms"), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -109,3 +109,22 @@ async fn wrong_password_is_auth_and_never_shown() {
     assert!(error.message().contains("an anonymous client"), "{error:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_silent_server_is_a_timeout_within_the_deadline() {
+    let addr = support::silent_server();
+    let check =
+        MqttCheck::new(format!("mqtt://{addr}")).connect_timeout(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let error = check
+        .run(&mut Context::detached("silent", Duration::from_secs(5)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error:?}");
+    assert!(error.message().contains("within 500ms"), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -261,3 +261,17 @@ pub async fn assert_no_tasks_left() {
         metrics.num_alive_tasks()
     );
 }
+
+/// A server that accepts connections and never says a word (a hung broker), on a thread of
+/// its own so that it is not a task of the test's runtime.
+pub fn silent_server() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    addr
+}
