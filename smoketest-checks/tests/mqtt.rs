@@ -128,3 +128,17 @@ async fn a_silent_server_is_a_timeout_within_the_deadline() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_check_cut_off_midway_leaves_no_task() {
+    let Some(url) = support::service_url("SMOKETEST_TEST_MQTT_URL") else {
+        return;
+    };
+    // Dropped at different points of the round trip, as the runner's timeout drops it.
+    for cut in [100, 300, 1_000, 3_000, 10_000, 30_000] {
+        let check = MqttCheck::new(url.clone());
+        let mut ctx = ctx();
+        let _ = tokio::time::timeout(Duration::from_micros(cut), check.run(&mut ctx)).await;
+        support::assert_no_tasks_left().await;
+    }
+}
