@@ -189,10 +189,42 @@ async fn a_check_cut_off_midway_leaves_no_task() {
     let Some(url) = amqp_url() else { return };
     let _serial = serial().await;
     // Dropped at different points of the round trip, as the runner's timeout drops it.
+    let before = server_named_queues();
     for cut in [100, 300, 1_000, 3_000, 10_000, 30_000] {
         let check = AmqpCheck::new(url.clone());
         let mut ctx = ctx();
         let _ = tokio::time::timeout(Duration::from_micros(cut), check.run(&mut ctx)).await;
         support::assert_no_tasks_left().await;
     }
+    assert_no_client_threads_left().await;
+    // The broker dropped every queue a cut-off check had declared, with its connection.
+    if let Some(before) = before {
+        let mut after = server_named_queues();
+        for _ in 0..20 {
+            if after <= Some(before) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            after = server_named_queues();
+        }
+        assert!(
+            after <= Some(before),
+            "{before} server-named queues before, {after:?} after"
+        );
+    }
+}
+
+/// How many server-named (`amq.gen-…`) queues the broker has, per `rabbitmqctl` (`None`
+/// where it cannot be run: another machine, no rights).
+fn server_named_queues() -> Option<usize> {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "name"])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        eprintln!("skipped: rabbitmqctl list_queues failed");
+        return None;
+    }
+    let names = String::from_utf8_lossy(&output.stdout).into_owned();
+    Some(names.lines().filter(|n| n.starts_with("amq.gen-")).count())
 }
