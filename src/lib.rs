@@ -89,6 +89,10 @@ pub use smoketest_macros::check;
 #[cfg(feature = "axum")]
 pub use smoketest_axum as axum;
 
+/// gRPC health checking over the same checks ([`smoketest_tonic`]).
+#[cfg(feature = "tonic")]
+pub use smoketest_tonic as tonic;
+
 /// The actix-web adapter ([`smoketest_actix`]).
 #[cfg(feature = "actix")]
 pub use smoketest_actix as actix;

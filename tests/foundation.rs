@@ -31,15 +31,8 @@ mod payments {
     }
 }
 
-/// With `--all-features`, reqwest's rustls backend is compiled in without a default crypto
-/// provider (smoketest-checks passes its own TLS config); the test client needs one.
-fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// Serve `smoke` on a fresh loopback port, with one ordinary route beside it.
 async fn serve(smoke: Smoketest) -> SocketAddr {
-    install_crypto_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new()

@@ -56,10 +56,7 @@ fn lasting_until(
     })
 }
 
-/// With `--all-features`, reqwest's rustls backend is compiled in without a default crypto
-/// provider (smoketest-checks passes its own TLS config); the test client needs one.
 fn client_builder() -> reqwest::ClientBuilder {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
 }
 

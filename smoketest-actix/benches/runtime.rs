@@ -16,14 +16,7 @@ use actix_web::{App, HttpServer, web};
 use smoketest_actix::SmoketestScope;
 use smoketest_core::{Outcome, Smoketest, from_fn};
 
-/// Under `--workspace --all-features` reqwest is built with `rustls-no-provider` (for
-/// smoketest-checks), so every client needs a process-wide crypto provider.
-fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 fn serve(scope: impl Fn() -> SmoketestScope + Send + Clone + 'static) -> String {
-    install_crypto_provider();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     std::thread::spawn(move || {
@@ -167,7 +160,6 @@ async fn cost(client: &reqwest::Client, base: &str) -> (Duration, Duration, Dura
 }
 
 fn main() {
-    install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -10,16 +10,9 @@ use smoketest_actix::SmoketestScope;
 use smoketest_core::{Context, Detail, Outcome, Smoketest, from_fn};
 use tokio::sync::Notify;
 
-/// Under `--workspace --all-features` reqwest is built with `rustls-no-provider` (for
-/// smoketest-checks), so every client needs a process-wide crypto provider.
-fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// Serve `/ping` and the smoketest scope from an actix server with ONE worker; return its
 /// base URL.
 fn serve(scope: impl Fn() -> SmoketestScope + Send + Clone + 'static) -> String {
-    install_crypto_provider();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     let addr = listener.local_addr().expect("local address");
     std::thread::spawn(move || {

@@ -12,6 +12,9 @@
 //! | required environment variables are set | [`env`] | — |
 //! | a program is on `PATH`, at a minimum version | [`exec`] | — |
 //! | Redis answers `PING` | [`redis`] | `redis` |
+//! | RabbitMQ takes a message into a temporary queue and gives it back | [`amqp`] | `amqp` |
+//! | NATS routes a request and its reply; JetStream streams exist | [`nats`] | `nats` |
+//! | an MQTT broker delivers a QoS 1 message back | [`mqtt`] | `mqtt` |
 //!
 //! Every check is a type with a builder: `new(…)` takes what the check needs, then
 //! `.name(…)`, `.tag(…)`, `.timeout(…)` and `.warn_after(…)` adjust how it is registered,
@@ -22,7 +25,8 @@
 //!
 //! Failures use the kinds of [`ErrorKind`](smoketest_core::ErrorKind) (`dns_failure`,
 //! `tcp_refused`, `tcp_timeout`, `tls_error`, `timeout`, `http_status`, `body_mismatch`,
-//! `resource`, `config`, `error`), each with a one-sentence diagnosis and a suggestion.
+//! `resource`, `config`, `auth`, `broker`, `error`), each with a one-sentence diagnosis and
+//! a suggestion.
 //!
 //! # Example
 //!
@@ -46,6 +50,10 @@
 #[macro_use]
 mod meta;
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
+#[cfg(any(feature = "amqp", feature = "nats", feature = "mqtt"))]
+mod broker;
 #[cfg(feature = "dns")]
 pub mod diagnosis;
 #[cfg(feature = "dns")]
@@ -54,6 +62,10 @@ pub mod env;
 pub mod exec;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "system")]

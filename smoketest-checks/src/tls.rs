@@ -122,8 +122,13 @@ impl fmt::Debug for Trust {
 /// directory); trusts with extra roots keep their own.
 static SYSTEM_VERIFIER: OnceLock<Result<Arc<dyn ServerCertVerifier>, String>> = OnceLock::new();
 
+/// The crypto provider of every TLS configuration smoketest builds, always passed
+/// explicitly: aws-lc-rs, the one reqwest's `rustls` feature brings and rustls' own default,
+/// so that smoketest adds no second provider to the service's build (with two compiled in,
+/// a plain `rustls::ClientConfig::builder()` elsewhere in the service could not pick one)
+/// and never installs a process-wide default.
 pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 impl Trust {
@@ -165,7 +170,7 @@ impl Trust {
     pub(crate) fn client_config(&self, verifier: Arc<dyn ServerCertVerifier>) -> ClientConfig {
         ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .expect("the ring provider supports the default TLS versions")
+            .expect("the aws-lc-rs provider supports the default TLS versions")
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth()

@@ -116,6 +116,11 @@ pub enum ErrorKind {
     /// The check passed but took longer than its latency budget (`warn_after`): reported
     /// on a `warn`, never on a `fail`.
     Slow,
+    /// A server rejected the credentials (user name, password, token) it was given.
+    Auth,
+    /// A message broker was reached and logged into, but refused or failed the round trip
+    /// (an unknown virtual host or stream, a message that never came back).
+    Broker,
 }
 
 impl ErrorKind {
@@ -140,6 +145,8 @@ impl ErrorKind {
             ErrorKind::Resource => "resource",
             ErrorKind::Version => "version",
             ErrorKind::Slow => "slow",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Broker => "broker",
         }
     }
 
@@ -191,6 +198,12 @@ impl ErrorKind {
             }
             ErrorKind::Slow => {
                 "The check works but is slower than its budget: look for a slow query, a cold cache or a saturated dependency before it becomes a timeout."
+            }
+            ErrorKind::Auth => {
+                "Check the user name and password (or token) the service is configured with against the server's users and permissions; were they rotated?"
+            }
+            ErrorKind::Broker => {
+                "The broker answered but did not complete the round trip: see the message, the broker's logs and its resource alarms (memory, disk)."
             }
         })
     }

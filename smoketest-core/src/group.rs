@@ -813,6 +813,14 @@ impl Smoketest {
         self.groups().filter_map(|g| g.path.as_deref())
     }
 
+    /// The path group `name` is served at (`/readyz`), or `None` if it has no path or there
+    /// is no such group. For adapters that serve a group by name (gRPC health).
+    pub fn group_path(&self, name: &str) -> Option<&str> {
+        self.groups()
+            .find(|g| g.name == name)
+            .and_then(|g| g.path.as_deref())
+    }
+
     /// The names of the checks in group `name`, or `None` if there is no such group.
     pub fn group_members(&self, name: &str) -> Option<Vec<&str>> {
         self.groups()

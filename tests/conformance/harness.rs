@@ -666,8 +666,6 @@ pub enum Failure {
 /// to the endpoint is also sent as HEAD, which must answer the same status and headers
 /// with no body.
 pub async fn run(cases: &[Case], adapters: &[(Fixture, Vec<Server>)]) -> Vec<Failure> {
-    // With --all-features reqwest's rustls backend has no default crypto provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))

@@ -8,16 +8,9 @@ use sqlx::Connection;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// Under `--workspace --all-features` reqwest is built with `rustls-no-provider` (for
-/// smoketest-checks), so every client needs a process-wide crypto provider.
-fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// Start the example on a free port with `database_url`; return the process and the
 /// smoketest URL it prints.
 async fn start(database_url: &str) -> (Child, String) {
-    install_crypto_provider();
     let mut child = Command::new(env!("CARGO_BIN_EXE_smoketest-example-actix"))
         .env("DATABASE_URL", database_url)
         .env("SMOKETEST_EXAMPLE_ADDR", "127.0.0.1:0")

@@ -10,6 +10,9 @@
 //!   `smoketest-example.db` in the working directory.
 //! - `SMOKETEST_EXAMPLE_ADDR`: where to listen (default `127.0.0.1:3000`).
 //! - `RELEASE_ID`: the release this process runs, shown in reports.
+//! - `SMOKETEST_EXAMPLE_GRPC_ADDR`: when set (e.g. `127.0.0.1:50051`), also serve gRPC
+//!   health checking (`grpc.health.v1.Health`) there: service `""` is every check, `live`
+//!   and `ready` the groups.
 //! - `SMOKETEST_TOKEN`: a bearer token; when set, anonymous callers see statuses and error
 //!   kinds only, token holders everything. Unset, everybody sees everything (development).
 //! - `SMOKETEST_EXAMPLE_DRAIN_SECS`: how long to keep serving after SIGTERM while `/readyz`
@@ -111,6 +114,27 @@ async fn run() -> Result<(), String> {
         smoke.check_names().count(),
         smoke.path()
     );
+    // gRPC health checking (grpc.health.v1.Health) from the same checks, on a second port:
+    // `grpc_health_probe -addr=… -service=ready`, or a Kubernetes `grpc` probe.
+    if let Ok(grpc_addr) = std::env::var("SMOKETEST_EXAMPLE_GRPC_ADDR") {
+        let grpc_listener = tokio::net::TcpListener::bind(&grpc_addr)
+            .await
+            .map_err(|e| {
+                format!("cannot listen on {grpc_addr} (SMOKETEST_EXAMPLE_GRPC_ADDR): {e}")
+            })?;
+        let grpc_local = grpc_listener.local_addr().map_err(|e| e.to_string())?;
+        println!("  gRPC health: {grpc_local} (services \"\", \"live\", \"ready\")");
+        let health = smoketest::tonic::health_server(smoke.clone());
+        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+        tokio::spawn(async move {
+            let serving = tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(incoming);
+            if let Err(e) = serving.await {
+                eprintln!("error: the gRPC health server on {grpc_local} stopped: {e}");
+            }
+        });
+    }
     // On SIGTERM /readyz answers 503 `draining` at once while everything else is served for
     // `drain` more; then the server stops accepting and finishes the requests in flight.
     axum::serve(listener, app)

@@ -181,3 +181,97 @@ pub fn self_signed_ca(names: &[&str]) -> (Vec<u8>, Vec<u8>) {
     let cert = params.self_signed(&key).unwrap();
     (cert.der().to_vec(), key.serialize_der())
 }
+
+/// The URL in `var`, or `None` after printing `skipped: …` — unless
+/// `SMOKETEST_REQUIRE_SERVICES=1`, where a missing URL fails the test. (The facade's
+/// `tests/common` has the same rule.)
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("SMOKETEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "{var} is not set and SMOKETEST_REQUIRE_SERVICES=1: this test needs the service"
+            );
+            eprintln!("skipped: {var} is not set");
+            None
+        }
+    }
+}
+
+/// A program the test starts (a private broker on a free port), killed when dropped.
+pub struct Spawned(pub std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port nothing listens on at the moment, for a private server to take.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait until something accepts on `port` (a server the test started), up to 10 s.
+pub async fn wait_for_port(port: u16) {
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on 127.0.0.1:{port} after 10 s");
+}
+
+/// The first of `paths` that exists, or `None` after printing `skipped: …` — unless
+/// `SMOKETEST_REQUIRE_SERVICES=1`, where a missing program fails the test.
+pub fn program(paths: &[&'static str]) -> Option<&'static str> {
+    let found = paths
+        .iter()
+        .copied()
+        .find(|p| std::path::Path::new(p).exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("SMOKETEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "{paths:?} not installed and SMOKETEST_REQUIRE_SERVICES=1"
+        );
+        eprintln!("skipped: none of {paths:?} is installed");
+    }
+    found
+}
+
+/// Nothing a check spawned is still alive on this test's runtime (waits up to 2 s for
+/// tasks that are ending).
+pub async fn assert_no_tasks_left() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    for _ in 0..40 {
+        if metrics.num_alive_tasks() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} task(s) still alive after the check returned",
+        metrics.num_alive_tasks()
+    );
+}
+
+/// A server that accepts connections and never says a word (a hung broker), on a thread of
+/// its own so that it is not a task of the test's runtime.
+pub fn silent_server() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    addr
+}
