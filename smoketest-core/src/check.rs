@@ -95,6 +95,8 @@ pub struct Registration {
     pub tags: &'static [&'static str],
     /// Per-check timeout in milliseconds, if the attribute gave one.
     pub timeout_ms: Option<u64>,
+    /// `personas = [...]`: the check runs once per persona, as `name[persona]`.
+    pub personas: &'static [&'static str],
     /// Where the fn was declared, for duplicate-name errors.
     pub file: &'static str,
     /// Line of the declaration.
@@ -128,6 +130,8 @@ impl Registration {
 pub(crate) struct RegisteredFn {
     pub(crate) name: String,
     pub(crate) registration: &'static Registration,
+    /// The persona this copy runs as (`personas = [...]`).
+    pub(crate) persona: Option<std::sync::Arc<str>>,
 }
 
 #[async_trait::async_trait]
@@ -149,6 +153,9 @@ impl SmokeCheck for RegisteredFn {
     }
 
     async fn run(&self, ctx: &mut Context) -> Result {
+        if let Some(persona) = &self.persona {
+            ctx.set_persona(Some(persona.clone()));
+        }
         (self.registration.run)(ctx).await
     }
 }

@@ -455,6 +455,7 @@ pub(crate) mod fixtures {
             error: None,
             message: None,
             observed: Default::default(),
+            steps: Vec::new(),
         }
     }
 
