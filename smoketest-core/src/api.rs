@@ -275,7 +275,7 @@ impl Api {
             path: path.into(),
             headers: Vec::new(),
             body: Bytes::new(),
-            expect: None,
+            expect: Vec::new(),
             error: None,
         }
     }
@@ -291,7 +291,8 @@ pub struct ApiRequest {
     path: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Bytes,
-    expect: Option<StatusCode>,
+    /// The status codes that pass; empty: any 2xx.
+    expect: Vec<StatusCode>,
     /// A mistake made while building (a body that does not serialize), reported on send.
     error: Option<CheckError>,
 }
@@ -354,8 +355,18 @@ impl ApiRequest {
 
     /// The status code the response must have (`201`, or `403` for an expected denial).
     /// Without it, any 2xx passes. Panics on a number that is no status code.
-    pub fn expect_status(mut self, status: u16) -> Self {
-        self.expect = Some(StatusCode::from_u16(status).expect("an HTTP status code (100-999)"));
+    pub fn expect_status(self, status: u16) -> Self {
+        self.expect_status_in([status])
+    }
+
+    /// The status codes the response may have: a teardown `DELETE` that accepts `[204,
+    /// 404]` (deleted now, or by the scenario already). Panics on a number that is no
+    /// status code.
+    pub fn expect_status_in(mut self, statuses: impl IntoIterator<Item = u16>) -> Self {
+        self.expect = statuses
+            .into_iter()
+            .map(|s| StatusCode::from_u16(s).expect("an HTTP status code (100-999)"))
+            .collect();
         self
     }
 
@@ -424,7 +435,7 @@ impl ApiRequest {
             };
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED
-                && self.expect != Some(StatusCode::UNAUTHORIZED)
+                && !self.expect.contains(&StatusCode::UNAUTHORIZED)
                 && !refreshed
                 && persona.is_some_and(|(_, state)| state.refreshable())
             {
@@ -433,15 +444,21 @@ impl ApiRequest {
                 continue;
             }
             self.record(Some(status.as_u16()));
-            let expected = match self.expect {
-                Some(expected) => status == expected,
-                None => status.is_success(),
+            let expected = if self.expect.is_empty() {
+                status.is_success()
+            } else {
+                self.expect.contains(&status)
             };
             let (parts, body) = response.into_parts();
             if !expected {
-                let wanted = match self.expect {
-                    Some(expected) => format!("status {}", expected.as_u16()),
-                    None => "a 2xx status".to_string(),
+                let wanted = match self.expect.as_slice() {
+                    [] => "a 2xx status".to_string(),
+                    [one] => format!("status {}", one.as_u16()),
+                    many => {
+                        let codes: Vec<String> =
+                            many.iter().map(|s| s.as_u16().to_string()).collect();
+                        format!("status {}", codes.join(" or "))
+                    }
                 };
                 let snippet = snippet(&body);
                 return Err(CheckError::new(
