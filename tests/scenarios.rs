@@ -677,6 +677,7 @@ async fn the_personas_attribute_makes_one_check_per_persona_served_by_name() {
 
     // A persona the attribute names but nobody registered: the build says which.
     let error = Smoketest::builder()
+        .api(smoketest::axum::api(app(store.clone())))
         .persona("clerk", Persona::bearer("clerk-clerk"))
         .build()
         .unwrap_err();

@@ -167,6 +167,8 @@ impl fmt::Debug for ApiService {
 impl SmoketestBuilder {
     /// The service's own API, which [`Context::api`] calls: with axum,
     /// `.api(smoketest::axum::api(router.clone()))`. See the [module documentation](self).
+    /// With an API registered, [`build`](SmoketestBuilder::build) checks that every persona
+    /// a `#[smoketest::check(personas = [...])]` names is registered.
     pub fn api(mut self, api: impl Into<ApiService>) -> Self {
         self.scenarios.api = Some(api.into());
         self
