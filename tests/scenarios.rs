@@ -850,3 +850,117 @@ async fn an_unreachable_base_url_says_so() {
         error.message()
     );
 }
+
+/// actix-web's `App` is `!Send`: it cannot be called in process from the runner's tasks, so
+/// an actix service gives its own loopback address. The endpoint's scenario calls back into
+/// the same server while that server answers `/smoketest`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actix_service_runs_its_scenario_over_its_own_loopback_listener() {
+    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+
+    fn actix_role(store: &Store, request: &HttpRequest) -> Result<&'static str, HttpResponse> {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = request.headers().get("authorization") {
+            headers.insert("authorization", value.as_bytes().try_into().unwrap());
+        }
+        role(store, &headers).map_err(|s| HttpResponse::build(actix_status(s)).finish())
+    }
+    fn actix_status(status: StatusCode) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::from_u16(status.as_u16()).unwrap()
+    }
+    async fn list(store: web::Data<Store>, request: HttpRequest) -> HttpResponse {
+        if let Err(denied) = actix_role(&store, &request) {
+            return denied;
+        }
+        let all: Vec<Order> = store.orders.lock().unwrap().values().cloned().collect();
+        HttpResponse::Ok().json(all)
+    }
+    async fn create(
+        store: web::Data<Store>,
+        request: HttpRequest,
+        new: web::Json<serde_json::Value>,
+    ) -> HttpResponse {
+        match actix_role(&store, &request) {
+            Err(denied) => return denied,
+            Ok("clerk") => {}
+            Ok(_) => return HttpResponse::Forbidden().finish(),
+        }
+        let order = Order {
+            id: store.next.fetch_add(1, Ordering::SeqCst) + 1,
+            item: new["item"].as_str().unwrap_or_default().to_string(),
+            quantity: new["quantity"].as_i64().unwrap_or(1),
+        };
+        store.orders.lock().unwrap().insert(order.id, order.clone());
+        HttpResponse::Created().json(order)
+    }
+    async fn read(
+        store: web::Data<Store>,
+        request: HttpRequest,
+        id: web::Path<i64>,
+    ) -> HttpResponse {
+        if let Err(denied) = actix_role(&store, &request) {
+            return denied;
+        }
+        match store.orders.lock().unwrap().get(&id) {
+            Some(order) => HttpResponse::Ok().json(order),
+            None => HttpResponse::NotFound().finish(),
+        }
+    }
+    async fn remove(
+        store: web::Data<Store>,
+        request: HttpRequest,
+        id: web::Path<i64>,
+    ) -> HttpResponse {
+        match actix_role(&store, &request) {
+            Err(denied) => return denied,
+            Ok("clerk") => {}
+            Ok(_) => return HttpResponse::Forbidden().finish(),
+        }
+        match store.orders.lock().unwrap().remove(&id) {
+            Some(_) => HttpResponse::NoContent().finish(),
+            None => HttpResponse::NotFound().finish(),
+        }
+    }
+
+    let store = Store::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let smoke = loopback_builder(addr)
+        .check(smoketest::scenario::as_persona("clerk", lifecycle_check()))
+        .build()
+        .unwrap();
+    let data = web::Data::new(store.clone());
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .route("/orders", web::get().to(list))
+                    .route("/orders", web::post().to(create))
+                    .route("/orders/{id}", web::get().to(read))
+                    .route("/orders/{id}", web::delete().to(remove))
+                    .service(smoketest::actix::scope(smoke.clone()))
+            })
+            .workers(1)
+            .listen(listener)
+            .unwrap()
+            .run()
+            .await
+            .unwrap()
+        })
+    });
+    let report: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{addr}/smoketest"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["status"], "pass", "{report:#}");
+    let steps = report["checks"][0]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 6);
+    assert_eq!(steps[0]["status_code"], 201);
+    assert_eq!(steps[5]["name"], "teardown: DELETE /orders/1");
+    assert_eq!(store.count(), 0);
+}
