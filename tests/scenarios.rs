@@ -399,6 +399,48 @@ async fn steps_appear_in_every_format_and_messages_only_at_full_detail() {
 }
 
 #[tokio::test]
+async fn step_messages_and_paths_are_redacted() {
+    let store = Store::default();
+    let smoke = builder(&store)
+        .check(from_fn("auth::login", |ctx| {
+            Box::pin(async move {
+                let api = ctx.api().as_("clerk");
+                ctx.step("login", async {
+                    api.get("/orders?access_token=eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXBheWxvYWQ.c2ln")
+                        .await?;
+                    Err::<(), _>(smoketest::CheckError::error(
+                        "login refused: password=Hunter2Secret!",
+                    ))
+                })
+                .await?;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    let report = smoke.run(&Selection::all()).await.unwrap();
+    let json = report.to_json();
+    assert!(!json.contains("Hunter2Secret"), "{json}");
+    assert!(!json.contains("c2VjcmV0LXBheWxvYWQ"), "{json}");
+    let step = &report.checks[0].steps[0];
+    assert!(
+        step.path
+            .as_deref()
+            .unwrap()
+            .starts_with("/orders?access_token=")
+    );
+    assert!(
+        step.error
+            .as_ref()
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("login refused: password=")
+    );
+}
+
+#[tokio::test]
 async fn a_panic_mid_scenario_fails_the_step_skips_the_rest_and_tears_down() {
     let store = Store::default();
     store.faults.read_panics.store(true, Ordering::SeqCst);

@@ -1,5 +1,7 @@
 //! The [`Context`] a check runs with: observed values, deferred cleanups, and (with the
-//! database features) transactions the runner always rolls back.
+//! database features) transactions the runner always rolls back. Scenario checks also get
+//! named steps ([`Context::step`]), a client for the service's own API ([`Context::api`])
+//! and the persona they run as ([`Context::persona`]); see [`scenario`](crate::scenario).
 //!
 //! Each run of each check gets a fresh context. After the check returns, fails, panics or
 //! times out, the runner — never the check — finishes the context, in this order:
