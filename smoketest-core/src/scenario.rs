@@ -504,7 +504,8 @@ impl Context {
     /// …`): pass it on with `?` and the check fails naming it. Even if the check goes on,
     /// the first failed step fails the check. The future may borrow the context (to
     /// [`defer`](Context::defer) a teardown as soon as a resource exists) and the API
-    /// client.
+    /// client. Steps run one after another: requests made while two steps run at once are
+    /// recorded on the one that started last.
     pub fn step<T, F>(
         &self,
         name: impl Into<String>,
@@ -516,16 +517,18 @@ impl Context {
         let log = self.steps.clone();
         let name = name.into();
         async move {
-            let index = {
+            let started = Instant::now();
+            let (index, outer) = {
                 let mut log = lock(&log);
                 log.steps.push(skeleton(name.clone(), Status::Pass));
                 let index = log.steps.len() - 1;
-                log.running = Some((index, Instant::now()));
-                index
+                // A step inside a step: the outer one records again once this one ends.
+                let outer = log.running.replace((index, started));
+                (index, outer)
             };
             let result = step.await;
             let mut log = lock(&log);
-            let started = log.running.take().map_or_else(Instant::now, |(_, t)| t);
+            log.running = outer;
             let total = log.total();
             let report = &mut log.steps[index];
             report.duration_ms = millis(started.elapsed());
