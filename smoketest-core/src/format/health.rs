@@ -262,6 +262,33 @@ mod tests {
     }
 
     #[test]
+    fn scenario_steps_are_observed_values() {
+        let body = doc(&fixtures::scenario());
+        let checks = &body["checks"];
+        let read = &checks["orders.lifecycle[clerk]:step2"][0];
+        assert_eq!(read["status"], "fail");
+        assert_eq!(read["componentId"], "orders::lifecycle[clerk]");
+        assert_eq!(read["observedValue"], 1.5);
+        assert_eq!(
+            read["output"],
+            "read: GET /orders/7 → 500; http_status: GET /orders/7 as clerk: expected a 2xx status, got 500"
+        );
+        assert_eq!(
+            checks["orders.lifecycle[clerk]:step3"][0]["output"],
+            "list; skipped"
+        );
+        assert_eq!(
+            checks["orders.lifecycle[clerk]:teardown1"][0]["output"],
+            "teardown: DELETE /orders/7 → 204"
+        );
+        let public = doc(&fixtures::scenario().restrict(Detail::Checks));
+        assert_eq!(
+            public["checks"]["orders.lifecycle[clerk]:step2"][0]["output"],
+            "read: GET /orders/7 → 500; http_status"
+        );
+    }
+
+    #[test]
     fn passing_run_with_a_warning_is_warn() {
         let body = doc(&fixtures::passing());
         assert_eq!(body["status"], "warn");

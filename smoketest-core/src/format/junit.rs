@@ -303,6 +303,40 @@ mod tests {
     }
 
     #[test]
+    fn a_scenario_has_one_test_case_per_step_and_teardown() {
+        let junit = parse(&fixtures::scenario());
+        let suite = &junit.test_suites[0];
+        assert_eq!(
+            (suite.tests, suite.failures, suite.skipped),
+            (5, 2, 1),
+            "the check, 3 steps, 1 teardown"
+        );
+        let read = case(suite, "orders::lifecycle[clerk] / 2. read");
+        assert_eq!(
+            read.classname.as_ref().unwrap().as_str(),
+            "orders::lifecycle[clerk]"
+        );
+        assert!(matches!(read.status, TestCaseStatus::NonSuccess { .. }));
+        assert!(
+            read.properties
+                .iter()
+                .any(|p| p.name.as_str() == "status_code" && p.value.as_str() == "500")
+        );
+        assert!(matches!(
+            case(suite, "orders::lifecycle[clerk] / 3. list").status,
+            TestCaseStatus::Skipped { .. }
+        ));
+        assert!(matches!(
+            case(
+                suite,
+                "orders::lifecycle[clerk] / teardown: DELETE /orders/7"
+            )
+            .status,
+            TestCaseStatus::Success { .. }
+        ));
+    }
+
+    #[test]
     fn panics_and_errors_are_errors_and_diagnosed_failures_are_failures() {
         let mut report = fixtures::passing();
         report.checks = vec![
