@@ -893,23 +893,29 @@ async fn an_unreachable_base_url_says_so() {
     );
 }
 
-/// actix-web's `App` is `!Send`: it cannot be called in process from the runner's tasks, so
-/// an actix service gives its own loopback address. The endpoint's scenario calls back into
-/// the same server while that server answers `/smoketest`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_actix_service_runs_its_scenario_over_its_own_loopback_listener() {
-    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+/// The orders API on actix-web, over the same store.
+mod actix_orders {
+    use actix_web::{HttpRequest, HttpResponse, web};
+
+    use super::*;
 
     fn actix_role(store: &Store, request: &HttpRequest) -> Result<&'static str, HttpResponse> {
         let mut headers = HeaderMap::new();
         if let Some(value) = request.headers().get("authorization") {
             headers.insert("authorization", value.as_bytes().try_into().unwrap());
         }
-        role(store, &headers).map_err(|s| HttpResponse::build(actix_status(s)).finish())
+        role(store, &headers).map_err(|s| {
+            HttpResponse::build(actix_web::http::StatusCode::from_u16(s.as_u16()).unwrap()).finish()
+        })
     }
-    fn actix_status(status: StatusCode) -> actix_web::http::StatusCode {
-        actix_web::http::StatusCode::from_u16(status.as_u16()).unwrap()
+
+    fn actix_writer(store: &Store, request: &HttpRequest) -> Result<(), HttpResponse> {
+        match actix_role(store, request)? {
+            "clerk" => Ok(()),
+            _ => Err(HttpResponse::Forbidden().finish()),
+        }
     }
+
     async fn list(store: web::Data<Store>, request: HttpRequest) -> HttpResponse {
         if let Err(denied) = actix_role(&store, &request) {
             return denied;
@@ -917,15 +923,14 @@ async fn an_actix_service_runs_its_scenario_over_its_own_loopback_listener() {
         let all: Vec<Order> = store.orders.lock().unwrap().values().cloned().collect();
         HttpResponse::Ok().json(all)
     }
+
     async fn create(
         store: web::Data<Store>,
         request: HttpRequest,
         new: web::Json<serde_json::Value>,
     ) -> HttpResponse {
-        match actix_role(&store, &request) {
-            Err(denied) => return denied,
-            Ok("clerk") => {}
-            Ok(_) => return HttpResponse::Forbidden().finish(),
+        if let Err(denied) = actix_writer(&store, &request) {
+            return denied;
         }
         let order = Order {
             id: store.next.fetch_add(1, Ordering::SeqCst) + 1,
@@ -935,6 +940,7 @@ async fn an_actix_service_runs_its_scenario_over_its_own_loopback_listener() {
         store.orders.lock().unwrap().insert(order.id, order.clone());
         HttpResponse::Created().json(order)
     }
+
     async fn read(
         store: web::Data<Store>,
         request: HttpRequest,
@@ -943,26 +949,81 @@ async fn an_actix_service_runs_its_scenario_over_its_own_loopback_listener() {
         if let Err(denied) = actix_role(&store, &request) {
             return denied;
         }
+        if store.faults.list_fails.load(Ordering::SeqCst) {
+            return HttpResponse::InternalServerError().finish();
+        }
         match store.orders.lock().unwrap().get(&id) {
             Some(order) => HttpResponse::Ok().json(order),
             None => HttpResponse::NotFound().finish(),
         }
     }
+
     async fn remove(
         store: web::Data<Store>,
         request: HttpRequest,
         id: web::Path<i64>,
     ) -> HttpResponse {
-        match actix_role(&store, &request) {
-            Err(denied) => return denied,
-            Ok("clerk") => {}
-            Ok(_) => return HttpResponse::Forbidden().finish(),
+        if let Err(denied) = actix_writer(&store, &request) {
+            return denied;
         }
         match store.orders.lock().unwrap().remove(&id) {
             Some(_) => HttpResponse::NoContent().finish(),
             None => HttpResponse::NotFound().finish(),
         }
     }
+
+    pub fn routes(config: &mut web::ServiceConfig) {
+        config
+            .route("/orders", web::get().to(list))
+            .route("/orders", web::post().to(create))
+            .route("/orders/{id}", web::get().to(read))
+            .route("/orders/{id}", web::delete().to(remove));
+    }
+}
+
+/// actix-web's `App` is `!Send`; `smoketest::actix::api` builds it on a thread of its own
+/// and the scenario's requests travel there, no socket involved.
+#[tokio::test]
+async fn an_actix_app_is_called_in_process() {
+    let store = Store::default();
+    let data = actix_web::web::Data::new(store.clone());
+    let passing = Smoketest::builder()
+        .without_discovery()
+        .api(smoketest::actix::api(move || {
+            actix_web::App::new()
+                .app_data(data)
+                .configure(actix_orders::routes)
+        }))
+        .persona("clerk", Persona::bearer("clerk-static-token"));
+    let check = run_lifecycle(passing).await;
+    assert_eq!(check.status, Status::Pass, "{check:#?}");
+    assert_eq!(check.steps[0].status_code, Some(201));
+    assert_eq!(check.steps[5].status_code, Some(404));
+    assert_eq!(store.count(), 0);
+
+    // Failing at step 2 (the actix read handler answers 500): the teardown still runs.
+    store.faults.list_fails.store(true, Ordering::SeqCst);
+    let data = actix_web::web::Data::new(store.clone());
+    let failing = Smoketest::builder()
+        .without_discovery()
+        .api(smoketest::actix::api(move || {
+            actix_web::App::new()
+                .app_data(data)
+                .configure(actix_orders::routes)
+        }))
+        .persona("clerk", Persona::bearer("clerk-static-token"));
+    let check = run_lifecycle(failing).await;
+    assert_eq!(check.status, Status::Fail);
+    assert_eq!(check.steps[1].status_code, Some(500));
+    assert_eq!(check.steps[5].status_code, Some(204));
+    assert_eq!(store.count(), 0);
+}
+
+/// The real listener: an actix service gives its own loopback address, and the endpoint's
+/// scenario calls back into the same server while that server answers `/smoketest`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actix_service_runs_its_scenario_over_its_own_loopback_listener() {
+    use actix_web::{App, HttpServer, web};
 
     let store = Store::default();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -977,10 +1038,7 @@ async fn an_actix_service_runs_its_scenario_over_its_own_loopback_listener() {
             HttpServer::new(move || {
                 App::new()
                     .app_data(data.clone())
-                    .route("/orders", web::get().to(list))
-                    .route("/orders", web::post().to(create))
-                    .route("/orders/{id}", web::get().to(read))
-                    .route("/orders/{id}", web::delete().to(remove))
+                    .configure(actix_orders::routes)
                     .service(smoketest::actix::scope(smoke.clone()))
             })
             .workers(1)

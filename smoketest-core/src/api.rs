@@ -6,12 +6,13 @@
 //! scenario proves the API works end to end. Two ways to bind it, on the builder:
 //!
 //! - **In process** ([`SmoketestBuilder::api`]): the service's router is called directly, no
-//!   socket; with axum, `.api(smoketest::axum::api(router.clone()))`. The core stays free of
-//!   any framework: an [`ApiService`] is a function from `http::Request<Bytes>` to
-//!   `http::Response<Bytes>`.
-//! - **Over a base URL** ([`SmoketestBuilder::api_base_url`], feature `api-base-url`): for
-//!   stacks whose app cannot be called in process from another task (actix-web's `App` is
-//!   `!Send`), requests go to `http://127.0.0.1:{port}` through the real listener.
+//!   socket; with axum, `.api(smoketest::axum::api(router.clone()))`; with actix-web, whose
+//!   `App` is `!Send`, `.api(smoketest::actix::api(|| App::new()…))` builds the app on a
+//!   thread of its own and sends it the requests. The core stays free of any framework: an
+//!   [`ApiService`] is a function from `http::Request<Bytes>` to `http::Response<Bytes>`.
+//! - **Over a base URL** ([`SmoketestBuilder::api_base_url`], feature `api-base-url`):
+//!   requests go to `http://127.0.0.1:{port}` through the real listener, and everything in
+//!   front of the app (for any stack).
 //!
 //! Every request made inside a [`Context::step`] is recorded on that step (method, path,
 //! status code, persona). A response whose status is not the one expected
