@@ -66,6 +66,9 @@ pub struct ReadmeDoctests;
 ///   the fn name.
 /// - `tags = ["db", "write"]` (or `tag = "db"`): for `?tag=` selection and groups.
 /// - `timeout = "5s"`: this check's timeout (`500ms`, `2s`, `1m`); default: the builder's.
+/// - `personas = ["admin", "clerk"]`: a scenario run once per persona (registered with
+///   [`SmoketestBuilder::persona`]), each its own check named `name[persona]`; see
+///   [`scenario`].
 /// - `crate = "my::reexport::smoketest"`: when `smoketest` is renamed or re-exported.
 ///
 /// The fn may return `smoketest::Result` (ending with `Ok(Outcome::Pass)`) or

@@ -10,6 +10,8 @@
 //!   answers at the `Smoketest`'s mount path (default `/smoketest`) and below, and lets
 //!   every other request reach your routes untouched.
 //! - [`configure`] does the same for [`App::configure`](actix_web::App::configure).
+//! - [`api`] hands the service's own app to scenario checks (`ctx.api()`), called in
+//!   process on a thread of its own.
 //!
 //! # Where the checks run
 //!
@@ -271,6 +273,117 @@ fn response(answer: http::Response<Bytes>) -> HttpResponse {
 /// `http` 0.2 and 1 share their grammar for every part converted here, so a value valid in
 /// one is valid in the other.
 #[cold]
+/// The service's own API, for scenario checks, called in process (no socket):
+/// `builder.api(smoketest::actix::api(|| App::new().configure(orders::routes)))`.
+///
+/// actix-web's `App` is `!Send`, so the runner's tasks cannot call it: `factory` builds the
+/// app once on a thread of its own (`smoketest-api`, running an actix system until the
+/// `Smoketest` is dropped), and requests travel to it over a channel. Give it the same
+/// routes, data and middleware as the app `HttpServer` serves. A handler that panics ends
+/// only its request: the step fails with kind `error`. Calling the real listener instead
+/// (`SmoketestBuilder::api_base_url`, feature `api-base-url`) goes through everything in
+/// front of the app too.
+///
+/// ```
+/// use actix_web::{App, HttpResponse, web};
+/// use smoketest_core::{Context, Smoketest};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let smoke = Smoketest::builder()
+///     .without_discovery()
+///     .api(smoketest_actix::api(|| {
+///         App::new().route("/orders", web::get().to(|| async { HttpResponse::Ok().json([1, 2]) }))
+///     }))
+///     .build()
+///     .unwrap();
+/// let ctx = Context::detached("orders::list", std::time::Duration::from_secs(5)).with_pools_of(&smoke);
+/// let orders: Vec<i64> = ctx.api().get("/orders").await.unwrap().json().unwrap();
+/// assert_eq!(orders, [1, 2]);
+/// # }
+/// ```
+pub fn api<F, T, B>(factory: F) -> smoketest_core::api::ApiService
+where
+    F: FnOnce() -> actix_web::App<T> + Send + 'static,
+    T: actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+    B: actix_web::body::MessageBody + 'static,
+{
+    use actix_web::dev::Service;
+    use smoketest_core::CheckError;
+
+    type Answer = Result<http::Response<Bytes>, CheckError>;
+    let (requests, mut incoming) = tokio::sync::mpsc::unbounded_channel::<(
+        http::Request<Bytes>,
+        tokio::sync::oneshot::Sender<Answer>,
+    )>();
+    std::thread::Builder::new()
+        .name("smoketest-api".into())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let app = std::rc::Rc::new(actix_web::test::init_service(factory()).await);
+                // Ends when the last sender (the `Smoketest`) is dropped.
+                while let Some((request, reply)) = incoming.recv().await {
+                    let app = app.clone();
+                    actix_web::rt::spawn(async move {
+                        let (parts, body) = request.into_parts();
+                        let method =
+                            actix_web::http::Method::from_bytes(parts.method.as_str().as_bytes())
+                                .unwrap_or_else(|_| unreachable_conversion("method"));
+                        let mut test = actix_web::test::TestRequest::default()
+                            .method(method)
+                            .uri(&parts.uri.to_string());
+                        for (name, value) in &parts.headers {
+                            let name = HeaderName::from_bytes(name.as_str().as_bytes())
+                                .unwrap_or_else(|_| unreachable_conversion("header name"));
+                            let value = HeaderValue::from_bytes(value.as_bytes())
+                                .unwrap_or_else(|_| unreachable_conversion("header value"));
+                            test = test.append_header((name, value));
+                        }
+                        let response = match app.call(test.set_payload(body).to_request()).await {
+                            Ok(response) => response.map_into_boxed_body().into_parts().1,
+                            Err(error) => error.error_response(),
+                        };
+                        let status = response.status().as_u16();
+                        let mut answer = http::Response::builder().status(status);
+                        for (name, value) in response.headers() {
+                            answer = answer.header(name.as_str(), value.as_bytes());
+                        }
+                        let answer = match actix_web::body::to_bytes(response.into_body()).await {
+                            Ok(body) => answer
+                                .body(body)
+                                .map_err(|e| CheckError::error(e.to_string())),
+                            Err(e) => Err(CheckError::error(format!(
+                                "reading the response body from the actix app: {e}"
+                            ))),
+                        };
+                        let _ = reply.send(answer);
+                    });
+                }
+            })
+        })
+        .expect("spawn the thread that serves the API in process");
+    let gone = || {
+        CheckError::error(
+            "the actix app serving the API in process dropped the request (a handler panicked, or its thread ended)",
+        )
+    };
+    smoketest_core::api::ApiService::from_fn(move |request| {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = requests.send((request, reply));
+        async move {
+            sent.map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
+        }
+    })
+    .described_as("the actix app, in process")
+}
+
 fn unreachable_conversion(what: &str) -> ! {
     panic!(
         "smoketest-actix: the {what}, valid in `http` 0.2 was refused by `http` 1; please report this bug"

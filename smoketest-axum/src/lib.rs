@@ -1,7 +1,8 @@
 //! Serve a [`Smoketest`] from axum or any tower stack, in one line.
 //!
 //! Two ways to mount, both thin: every status code, header and body comes from
-//! [`Smoketest::handle`], so axum and actix-web answer alike.
+//! [`Smoketest::handle`], so axum and actix-web answer alike. And [`api`], which hands the
+//! service's own router to scenario checks (`ctx.api()`), called in process.
 //!
 //! - [`router`] returns an axum [`Router`] to [`merge`](Router::merge) into yours.
 //! - [`SmoketestLayer`] wraps any tower service: requests under the mount path are answered,
@@ -71,6 +72,49 @@ where
         router = router.route(group_path, any(handler.clone()));
     }
     router
+}
+
+/// The largest response body a scenario reads from the service's own API.
+const API_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// The service's own API, for scenario checks: `ctx.api()` calls `router` in process
+/// (`tower::ServiceExt::oneshot` on a clone per request), through all its routes, layers
+/// and authentication, with no socket. Register it with
+/// [`SmoketestBuilder::api`](smoketest_core::SmoketestBuilder::api); give it the router
+/// *without* the smoketest endpoint merged in (a scenario has no business calling it).
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use smoketest_core::Smoketest;
+///
+/// let orders: Router = Router::new().route("/orders", get(|| async { "[]" }));
+/// let smoke = Smoketest::builder()
+///     .api(smoketest_axum::api(orders.clone()))
+///     .build()
+///     .unwrap();
+/// let app = orders.merge(smoketest_axum::router(smoke));
+/// # let _: Router = app;
+/// ```
+pub fn api(router: Router) -> smoketest_core::api::ApiService {
+    smoketest_core::api::ApiService::from_fn(move |request: http::Request<Bytes>| {
+        let router = router.clone();
+        async move {
+            use tower::ServiceExt;
+            let response = match router.oneshot(request.map(Body::from)).await {
+                Ok(response) => response,
+                Err(infallible) => match infallible {},
+            };
+            let (parts, body) = response.into_parts();
+            let body = axum::body::to_bytes(body, API_BODY_LIMIT)
+                .await
+                .map_err(|e| {
+                    smoketest_core::CheckError::error(format!(
+                        "reading the response body from the service's router: {e}"
+                    ))
+                })?;
+            Ok(http::Response::from_parts(parts, body))
+        }
+    })
 }
 
 async fn answer(smoke: &Smoketest, request: Request) -> Response {

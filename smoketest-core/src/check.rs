@@ -104,6 +104,8 @@ pub struct Registration {
     pub timeout_ms: Option<u64>,
     /// Latency budget in milliseconds (`warn_after = "300ms"`), if the attribute gave one.
     pub warn_after_ms: Option<u64>,
+    /// `personas = [...]`: the check runs once per persona, as `name[persona]`.
+    pub personas: &'static [&'static str],
     /// Where the fn was declared, for duplicate-name errors.
     pub file: &'static str,
     /// Line of the declaration.
@@ -137,6 +139,8 @@ impl Registration {
 pub(crate) struct RegisteredFn {
     pub(crate) name: String,
     pub(crate) registration: &'static Registration,
+    /// The persona this copy runs as (`personas = [...]`).
+    pub(crate) persona: Option<std::sync::Arc<str>>,
 }
 
 #[async_trait::async_trait]
@@ -162,6 +166,9 @@ impl SmokeCheck for RegisteredFn {
     }
 
     async fn run(&self, ctx: &mut Context) -> Result {
+        if let Some(persona) = &self.persona {
+            ctx.set_persona(Some(persona.clone()));
+        }
         (self.registration.run)(ctx).await
     }
 }

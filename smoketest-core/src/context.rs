@@ -1,5 +1,7 @@
 //! The [`Context`] a check runs with: observed values, deferred cleanups, and (with the
-//! database features) transactions the runner always rolls back.
+//! database features) transactions the runner always rolls back. Scenario checks also get
+//! named steps ([`Context::step`]), a client for the service's own API ([`Context::api`])
+//! and the persona they run as ([`Context::persona`]); see [`scenario`](crate::scenario).
 //!
 //! Each run of each check gets a fresh context. After the check returns, fails, panics or
 //! times out, the runner — never the check — finishes the context, in this order:
@@ -42,7 +44,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -56,7 +58,12 @@ pub struct Context {
     name: Arc<str>,
     deadline: Instant,
     observed: BTreeMap<String, serde_json::Value>,
-    deferred: Vec<(String, Cleanup)>,
+    /// Behind a lock so that a step's future, which borrows the context shared, can defer.
+    deferred: Mutex<Vec<(String, Cleanup)>>,
+    /// The steps of a scenario (scenario.rs), shared with its API client.
+    pub(crate) steps: crate::scenario::SharedLog,
+    /// The persona the check runs as (`#[smoketest::check(personas = [...])]`).
+    persona: Option<Arc<str>>,
     databases: Arc<crate::db::Databases>,
     transactions: crate::db::Transactions,
     /// The run this context belongs to: its deadline, its in-flight hold, the service's
@@ -93,7 +100,9 @@ impl Context {
             name,
             deadline,
             observed: BTreeMap::new(),
-            deferred: Vec::new(),
+            deferred: Mutex::default(),
+            steps: Default::default(),
+            persona: None,
             databases: Arc::default(),
             transactions: crate::db::Transactions::default(),
             run: None,
@@ -166,13 +175,64 @@ impl Context {
 
     /// Run `cleanup` after the check, whatever happens to it (pass, failure, panic, timeout).
     /// For what a transaction cannot undo: a temporary file, an object put in a bucket.
-    /// Cleanups run newest first; a failing cleanup fails the check with kind `cleanup`.
-    pub fn defer<F>(&mut self, cleanup: F)
+    /// Cleanups run newest first; a failing cleanup fails the check with kind `cleanup`
+    /// (a check that failed already keeps its own error; the cleanup's failure is reported
+    /// beside it). Takes `&self`, so a [`step`](Context::step) can register the teardown of
+    /// what it just created.
+    pub fn defer<F>(&self, cleanup: F)
     where
         F: Future<Output = Result<(), CheckError>> + Send + 'static,
     {
-        let label = format!("cleanup #{}", self.deferred.len() + 1);
-        self.deferred.push((label, Box::pin(cleanup)));
+        let mut deferred = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+        let label = format!("cleanup #{}", deferred.len() + 1);
+        deferred.push((label, Box::pin(cleanup)));
+    }
+
+    /// Like [`Context::defer`], with a label naming what the cleanup undoes (`delete order
+    /// 17`), shown in failures and, in a check with steps, as the step `teardown: {label}`.
+    pub fn defer_as<F>(&self, label: impl Into<String>, cleanup: F)
+    where
+        F: Future<Output = Result<(), CheckError>> + Send + 'static,
+    {
+        self.deferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((label.into(), Box::pin(cleanup)));
+    }
+
+    /// The persona this check runs as: set for each check made by
+    /// `#[smoketest::check(personas = [...])]` or [`as_persona`](crate::scenario::as_persona),
+    /// and the default of [`Context::api`]'s requests.
+    pub fn persona(&self) -> Option<&str> {
+        self.persona.as_deref()
+    }
+
+    pub(crate) fn persona_arc(&self) -> Option<Arc<str>> {
+        self.persona.clone()
+    }
+
+    pub(crate) fn set_persona(&mut self, persona: Option<Arc<str>>) {
+        self.persona = persona;
+    }
+
+    /// The API and personas of the service this context runs for, if it has one.
+    pub(crate) fn scenarios(&self) -> Option<Arc<crate::scenario::ScenarioOptions>> {
+        self.run.as_ref().map(|r| r.smoke.inner.scenarios.clone())
+    }
+
+    /// After the check: settle its steps against its result (see `StepLog::settle`).
+    pub(crate) fn settle_steps(&self, result: crate::Result) -> crate::Result {
+        crate::scenario::lock(&self.steps).settle(result)
+    }
+
+    /// The steps recorded so far.
+    pub(crate) fn steps_snapshot(&self) -> Vec<crate::report::StepReport> {
+        crate::scenario::lock(&self.steps).snapshot()
+    }
+
+    /// The steps recorded, teardowns included.
+    pub(crate) fn take_steps(&self) -> Vec<crate::report::StepReport> {
+        crate::scenario::lock(&self.steps).take()
     }
 
     /// A connection inside this check's transaction on the Postgres pool registered with
@@ -344,8 +404,14 @@ impl Context {
                 r.smoke.inner.config.cleanup_timeout
             });
         let mut failures = Vec::new();
-        while let Some((label, cleanup)) = self.deferred.pop() {
+        // A check with steps reports each teardown as a step of its own.
+        let as_steps = crate::scenario::lock(&self.steps).has_steps();
+        let deferred = std::mem::take(self.deferred.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let mut deferred = deferred;
+        while let Some((label, cleanup)) = deferred.pop() {
             starting(&label);
+            let step = as_steps.then(|| crate::scenario::lock(&self.steps).start_teardown(&label));
+            let failed_before = failures.len();
             // A panicking cleanup must not skip the ones registered before it.
             let cleanup =
                 futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(cleanup));
@@ -375,6 +441,10 @@ impl Context {
                     ),
                 ),
             }
+            if let Some(index) = step {
+                crate::scenario::lock(&self.steps)
+                    .end_teardown(index, failures[failed_before..].first());
+            }
         }
         failures
     }
@@ -389,7 +459,7 @@ impl std::fmt::Debug for Context {
         f.debug_struct("Context")
             .field("check", &self.name)
             .field("remaining", &self.remaining())
-            .field("deferred", &self.deferred.len())
+            .field("deferred", &self.deferred.lock().map_or(0, |d| d.len()))
             .field("transactions", &self.transactions.len())
             .finish_non_exhaustive()
     }

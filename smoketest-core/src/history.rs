@@ -230,6 +230,7 @@ mod tests {
             }),
             message: None,
             observed: Default::default(),
+            steps: Vec::new(),
         }
     }
 

@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod check;
 pub mod context;
@@ -46,6 +47,7 @@ pub mod registry;
 pub mod report;
 pub mod request;
 pub mod runner;
+pub mod scenario;
 
 pub use async_trait::async_trait;
 pub use auth::{Caller, Verdict};
@@ -56,6 +58,7 @@ pub use group::{Group, Probe, StatusChange};
 pub use registry::{BuildError, Origin, Smoketest, SmoketestBuilder};
 pub use report::{Detail, Report, Status};
 pub use runner::{Selection, UnknownCheck};
+pub use scenario::Persona;
 
 /// Items the `#[smoketest::check]` expansion refers to. Not public API.
 #[doc(hidden)]

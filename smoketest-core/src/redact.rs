@@ -292,6 +292,15 @@ impl Redactor {
             redact(&mut error.message);
             redact(&mut error.suggestion);
         }
+        // Scenario steps (scenario.rs): their messages, and the paths of their requests.
+        for step in &mut check.steps {
+            redact(&mut step.message);
+            redact(&mut step.path);
+            if let Some(error) = &mut step.error {
+                redact(&mut error.message);
+                redact(&mut error.suggestion);
+            }
+        }
         if !check.observed.is_empty() {
             let observed = std::mem::take(&mut check.observed);
             for (key, mut value) in observed {
@@ -1391,6 +1400,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            steps: vec![],
         };
         Redactor::new().redact_check(&mut check);
         assert_eq!(check.observed["password"], "***");

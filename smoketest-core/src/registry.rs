@@ -186,6 +186,8 @@ pub(crate) struct Inner {
     pub(crate) redactor: crate::redact::Redactor,
     pub(crate) engine: crate::engine::Engine,
     pub(crate) databases: Arc<crate::db::Databases>,
+    /// The service's own API and personas, for scenario checks (scenario.rs, api.rs).
+    pub(crate) scenarios: Arc<crate::scenario::ScenarioOptions>,
 }
 
 /// A service's smoke checks, ready to run and serve. See the [module documentation](self).
@@ -217,6 +219,7 @@ impl Smoketest {
             limits: Default::default(),
             databases: crate::db::Databases::default(),
             database_errors: Vec::new(),
+            scenarios: Default::default(),
         }
     }
 
@@ -257,6 +260,9 @@ pub struct SmoketestBuilder {
     pub(crate) limits: crate::engine::Limits,
     databases: crate::db::Databases,
     database_errors: Vec<String>,
+    // The API and personas of scenario checks; their builder methods live in scenario.rs
+    // and api.rs.
+    pub(crate) scenarios: crate::scenario::ScenarioOptions,
 }
 
 impl SmoketestBuilder {
@@ -442,24 +448,43 @@ impl SmoketestBuilder {
         }
 
         let mut candidates: Vec<(Arc<dyn SmokeCheck>, Origin)> = Vec::new();
+        let mut persona_uses: Vec<(String, &'static str)> = Vec::new();
         if self.discover {
             let mut found: Vec<_> = discovered().map(|r| (r.check_name(), r)).collect();
             // inventory's order depends on link order; sort for a stable run order.
             found.sort_by(|(a, ra), (b, rb)| (a, ra.file, ra.line).cmp(&(b, rb.file, rb.line)));
             for (name, reg) in found {
-                candidates.push((
-                    Arc::new(RegisteredFn {
-                        name,
-                        registration: reg,
-                    }),
-                    Origin {
-                        file: reg.file,
-                        line: reg.line,
-                        how: "#[smoketest::check]",
-                    },
-                ));
+                let origin = Origin {
+                    file: reg.file,
+                    line: reg.line,
+                    how: "#[smoketest::check]",
+                };
+                // `personas = [...]`: one check per persona, `name[persona]`.
+                let personas: Vec<Option<&'static str>> = if reg.personas.is_empty() {
+                    vec![None]
+                } else {
+                    reg.personas.iter().copied().map(Some).collect()
+                };
+                for persona in personas {
+                    let name = match persona {
+                        Some(persona) => {
+                            persona_uses.push((name.clone(), persona));
+                            format!("{name}[{persona}]")
+                        }
+                        None => name.clone(),
+                    };
+                    candidates.push((
+                        Arc::new(RegisteredFn {
+                            name,
+                            registration: reg,
+                            persona: persona.map(Arc::from),
+                        }),
+                        origin.clone(),
+                    ));
+                }
             }
         }
+        self.scenarios.validate(&persona_uses)?;
         candidates.extend(self.explicit);
 
         let mut entries: Vec<Arc<Entry>> = Vec::with_capacity(candidates.len());
@@ -514,6 +539,7 @@ impl SmoketestBuilder {
                 redactor,
                 engine,
                 databases: Arc::new(self.databases),
+                scenarios: Arc::new(self.scenarios),
             }),
         };
         smoke.start_background();

@@ -127,6 +127,45 @@ pub struct CheckReport {
     /// Values the check recorded with `Context::observe`; omitted below [`Detail::Full`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub observed: BTreeMap<String, serde_json::Value>,
+    /// The steps of a scenario check (`Context::step`), in order, then its teardowns; empty
+    /// (and omitted) for a check that records none. Names, statuses, durations and HTTP
+    /// exchanges at [`Detail::Checks`]; messages only at [`Detail::Full`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepReport>,
+}
+
+/// One step of a scenario check: what it did, how it ended, and for an HTTP step the
+/// request and the status code it got. See [`scenario`](crate::scenario).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// The step's name (`create order`), or `teardown: DELETE /orders/17` for a teardown.
+    pub name: String,
+    /// `pass`, `fail`, or `skip` for a step that did not run because an earlier one failed.
+    pub status: Status,
+    /// How long it ran, in milliseconds (0 for a skipped step).
+    pub duration_ms: f64,
+    /// `true` for a teardown (a cleanup registered with `Context::defer`), run after the
+    /// steps whatever happened to them, newest first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub teardown: bool,
+    /// The persona the step's last HTTP request ran as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persona: Option<String>,
+    /// The HTTP method of the step's last request to the service's API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The path (and query) of that request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The status code it answered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// Why the step failed (status `fail` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReport>,
+    /// Why it was skipped (status `skip`); omitted below [`Detail::Full`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The result of one run. See the [module documentation](self).
@@ -269,6 +308,13 @@ impl Report {
                     if let Some(e) = &mut c.error {
                         e.message = None;
                         e.suggestion = None;
+                    }
+                    for step in &mut c.steps {
+                        step.message = None;
+                        if let Some(e) = &mut step.error {
+                            e.message = None;
+                            e.suggestion = None;
+                        }
                     }
                 }
             }

@@ -494,7 +494,7 @@ async fn run_one(
     )
     .await;
     let duration = start.elapsed();
-    let result = match result {
+    let result: crate::Result = match result {
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => Err(CheckError::new(
             ErrorKind::Panic,
@@ -516,12 +516,18 @@ async fn run_one(
         )),
     };
 
+    // A scenario's step cut off above fails with the check's error; steps never reached are
+    // skipped; a failed step fails the check even if the check went on.
+    let result = ctx.settle_steps(result);
+
     // The runner, not the check, finishes the context, whatever happened above: first the
     // transactions (the verdict waits for them), then the cleanups.
     instance.set_phase(Phase::EndingTransactions);
     let transaction_failures = ctx.end_transactions().await;
     let mut report = verdict(&entry, duration, result, transaction_failures);
     report.observed = ctx.take_observed();
+    // A snapshot for the report made if the cleanups overstay the run (`give_up`).
+    report.steps = ctx.steps_snapshot();
     smoke.inner.redactor.redact_check(&mut report);
     {
         let mut state = instance.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -531,12 +537,23 @@ async fn run_one(
     let cleanup_failures = ctx
         .run_cleanups(|label| instance.set_phase(Phase::Cleanup(label.to_string())))
         .await;
-    if report.status != Status::Fail
-        && let Some(e) = cleanup_failures.into_iter().next()
-    {
-        let observed = std::mem::take(&mut report.observed);
-        report = failed(&entry, duration, e);
-        report.observed = observed;
+    // The teardown steps (a check with steps reports each cleanup as one).
+    report.steps = ctx.take_steps();
+    if report.status != Status::Fail {
+        if let Some(e) = cleanup_failures.into_iter().next() {
+            let observed = std::mem::take(&mut report.observed);
+            let steps = std::mem::take(&mut report.steps);
+            report = failed(&entry, duration, e);
+            report.observed = observed;
+            report.steps = steps;
+        }
+    } else if !cleanup_failures.is_empty() && !report.steps.iter().any(|s| s.teardown) {
+        // The check's own failure stays the error; its failed cleanups are reported beside
+        // it (a check with steps shows them as failed teardown steps instead).
+        let messages: Vec<&str> = cleanup_failures.iter().map(|e| e.message()).collect();
+        report
+            .observed
+            .insert("cleanup_failures".into(), serde_json::json!(messages));
     }
     // Once, before anything (report, format, log line) can show it.
     smoke.inner.redactor.redact_check(&mut report);
@@ -574,6 +591,7 @@ fn verdict(
                 error: None,
                 message,
                 observed: Default::default(),
+                steps: Vec::new(),
             }
         }
     }
@@ -615,6 +633,7 @@ fn failed(entry: &Entry, duration: Duration, error: CheckError) -> CheckReport {
         }),
         message: None,
         observed: Default::default(),
+        steps: Vec::new(),
     }
 }
 

@@ -14,8 +14,9 @@ use syn::{Error, ItemFn, LitStr, spanned::Spanned};
 /// Arguments (all optional): `name = "orders::db_write"` (default: the module path without
 /// the crate name, plus the fn name), `tags = ["db", "write"]`, `timeout = "5s"`
 /// (humantime syntax: `500ms`, `2s`, `1m`), `warn_after = "300ms"` (a latency budget: a
-/// pass slower than it is reported as `warn` of kind `slow`), and
-/// `crate = "path::to::smoketest"` when the `smoketest` crate is renamed or re-exported.
+/// pass slower than it is reported as `warn` of kind `slow`), `personas = ["admin", "clerk"]`
+/// (one check per persona, named `name[persona]`), and `crate = "path::to::smoketest"` when
+/// the `smoketest` crate is renamed or re-exported.
 #[proc_macro_attribute]
 pub fn check(attr: TokenStream, item: TokenStream) -> TokenStream {
     match expand(attr.into(), item.into()) {
@@ -30,6 +31,7 @@ fn expand(
 ) -> syn::Result<proc_macro2::TokenStream> {
     let mut name: Option<LitStr> = None;
     let mut tags: Vec<LitStr> = Vec::new();
+    let mut personas: Vec<LitStr> = Vec::new();
     let mut timeout_ms: Option<u64> = None;
     let mut warn_after_ms: Option<u64> = None;
     let mut krate: syn::Path = syn::parse_quote!(::smoketest);
@@ -47,6 +49,34 @@ fn expand(
             syn::bracketed!(content in value);
             let list = content.parse_terminated(|p| p.parse::<LitStr>(), syn::Token![,])?;
             tags.extend(list);
+        } else if meta.path.is_ident("personas") {
+            let value = meta.value()?;
+            let content;
+            syn::bracketed!(content in value);
+            let list = content.parse_terminated(|p| p.parse::<LitStr>(), syn::Token![,])?;
+            for lit in list {
+                let name = lit.value();
+                if name.is_empty()
+                    || name
+                        .chars()
+                        .any(|c| c.is_control() || c.is_whitespace() || "[]/?#".contains(c))
+                {
+                    return Err(Error::new(
+                        lit.span(),
+                        "a persona name must be non-empty, without white space or `[ ] / ? #`",
+                    ));
+                }
+                if personas.iter().any(|p| p.value() == name) {
+                    return Err(Error::new(
+                        lit.span(),
+                        format!("persona `{name}` is listed twice"),
+                    ));
+                }
+                personas.push(lit);
+            }
+            if personas.is_empty() {
+                return Err(meta.error("`personas` needs at least one persona name"));
+            }
         } else if meta.path.is_ident("tag") {
             tags.push(meta.value()?.parse()?);
         } else if meta.path.is_ident("timeout") || meta.path.is_ident("warn_after") {
@@ -79,7 +109,7 @@ fn expand(
             krate = lit.parse()?;
         } else {
             return Err(meta.error(
-                "unknown argument; expected `name = \"…\"`, `tags = [\"…\"]`, `timeout = \"5s\"`, `warn_after = \"300ms\"` or `crate = \"…\"`",
+                "unknown argument; expected `name = \"…\"`, `tags = [\"…\"]`, `timeout = \"5s\"`, `warn_after = \"300ms\"`, `personas = [\"…\"]` or `crate = \"…\"`",
             ));
         }
         Ok(())
@@ -158,6 +188,7 @@ fn expand(
                 tags: &[#(#tags),*],
                 timeout_ms: #timeout,
                 warn_after_ms: #warn_after,
+                personas: &[#(#personas),*],
                 file: ::core::file!(),
                 line: ::core::line!(),
                 run: #runner,

@@ -70,6 +70,12 @@ async fn run() -> Result<(), String> {
         Db::MySql(pool) => builder.mysql(pool.clone()),
         Db::Sqlite(pool) => builder.sqlite(pool.clone()),
     };
+    // The scenario orders::lifecycle calls the API in process (actix's App is !Send: it
+    // gets a thread of its own).
+    let api_db = web::Data::new(db.clone());
+    builder = builder.api(smoketest::actix::api(move || {
+        App::new().app_data(api_db).configure(orders::routes)
+    }));
     let smoke = builder
         .redact_env("DATABASE_URL")
         .anonymous_detail(smoketest::Detail::Full)

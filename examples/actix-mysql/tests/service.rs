@@ -58,6 +58,7 @@ async fn smoke_checks_pass_and_leave_no_row(database_url: &str, backend: &str) {
             [
                 "checks::temp_dir_writable",
                 "db::ping",
+                "orders::lifecycle",
                 "orders::order_roundtrip"
             ]
         );

@@ -13,12 +13,14 @@
 //! - `SMOKETEST_EXAMPLE_GRPC_ADDR`: when set (e.g. `127.0.0.1:50051`), also serve gRPC
 //!   health checking (`grpc.health.v1.Health`) there: service `""` is every check, `live`
 //!   and `ready` the groups.
+//! - `ORDERS_API_TOKENS`: fixed bearer tokens for the orders API, `clerk:…,viewer:…`.
 //! - `SMOKETEST_TOKEN`: a bearer token; when set, anonymous callers see statuses and error
 //!   kinds only, token holders everything. Unset, everybody sees everything (development).
 //! - `SMOKETEST_EXAMPLE_DRAIN_SECS`: how long to keep serving after SIGTERM while `/readyz`
 //!   answers 503 `draining` (default 5), so the pod leaves rotation before the listener
 //!   closes.
 
+mod auth;
 mod checks;
 mod db;
 mod orders;
@@ -68,6 +70,8 @@ async fn run() -> Result<(), String> {
 
     let db = Db::connect(&url).await?;
     DATABASE.set(db.clone()).expect("connected once");
+    let tokens = auth::Tokens::from_env()?;
+    let api = orders::routes(db.clone(), tokens.clone());
 
     let mut builder = Smoketest::builder()
         .service("orders-example")
@@ -85,6 +89,8 @@ async fn run() -> Result<(), String> {
     // SMOKETEST_TOKEN set, only callers presenting it see error messages; without it (local
     // development) everybody does.
     builder = builder.redact_env("DATABASE_URL");
+    // Scenario checks (orders::lifecycle) call the API in process, as a clerk and a viewer.
+    builder = auth::personas(builder.api(smoketest::axum::api(api.clone())), &tokens);
     builder = match std::env::var("SMOKETEST_TOKEN") {
         Ok(token) if !token.is_empty() => builder.bearer_token(token),
         _ => builder.anonymous_detail(smoketest::Detail::Full),
@@ -102,7 +108,7 @@ async fn run() -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
 
-    let app = orders::routes(db).merge(smoketest::axum::router(smoke.clone()));
+    let app = api.merge(smoketest::axum::router(smoke.clone()));
 
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

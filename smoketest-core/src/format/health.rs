@@ -9,6 +9,9 @@
 //! becomes `.` in the key; `componentId` keeps the name as it is. A skipped check reports
 //! `pass` (the draft has no "skipped") with `output` saying it was skipped. `output` carries
 //! the failure, warning or skip message when the caller may see it, else the error kind.
+//! A scenario check's steps are observed values too: `{name}:step{n}` (teardowns
+//! `{name}:teardown{n}`) with the step's duration in `ms`, its status, and an `output`
+//! naming the step, its request and status code, and its error when the caller may see it.
 //!
 //! # Example
 //!
@@ -24,6 +27,7 @@
 //!     error: None,
 //!     message: None,
 //!     observed: Default::default(),
+//!     steps: vec![],
 //! };
 //! let mut report = Report::from_checks(SystemTime::UNIX_EPOCH, Duration::from_millis(4), vec![check]);
 //! report.service = Some("orders-api".into());
@@ -98,6 +102,12 @@ pub fn write(report: &Report) -> Vec<u8> {
                     Value::Array(vec![Value::Object(observed)]),
                 );
             }
+            for (measurement, step) in steps(c, &report.started_at) {
+                checks.insert(
+                    format!("{component}:{measurement}"),
+                    Value::Array(vec![Value::Object(step)]),
+                );
+            }
         }
         body.insert("checks".into(), Value::Object(checks));
     }
@@ -134,6 +144,56 @@ fn entry(c: &CheckReport, time: &str) -> Map<String, Value> {
         e.insert("output".into(), json!(output));
     }
     e
+}
+
+/// A scenario's steps as measurements: `step1`, `step2`, …, `teardown1`, ….
+fn steps(c: &CheckReport, time: &str) -> Vec<(String, Map<String, Value>)> {
+    let (mut step, mut teardown) = (0, 0);
+    c.steps
+        .iter()
+        .map(|s| {
+            let measurement = if s.teardown {
+                teardown += 1;
+                format!("teardown{teardown}")
+            } else {
+                step += 1;
+                format!("step{step}")
+            };
+            let mut e = Map::new();
+            e.insert("componentId".into(), json!(c.name));
+            e.insert("componentType".into(), json!("component"));
+            e.insert(
+                "status".into(),
+                json!(match s.status {
+                    Status::Pass | Status::Skip => "pass",
+                    Status::Warn => "warn",
+                    Status::Fail => "fail",
+                }),
+            );
+            e.insert("time".into(), json!(time));
+            e.insert("observedValue".into(), json!(s.duration_ms));
+            e.insert("observedUnit".into(), json!("ms"));
+            let mut output = s.name.clone();
+            if let (Some(method), Some(path), false) = (&s.method, &s.path, s.teardown) {
+                output.push_str(&format!(": {method} {path}"));
+            }
+            if let Some(code) = s.status_code {
+                output.push_str(&format!(" → {code}"));
+            }
+            match (&s.error, s.status) {
+                (Some(err), _) => {
+                    output.push_str(&format!("; {}", err.kind));
+                    if let Some(m) = &err.message {
+                        output.push_str(&format!(": {m}"));
+                    }
+                }
+                (None, Status::Skip) => output.push_str("; skipped"),
+                _ => {}
+            }
+            e.insert("output".into(), json!(output));
+            (measurement, e)
+        })
+        .collect()
 }
 
 /// The draft forbids `:` in a component name; module paths use `::`.
@@ -199,6 +259,33 @@ mod tests {
         let skip = &checks["mail.smtp:responseTime"][0];
         assert_eq!(skip["status"], "pass");
         assert_eq!(skip["output"], "skipped: SMTP_HOST is not set");
+    }
+
+    #[test]
+    fn scenario_steps_are_observed_values() {
+        let body = doc(&fixtures::scenario());
+        let checks = &body["checks"];
+        let read = &checks["orders.lifecycle[clerk]:step2"][0];
+        assert_eq!(read["status"], "fail");
+        assert_eq!(read["componentId"], "orders::lifecycle[clerk]");
+        assert_eq!(read["observedValue"], 1.5);
+        assert_eq!(
+            read["output"],
+            "read: GET /orders/7 → 500; http_status: GET /orders/7 as clerk: expected a 2xx status, got 500"
+        );
+        assert_eq!(
+            checks["orders.lifecycle[clerk]:step3"][0]["output"],
+            "list; skipped"
+        );
+        assert_eq!(
+            checks["orders.lifecycle[clerk]:teardown1"][0]["output"],
+            "teardown: DELETE /orders/7 → 204"
+        );
+        let public = doc(&fixtures::scenario().restrict(Detail::Checks));
+        assert_eq!(
+            public["checks"]["orders.lifecycle[clerk]:step2"][0]["output"],
+            "read: GET /orders/7 → 500; http_status"
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //!     }),
 //!     message: None,
 //!     observed: Default::default(),
+//!     steps: vec![],
 //! };
 //! let report = Report::from_checks(SystemTime::now(), Duration::from_millis(4), vec![check]);
 //! let page = String::from_utf8(html::write(&report)).unwrap();
@@ -85,7 +86,7 @@ pub fn write_page(report: &Report, refresh: Option<u32>) -> Vec<u8> {
         let _ = writeln!(out, "<meta http-equiv=\"refresh\" content=\"{seconds}\">");
     }
     let _ = writeln!(out, "<title>{}</title>", escape(&title));
-    let _ = writeln!(out, "<style>{STYLE}</style>\n</head>\n<body>");
+    let _ = writeln!(out, "<style>{STYLE}{STEPS_STYLE}</style>\n</head>\n<body>");
 
     let _ = write!(
         out,
@@ -214,6 +215,7 @@ pub fn write_page(report: &Report, refresh: Option<u32>) -> Vec<u8> {
                 }
                 out.push_str("</dl>");
             }
+            write_steps(&mut out, c);
             out.push_str("</li>\n");
         }
         out.push_str("</ol>\n");
@@ -281,6 +283,65 @@ fn history_strip(out: &mut String, history: &CheckHistory) {
         None => "no failure on record".to_string(),
     };
     let _ = write!(out, "<span class=\"meta\">{since}</span></div>");
+}
+
+/// How a scenario's steps look inside their check's card.
+const STEPS_STYLE: &str = "\
+ol.steps{margin:.4rem 0 0;counter-reset:step}\
+ol.steps li{border:0;border-left:.25rem solid var(--skip);border-radius:0;margin:.15rem 0;padding:.05rem .5rem;font-size:.9rem}\
+ol.steps li.pass{border-left-color:var(--pass)}ol.steps li.fail{border-left-color:var(--fail)}\
+ol.steps li.skip{color:#888}ol.steps .teardown{font-style:italic}";
+
+/// A scenario's steps, as a list inside its check's card: each step's status, name,
+/// request and status code, duration, and (when the caller may see them) its error or why
+/// it was skipped. Kept apart from the card itself (scenario.rs owns the steps).
+fn write_steps(out: &mut String, c: &crate::report::CheckReport) {
+    if c.steps.is_empty() {
+        return;
+    }
+    out.push_str("\n<ol class=\"steps\">");
+    let mut number = 0;
+    for s in &c.steps {
+        let status = s.status.as_str();
+        let name = if s.teardown {
+            format!("<span class=\"teardown\">{}</span>", escape(&s.name))
+        } else {
+            number += 1;
+            format!("{number}. {}", escape(&s.name))
+        };
+        let _ = write!(
+            out,
+            "<li class=\"{status}\"><span class=\"badge s-{status}\">{}</span>{name}",
+            word(s.status)
+        );
+        let mut meta = Vec::new();
+        if let (Some(method), Some(path), false) = (&s.method, &s.path, s.teardown) {
+            meta.push(format!("<code>{} {}</code>", escape(method), escape(path)));
+        }
+        if let Some(code) = s.status_code {
+            meta.push(format!("→ {code}"));
+        }
+        if let Some(persona) = &s.persona {
+            meta.push(format!("as {}", escape(persona)));
+        }
+        if s.status != Status::Skip {
+            meta.push(format!("{} ms", s.duration_ms));
+        }
+        if !meta.is_empty() {
+            let _ = write!(out, " <span class=\"meta\">{}</span>", meta.join(" · "));
+        }
+        if let Some(e) = &s.error {
+            let _ = write!(out, "<br><strong>{}</strong>", escape(&e.kind));
+            if let Some(m) = &e.message {
+                let _ = write!(out, ": {}", escape(m));
+            }
+        }
+        if let Some(m) = &s.message {
+            let _ = write!(out, "<br>{}", escape(m));
+        }
+        out.push_str("</li>");
+    }
+    out.push_str("</ol>");
 }
 
 /// The page's headline status: a passing run with warnings shows as a warning.

@@ -3,7 +3,9 @@
 //! shows up as a test case.
 //!
 //! One `<testsuite>` named after the service holds one `<testcase>` per check, with its
-//! duration. A failed assertion — or any failure a built-in check diagnosed, such as
+//! duration; a scenario check is followed by one `<testcase>` per step (and per teardown),
+//! named `{check} / {n}. {step}`, with the check's name as `classname`, so a CI pane shows
+//! which step failed and which were skipped. A failed assertion — or any failure a built-in check diagnosed, such as
 //! `dns_failure` or `http_status` — is a `<failure>`: the check ran and found the service
 //! wrong. A timeout, panic, unexpected error, failed cleanup, commit behind the runner's
 //! back or missing configuration is an `<error>`: the check itself could not do its job.
@@ -25,6 +27,7 @@
 //!     error: None,
 //!     message: None,
 //!     observed: Default::default(),
+//!     steps: vec![],
 //! };
 //! let report = Report::from_checks(SystemTime::now(), Duration::from_millis(4), vec![check]);
 //! let xml = String::from_utf8(junit::write(&report)).unwrap();
@@ -87,29 +90,7 @@ pub fn write(report: &Report) -> Vec<u8> {
                 }
                 status
             }
-            Status::Fail => {
-                let (kind, message, suggestion) = match &c.error {
-                    Some(e) => (
-                        e.kind.as_str(),
-                        e.message.as_deref(),
-                        e.suggestion.as_deref(),
-                    ),
-                    None => ("error", None, None),
-                };
-                let junit_kind = if ERROR_KINDS.contains(&kind) {
-                    NonSuccessKind::Error
-                } else {
-                    NonSuccessKind::Failure
-                };
-                let mut status = TestCaseStatus::non_success(junit_kind);
-                status.set_type(kind);
-                status.set_message(message.unwrap_or(kind));
-                let description: Vec<&str> = message.into_iter().chain(suggestion).collect();
-                if !description.is_empty() {
-                    status.set_description(description.join("\n\n"));
-                }
-                status
-            }
+            Status::Fail => failure(c.error.as_ref()),
         };
         let mut case = TestCase::new(c.name.as_str(), status);
         case.set_classname(name);
@@ -122,6 +103,9 @@ pub fn write(report: &Report) -> Vec<u8> {
             case.add_property(Property::new("tags", c.tags.join(",")));
         }
         suite.add_test_case(case);
+        for step in step_cases(c) {
+            suite.add_test_case(step);
+        }
     }
     junit.add_test_suite(suite);
     let mut out = junit
@@ -132,6 +116,71 @@ pub fn write(report: &Report) -> Vec<u8> {
         out.push(b'\n');
     }
     out
+}
+
+/// `<failure>` or `<error>` for a failed check or step, by its error kind.
+fn failure(error: Option<&crate::report::ErrorReport>) -> TestCaseStatus {
+    let (kind, message, suggestion) = match error {
+        Some(e) => (
+            e.kind.as_str(),
+            e.message.as_deref(),
+            e.suggestion.as_deref(),
+        ),
+        None => ("error", None, None),
+    };
+    let junit_kind = if ERROR_KINDS.contains(&kind) {
+        NonSuccessKind::Error
+    } else {
+        NonSuccessKind::Failure
+    };
+    let mut status = TestCaseStatus::non_success(junit_kind);
+    status.set_type(kind);
+    status.set_message(message.unwrap_or(kind));
+    let description: Vec<&str> = message.into_iter().chain(suggestion).collect();
+    if !description.is_empty() {
+        status.set_description(description.join("\n\n"));
+    }
+    status
+}
+
+/// One test case per step of a scenario check (scenario.rs), teardowns included.
+fn step_cases(c: &crate::report::CheckReport) -> Vec<TestCase> {
+    let mut number = 0;
+    c.steps
+        .iter()
+        .map(|s| {
+            let status = match s.status {
+                Status::Pass | Status::Warn => TestCaseStatus::success(),
+                Status::Skip => {
+                    let mut status = TestCaseStatus::skipped();
+                    if let Some(m) = &s.message {
+                        status.set_message(m.as_str());
+                    }
+                    status
+                }
+                Status::Fail => failure(s.error.as_ref()),
+            };
+            let name = if s.teardown {
+                format!("{} / {}", c.name, s.name)
+            } else {
+                number += 1;
+                format!("{} / {number}. {}", c.name, s.name)
+            };
+            let mut case = TestCase::new(name, status);
+            case.set_classname(c.name.as_str());
+            case.set_time(duration(s.duration_ms));
+            if let (Some(method), Some(path)) = (&s.method, &s.path) {
+                case.add_property(Property::new("request", format!("{method} {path}")));
+            }
+            if let Some(code) = s.status_code {
+                case.add_property(Property::new("status_code", code.to_string()));
+            }
+            if let Some(persona) = &s.persona {
+                case.add_property(Property::new("persona", persona.as_str()));
+            }
+            case
+        })
+        .collect()
 }
 
 fn duration(ms: f64) -> Duration {
@@ -251,6 +300,40 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_scenario_has_one_test_case_per_step_and_teardown() {
+        let junit = parse(&fixtures::scenario());
+        let suite = &junit.test_suites[0];
+        assert_eq!(
+            (suite.tests, suite.failures, suite.skipped),
+            (5, 2, 1),
+            "the check, 3 steps, 1 teardown"
+        );
+        let read = case(suite, "orders::lifecycle[clerk] / 2. read");
+        assert_eq!(
+            read.classname.as_ref().unwrap().as_str(),
+            "orders::lifecycle[clerk]"
+        );
+        assert!(matches!(read.status, TestCaseStatus::NonSuccess { .. }));
+        assert!(
+            read.properties
+                .iter()
+                .any(|p| p.name.as_str() == "status_code" && p.value.as_str() == "500")
+        );
+        assert!(matches!(
+            case(suite, "orders::lifecycle[clerk] / 3. list").status,
+            TestCaseStatus::Skipped { .. }
+        ));
+        assert!(matches!(
+            case(
+                suite,
+                "orders::lifecycle[clerk] / teardown: DELETE /orders/7"
+            )
+            .status,
+            TestCaseStatus::Success { .. }
+        ));
     }
 
     #[test]

@@ -467,6 +467,7 @@ pub(crate) mod fixtures {
             error: None,
             message: None,
             observed: Default::default(),
+            steps: Vec::new(),
         }
     }
 
@@ -508,6 +509,51 @@ pub(crate) mod fixtures {
         report.service = Some("orders-api".into());
         report.version = Some("1.4.2".into());
         report.release_id = Some("9f2c1ab".into());
+        report
+    }
+
+    /// A scenario that failed at step 2 of 3: step 3 skipped, its teardown ran.
+    pub(crate) fn scenario() -> Report {
+        use crate::report::StepReport;
+        let step = |name: &str, status: Status| StepReport {
+            name: name.to_string(),
+            status,
+            duration_ms: 1.5,
+            teardown: false,
+            persona: Some("clerk".into()),
+            method: Some("GET".into()),
+            path: Some("/orders/7".into()),
+            status_code: Some(200),
+            error: None,
+            message: None,
+        };
+        let mut check = failing(
+            "orders::lifecycle[clerk]",
+            "http_status",
+            "step 2/3 \"read\": 500",
+        );
+        let mut read = step("read", Status::Fail);
+        read.status_code = Some(500);
+        read.error = Some(ErrorReport {
+            kind: "http_status".into(),
+            message: Some("GET /orders/7 as clerk: expected a 2xx status, got 500".into()),
+            suggestion: None,
+        });
+        let mut list = step("list", Status::Skip);
+        (list.method, list.path, list.status_code, list.persona) = (None, None, None, None);
+        list.duration_ms = 0.0;
+        list.message = Some("not run: step 2 \"read\" failed".into());
+        let mut teardown = step("teardown: DELETE /orders/7", Status::Pass);
+        teardown.teardown = true;
+        teardown.method = Some("DELETE".into());
+        teardown.status_code = Some(204);
+        check.steps = vec![step("create", Status::Pass), read, list, teardown];
+        let mut report = Report::from_checks(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_337_241),
+            Duration::from_millis(9),
+            vec![check],
+        );
+        report.service = Some("orders-api".into());
         report
     }
 

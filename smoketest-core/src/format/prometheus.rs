@@ -40,6 +40,7 @@
 //!     error: None,
 //!     message: None,
 //!     observed: Default::default(),
+//!     steps: vec![],
 //! };
 //! let report = Report::from_checks(SystemTime::now(), Duration::from_millis(4), vec![check]);
 //! let text = String::from_utf8(write(&report, Dialect::OpenMetrics)).unwrap();

@@ -21,6 +21,7 @@
 //!     error: None,
 //!     message: None,
 //!     observed: Default::default(),
+//!     steps: vec![],
 //! };
 //! let report = Report::from_checks(SystemTime::now(), Duration::from_micros(4200), vec![check]);
 //! assert_eq!(

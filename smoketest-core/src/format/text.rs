@@ -21,6 +21,7 @@
 //!     error: None,
 //!     message: None,
 //!     observed: Default::default(),
+//!     steps: vec![],
 //! };
 //! let report = Report::from_checks(SystemTime::now(), Duration::from_millis(4), vec![check]);
 //! let out = String::from_utf8(text::write(&report)).unwrap();
@@ -72,6 +73,7 @@ pub fn write(report: &Report) -> Vec<u8> {
         if let Some(s) = c.error.as_ref().and_then(|e| e.suggestion.as_deref()) {
             let _ = writeln!(out, "    suggestion: {}", one_line(s));
         }
+        write_steps(&mut out, c);
     }
     let s = &report.summary;
     let cached = match (report.cached, report.age_ms) {
@@ -90,6 +92,51 @@ pub fn write(report: &Report) -> Vec<u8> {
         report.duration_ms,
     );
     out.into_bytes()
+}
+
+/// A scenario's steps, one line each, indented under its check: `    [+]step 1/5 create
+/// order ok POST /orders → 201 3.1ms`, `    [~]step 4/5 delete order skipped`, then the
+/// teardowns. Kept apart from the check lines (scenario.rs owns the steps).
+fn write_steps(out: &mut String, c: &crate::report::CheckReport) {
+    let total = c.steps.iter().filter(|s| !s.teardown).count();
+    let mut number = 0;
+    for s in &c.steps {
+        let label = if s.teardown {
+            s.name.clone()
+        } else {
+            number += 1;
+            format!("step {number}/{total} {}", s.name)
+        };
+        let (marker, word) = match s.status {
+            Status::Pass => ("[+]", "ok"),
+            Status::Warn => ("[!]", "warn"),
+            Status::Skip => ("[~]", "skipped"),
+            Status::Fail => ("[-]", "failed"),
+        };
+        let _ = write!(out, "    {marker}{label} {word}");
+        if let Some(e) = &s.error {
+            let _ = write!(out, ": {}", e.kind);
+            if let Some(m) = &e.message {
+                let _ = write!(out, ": {}", one_line(m));
+            }
+        }
+        if let Some(m) = &s.message {
+            let _ = write!(out, ": {}", one_line(m));
+        }
+        if let (Some(method), Some(path), false) = (&s.method, &s.path, s.teardown) {
+            let _ = write!(out, " {method} {path}");
+        }
+        if let Some(code) = s.status_code {
+            let _ = write!(out, " → {code}");
+        }
+        if let Some(persona) = &s.persona {
+            let _ = write!(out, " as {persona}");
+        }
+        if s.status != Status::Skip {
+            let _ = write!(out, " {}ms", s.duration_ms);
+        }
+        out.push('\n');
+    }
 }
 
 fn one_line(s: &str) -> String {
