@@ -45,6 +45,7 @@ impl Service {
             )
             .env("SMOKETEST_EXAMPLE_ADDR", "127.0.0.1:0")
             .env("SMOKETEST_EXAMPLE_DRAIN_SECS", drain_secs.to_string())
+            .env("ORDERS_API_TOKENS", format!("viewer:{VIEWER}"))
             .env_remove("SMOKETEST_TOKEN")
             .stdout(Stdio::piped())
             .spawn()
@@ -98,13 +99,21 @@ impl Service {
     }
 }
 
+/// The orders API's viewer token in these tests (the API requires one).
+const VIEWER: &str = "drain-test-viewer-token-0001";
+
 /// GET `path` over a new connection: the status code and the body.
 fn get(addr: &str, path: &str) -> (u16, String) {
+    get_as(addr, path, "")
+}
+
+/// GET `path` with `extra` header lines (each ending in `\r\n`).
+fn get_as(addr: &str, path: &str, extra: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("the example is listening");
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = String::new();
@@ -159,7 +168,11 @@ fn on_sigterm_readiness_drains_while_everything_else_answers_then_the_process_ex
 
     let (live, body) = get(&addr, "/livez");
     assert_eq!(live, 200, "liveness stays up while draining: {body}");
-    let (api, body) = get(&addr, "/orders");
+    let (api, body) = get_as(
+        &addr,
+        "/orders",
+        &format!("Authorization: Bearer {VIEWER}\r\n"),
+    );
     assert_eq!(api, 200, "the API still answers while draining: {body}");
     let (gate, body) = get(&addr, "/smoketest");
     assert_eq!(gate, 200, "the deploy gate still runs: {body}");
