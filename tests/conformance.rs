@@ -121,7 +121,7 @@ fn cases() -> Vec<Case> {
         get("/ops/smoke/ok", 406).custom().with("accept", "image/png").json().at("/error/kind", "not_acceptable"),
         request("DELETE", "/livez", 405).custom().json().header("allow", "GET, HEAD"),
         request("PATCH", "/ops/smoke/ok", 405).custom().json().header("allow", "GET, HEAD"),
-        get("/readyz", 503).custom().json().at("/summary/total", 2).absent("/checks/0"),
+        get("/readyz", 503).custom().json().at("/summary/total", 2).at("/checks/1/name", "broken").at("/checks/1/error/kind", "error").absent("/checks/1/error/message"),
         get("/readyz", 503).custom().with("authorization", "Bearer conformance-token-0123456789").json().at("/checks/1/error/message", "boom"),
         get("/ops/smoke/broken", 503).custom().json().at("/checks/0/error/kind", "error").absent("/checks/0/error/message"),
         // No probing: when names are hidden, selecting by name is 403 for existing and

@@ -222,6 +222,11 @@ fn presented(parts: &Parts) -> Presented<'_> {
 }
 
 impl Access {
+    /// Whether anonymous callers are refused unless a path says otherwise.
+    pub(crate) fn requires_authorization(&self) -> bool {
+        self.required
+    }
+
     fn accepts(&self, token: &[u8]) -> bool {
         let presented = digest(token);
         // Compare with every token, without stopping at a match.

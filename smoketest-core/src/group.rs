@@ -13,9 +13,15 @@
 //!
 //! | preset | path | members | detail | on failure | access | runs |
 //! | --- | --- | --- | --- | --- | --- | --- |
-//! | [`Group::live`] | `/livez` | none unless added; only in-process checks belong here | status only | 503 | open | live |
-//! | [`Group::ready`] | `/readyz` | add the dependencies traffic needs (`.tag("db")`) | status only | 503 | open | live, or [`every`](Group::every) |
+//! | [`Group::live`] | `/livez` | none unless added; only in-process checks belong here | the builder's¹ | 503 | open | live |
+//! | [`Group::ready`] | `/readyz` | add the dependencies traffic needs (`.tag("db")`) | the builder's¹ | 503 | open | live, or [`every`](Group::every) |
 //! | [`Group::deploy`] | none until [`path`](Group::path) | every check | the builder's | the builder's (500) | the builder's | always live |
+//!
+//! ¹ A group's path shows anonymous callers what every path does: the builder's
+//! [`anonymous_detail`](crate::SmoketestBuilder::anonymous_detail), unless the group sets
+//! its own [`detail`](Group::detail). One exception: when the service
+//! [requires authorization](crate::SmoketestBuilder::require_authorization), anonymous
+//! callers of an *open* group (the presets) see the status alone.
 //!
 //! Every group path is served by the same pipeline as the mount path
 //! ([`http`](crate::http)): `?format=`, `Accept`, `HEAD` and `?fresh=1` mean the same
@@ -277,11 +283,11 @@ impl Group {
 
     /// Kubernetes liveness: `live` at `/livez`, no members (add only checks of the process's
     /// own state, never external systems: [`build`](crate::SmoketestBuilder::build) refuses
-    /// checks tagged `external` or `db` here), status only, 503 on failure.
+    /// checks tagged `external` or `db` here), 503 on failure, open to kubelet (see the
+    /// [module documentation](self) for its detail level).
     pub fn live() -> Self {
         let mut group = Group::new("live")
             .path("/livez")
-            .detail(Detail::Status)
             .failure_status(StatusCode::SERVICE_UNAVAILABLE);
         group.all_by_default = false;
         group.requires_authorization = Some(false);
@@ -289,14 +295,13 @@ impl Group {
         group
     }
 
-    /// Kubernetes readiness: `ready` at `/readyz`, status only, 503 on failure. Add the
+    /// Kubernetes readiness: `ready` at `/readyz`, 503 on failure, open to kubelet. Add the
     /// checks traffic depends on (`.tag("db")`); with none added it is empty, like `live`.
     /// Answers 503 with reason `draining` once the service
     /// [drains](Smoketest::start_draining).
     pub fn ready() -> Self {
         let mut group = Group::new("ready")
             .path("/readyz")
-            .detail(Detail::Status)
             .failure_status(StatusCode::SERVICE_UNAVAILABLE);
         group.all_by_default = false;
         group.requires_authorization = Some(false);
@@ -551,6 +556,7 @@ pub(crate) fn resolve(
     mount: &str,
     failure_status: StatusCode,
     detail: Detail,
+    service_requires_authorization: bool,
 ) -> Result<Vec<ResolvedGroup>, BuildError> {
     let names: BTreeSet<&str> = entries.iter().map(|e| &*e.name).collect();
     let tags: BTreeSet<&str> = entries
@@ -645,7 +651,16 @@ pub(crate) fn resolve(
             path: group.path,
             members,
             failure_status: group.failure_status.unwrap_or(failure_status),
-            detail: group.detail.unwrap_or(detail),
+            // Like every path, the service's anonymous level — except a group opened to
+            // anonymous callers of a service that otherwise requires authorization: those
+            // callers were meant to see nothing, so they get the status alone.
+            detail: group.detail.unwrap_or(
+                if service_requires_authorization && group.requires_authorization == Some(false) {
+                    Detail::Status
+                } else {
+                    detail
+                },
+            ),
             requires_authorization: group.requires_authorization,
             schedule: group.schedule,
             min_interval: group.min_interval,

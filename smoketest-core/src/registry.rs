@@ -521,6 +521,7 @@ impl SmoketestBuilder {
             &config.path,
             config.failure_status,
             config.anonymous_detail,
+            access.requires_authorization(),
         )?;
         let history =
             crate::history::History::new(config.history_len, entries.iter().map(|e| &e.name));

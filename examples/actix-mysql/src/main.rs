@@ -20,6 +20,15 @@ mod checks;
 mod db;
 mod orders;
 
+/// `println!` that never panics: a closed stdout (a log collector restarting, a test that
+/// stopped reading) must not take the service down.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 use std::sync::OnceLock;
 
 use actix_web::{App, HttpServer, web};
@@ -109,7 +118,7 @@ async fn run() -> Result<(), String> {
         .first()
         .copied()
         .ok_or_else(|| format!("listening on {addr} gave no address"))?;
-    println!(
+    say!(
         "orders-example-actix on http://{local} ({} backend, {checks} smoke checks)\n  smoke checks: http://{local}{path}",
         database().backend(),
     );
@@ -122,7 +131,7 @@ async fn run() -> Result<(), String> {
         handle.stop(true).await;
     });
     server.await.map_err(|e| e.to_string())?;
-    println!("orders-example-actix stopped");
+    say!("orders-example-actix stopped");
     Ok(())
 }
 

@@ -25,6 +25,15 @@ mod checks;
 mod db;
 mod orders;
 
+/// `println!` that never panics: a closed stdout (a log collector restarting, a test that
+/// stopped reading) must not take the service down.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 use std::sync::OnceLock;
 
 use db::Db;
@@ -114,7 +123,7 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    println!(
+    say!(
         "orders-example on http://{local} ({} backend, {} smoke checks)\n  smoke checks: http://{local}{}",
         database().backend(),
         smoke.check_names().count(),
@@ -129,7 +138,7 @@ async fn run() -> Result<(), String> {
                 format!("cannot listen on {grpc_addr} (SMOKETEST_EXAMPLE_GRPC_ADDR): {e}")
             })?;
         let grpc_local = grpc_listener.local_addr().map_err(|e| e.to_string())?;
-        println!("  gRPC health: {grpc_local} (services \"\", \"live\", \"ready\")");
+        say!("  gRPC health: {grpc_local} (services \"\", \"live\", \"ready\")");
         let health = smoketest::tonic::health_server(smoke.clone());
         let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
         tokio::spawn(async move {
@@ -147,7 +156,7 @@ async fn run() -> Result<(), String> {
         .with_graceful_shutdown(smoke.drain_after(shutdown_signal(), drain))
         .await
         .map_err(|e| e.to_string())?;
-    println!("orders-example stopped");
+    say!("orders-example stopped");
     Ok(())
 }
 
