@@ -763,7 +763,8 @@ async fn server_errors_carry_their_sqlstate_and_number_and_say_what_to_fix() {
 /// Before issue 19's round 2: `SELECT CONNECTION_ID(), VERSION()` (1), saving and setting
 /// the session's statement time limit (1), `BEGIN` (1), the check's `SELECT 1` (1),
 /// `@@in_transaction` (1), restoring the limit (1), `ROLLBACK` (1) — six around the check.
-const MY_ROUND_TRIPS_AROUND_A_CHECK: u64 = 6;
+/// Now four: setting the limit travels with `BEGIN`, restoring it with `@@in_transaction`.
+const MY_ROUND_TRIPS_AROUND_A_CHECK: u64 = 4;
 
 /// The round trips one run of a `SELECT 1` check pays through a counting proxy, on a warm
 /// connection (statements already prepared), with and without the pool's ping on acquire.
