@@ -10,7 +10,9 @@
 //!
 //! Around the check's own statements that is four round trips: the connection id and
 //! version; the limit and `BEGIN` in one multi-statement query; the commit detection
-//! (`@@in_transaction`, MariaDB) and the limit's restoring in one; `ROLLBACK`.
+//! (`@@in_transaction`, MariaDB) and the limit's restoring in one; `ROLLBACK`. sqlx's pool
+//! adds its ping on release, and one on acquire unless the pool is built with
+//! `test_before_acquire(false)`.
 //!
 //! MySQL and MariaDB commit implicitly before and after DDL (`CREATE TABLE`, `ALTER`,
 //! `DROP`, `TRUNCATE`, …): a check must not run DDL. On MariaDB the runner notices

@@ -16,6 +16,11 @@
 //! is detected (the transaction the runner began is gone when it comes to roll back) and
 //! fails the check with kind `committed`.
 //!
+//! Around the check's own statements that is four round trips: `BEGIN` with the `SET LOCAL`s;
+//! the backend's pid and the transaction's start (for the cancel and the detection); the
+//! detection; `ROLLBACK`. sqlx's pool adds its ping on release, and one on acquire unless
+//! the pool is built with `test_before_acquire(false)`.
+//!
 //! # Example
 //!
 //! ```no_run
