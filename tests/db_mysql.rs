@@ -757,3 +757,82 @@ async fn server_errors_carry_their_sqlstate_and_number_and_say_what_to_fix() {
     }
     db.drop_database().await;
 }
+
+/// Round trips the runner adds around a check's own statements on MariaDB. If this number
+/// grows, a change added a round trip to every database check: make sure it is worth it.
+/// Before issue 19's round 2: `SELECT CONNECTION_ID(), VERSION()` (1), saving and setting
+/// the session's statement time limit (1), `BEGIN` (1), the check's `SELECT 1` (1),
+/// `@@in_transaction` (1), restoring the limit (1), `ROLLBACK` (1) — six around the check.
+/// Now four: setting the limit travels with `BEGIN`, restoring it with `@@in_transaction`.
+const MY_ROUND_TRIPS_AROUND_A_CHECK: u64 = 4;
+
+/// The round trips one run of a `SELECT 1` check pays through a counting proxy, on a warm
+/// connection (statements already prepared), with and without the pool's ping on acquire.
+/// The pool's own ping on release (sqlx always sends it) is counted too, and subtracted.
+#[tokio::test]
+async fn a_minimal_check_pays_a_known_number_of_round_trips() {
+    let Some(db) = database(1).await else { return };
+    let options = db.pool.connect_options();
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    let target = tokio::net::lookup_host(target)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(target).await;
+    let proxied_options = (*options).clone().host("127.0.0.1").port(proxy.addr.port());
+    for ping_on_acquire in [false, true] {
+        let proxied = MySqlPoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(ping_on_acquire)
+            .connect_with(proxied_options.clone())
+            .await
+            .unwrap();
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .mysql(proxied.clone())
+            .check(from_fn("select_one", |ctx| {
+                Box::pin(async move {
+                    let one: i64 = sqlx::query_scalar("SELECT 1")
+                        .fetch_one(ctx.mysql().await?)
+                        .await?;
+                    ensure_eq!(one, 1, "SELECT 1");
+                    Ok(Outcome::Pass)
+                })
+            }))
+            .build()
+            .unwrap();
+        // Warm: the connection is open and its statements are prepared.
+        for _ in 0..2 {
+            let report = smoke.run(&Selection::all()).await.unwrap();
+            assert_eq!(report.status, Status::Pass, "{report:?}");
+        }
+        let settled = || async {
+            // sqlx pings a connection returned to the pool from a task of its own.
+            let mut last = proxy.round_trips();
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let now = proxy.round_trips();
+                if now == last {
+                    return now;
+                }
+                last = now;
+            }
+        };
+        let before = settled().await;
+        let report = smoke.run(&Selection::all()).await.unwrap();
+        assert_eq!(report.status, Status::Pass, "{report:?}");
+        let paid = settled().await - before;
+        let own = 1;
+        let pool_pings = 1 + u64::from(ping_on_acquire);
+        assert_eq!(
+            paid - own - pool_pings,
+            MY_ROUND_TRIPS_AROUND_A_CHECK,
+            "round trips of one run (ping on acquire: {ping_on_acquire}): {paid} in all, \
+             of which the check's own statement {own} and the pool's pings {pool_pings}"
+        );
+        proxied.close().await;
+    }
+    proxy.down().await;
+    db.drop_database().await;
+}

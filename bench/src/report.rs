@@ -231,6 +231,18 @@ fn per_check(criterion: &[Criterion]) -> Option<(f64, f64)> {
     Some((check, one - check))
 }
 
+/// The growth of a run per added check (ns), from the `scale` group's 1- and 1,000-check
+/// runs of checks of `kind` ("no-op", "sleep 1 ms").
+fn per_check_at_scale(criterion: &[Criterion], kind: &str) -> Option<f64> {
+    let mean = |n: &str| {
+        criterion
+            .iter()
+            .find(|c| c.id == format!("scale/{kind}/{n}"))
+            .map(|c| c.mean_ns)
+    };
+    Some((mean("1000")? - mean("1")?) / 999.0)
+}
+
 /// The Markdown document.
 pub fn markdown(f: &Figures) -> String {
     let mut md = String::new();
@@ -762,6 +774,20 @@ pub fn markdown(f: &Figures) -> String {
                 duration(run)
             );
         }
+        if let (Some(noop), Some(sleep)) = (
+            per_check_at_scale(&f.criterion, "no-op"),
+            per_check_at_scale(&f.criterion, "sleep 1 ms"),
+        ) {
+            let _ = writeln!(
+                md,
+                "\nAt scale (`scale`: 1 to 1,000 registered checks, the builder's defaults, 16 \
+                 checks at once), from the 1- and 1,000-check runs: **{}** more per no-op check; \
+                 **{}** more per check that sleeps 1 ms, which is the sleep (about 2 ms with \
+                 tokio's millisecond timer) divided by the 16 checks that run at once.",
+                duration(noop),
+                duration(sleep)
+            );
+        }
     }
 
     let _ = writeln!(
@@ -776,4 +802,30 @@ pub fn markdown(f: &Figures) -> String {
          scenarios say so and the rest still run."
     );
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Criterion, per_check_at_scale};
+
+    fn bench(id: &str, mean_ns: f64) -> Criterion {
+        Criterion {
+            id: id.to_string(),
+            mean_ns,
+            low_ns: mean_ns,
+            high_ns: mean_ns,
+        }
+    }
+
+    #[test]
+    fn the_per_check_constant_at_scale_is_the_slope_from_one_to_a_thousand_checks() {
+        let figures = [
+            bench("scale/no-op/1", 2_000.0),
+            bench("scale/no-op/1000", 2_000.0 + 999.0 * 1_500.0),
+            bench("scale/sleep 1 ms/1", 2_000_000.0),
+        ];
+        assert_eq!(per_check_at_scale(&figures, "no-op"), Some(1_500.0));
+        // Without the 1,000-check run there is no slope to report.
+        assert_eq!(per_check_at_scale(&figures, "sleep 1 ms"), None);
+    }
 }

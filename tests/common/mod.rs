@@ -1,6 +1,6 @@
 //! Helpers shared by the database integration tests: the service-URL/skip rule, a hammer
 //! that mixes passing, failing, panicking, timing-out and cancelled runs, and a TCP proxy
-//! that can take a database "down" and bring it back.
+//! that can take a database "down" and bring it back, and counts round trips.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -155,6 +155,7 @@ pub struct Proxy {
     target: SocketAddr,
     tasks: Mutex<Option<JoinSet<()>>>,
     stalled: Arc<AtomicBool>,
+    turns: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -165,6 +166,7 @@ impl Proxy {
             target,
             tasks: Mutex::new(None),
             stalled: Arc::new(AtomicBool::new(false)),
+            turns: Arc::new(AtomicU64::new(0)),
         });
         proxy.serve(listener).await;
         proxy
@@ -173,6 +175,7 @@ impl Proxy {
     async fn serve(&self, listener: TcpListener) {
         let target = self.target;
         let stalled = self.stalled.clone();
+        let turns = self.turns.clone();
         let mut tasks = JoinSet::new();
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
@@ -181,13 +184,24 @@ impl Proxy {
                     return;
                 };
                 let stalled = stalled.clone();
+                let turns = turns.clone();
                 connections.spawn(async move {
                     if let Ok(outbound) = TcpStream::connect(target).await {
                         let (from_client, to_client) = inbound.into_split();
                         let (from_server, to_server) = outbound.into_split();
+                        // Whether the client has spoken since the server last answered.
+                        let client_turn = Arc::new(AtomicBool::new(false));
+                        let request = Turns {
+                            count: Some(turns),
+                            client_turn: client_turn.clone(),
+                        };
+                        let answer = Turns {
+                            count: None,
+                            client_turn,
+                        };
                         tokio::join!(
-                            pump(from_client, to_server, stalled.clone()),
-                            pump(from_server, to_client, stalled),
+                            pump(from_client, to_server, stalled.clone(), request),
+                            pump(from_server, to_client, stalled, answer),
                         );
                     }
                 });
@@ -214,6 +228,13 @@ impl Proxy {
         self.stalled.store(false, Ordering::SeqCst);
     }
 
+    /// Round trips through the proxy so far, on all its connections: each time a client
+    /// sends after the server last answered (or first), one more. Bytes a client sends in
+    /// several writes before any answer (a pipeline) count once.
+    pub fn round_trips(&self) -> u64 {
+        self.turns.load(Ordering::SeqCst)
+    }
+
     /// Listen again on the same port.
     pub async fn up(&self) {
         let listener = TcpListener::bind(self.addr).await.unwrap();
@@ -221,11 +242,20 @@ impl Proxy {
     }
 }
 
+/// One direction's part in counting round trips: the client's side counts a turn when it
+/// speaks first since the last answer, the server's side ends the client's turn.
+struct Turns {
+    /// `Some` on the client-to-server side.
+    count: Option<Arc<AtomicU64>>,
+    client_turn: Arc<AtomicBool>,
+}
+
 /// Copy `from` to `to` until either closes, holding bytes while `stalled`.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     stalled: Arc<AtomicBool>,
+    turns: Turns,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 16 * 1024];
@@ -234,6 +264,14 @@ async fn pump(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        match &turns.count {
+            Some(count) => {
+                if !turns.client_turn.swap(true, Ordering::SeqCst) {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            None => turns.client_turn.store(false, Ordering::SeqCst),
+        }
         while stalled.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

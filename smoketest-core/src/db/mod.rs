@@ -937,6 +937,7 @@ pub(crate) fn classify(error: &sqlx::Error) -> crate::CheckError {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 /// An error the database server answered with: its own message (never sqlx's `Display`,
 /// which appends Postgres's *C source* line, "at line 1392", read by people as theirs),
 /// its SQLSTATE (and MySQL error number), Postgres's detail and hint, and advice for the
@@ -1005,13 +1006,21 @@ fn server_error(
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 const MIGRATIONS: &str = "The table or column does not exist here: are the migrations applied to this database, and does the service connect to the database (and schema or search_path) you think? `db::<backend>::migrations_applied(…)` checks the migrations.";
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 const PRIVILEGE: &str = "The database role the check runs as lacks a privilege on this object: grant it what the check needs (the `smoketest::db` docs describe a least-privilege role for smoke checks).";
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 const READ_ONLY: &str = "The database accepts no writes: the pool points at a read replica or hot standby, a failover left the server read-only, or the session is read-only. Point writes at the primary.";
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 const TOO_MANY: &str = "The server's connection limit is reached: lower the pools' sizes across all replicas, or put a pooler (PgBouncer, ProxySQL) in front.";
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 const AUTH: &str = "Authentication failed: check the user and password in the connection URL (a rotated secret?) and that the server lets this user in from this host (pg_hba.conf, the user's host in MySQL).";
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 const NO_DATABASE: &str = "The database named in the connection URL does not exist on this server: check the URL's database name, or create the database.";
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 const CONFLICT: &str = "A concurrent transaction conflicted with the check's (serialization failure, deadlock or lock wait timeout). Usually transient; if it repeats, look for long transactions touching the same rows.";
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 const RESTARTING: &str = "The database server is starting, shutting down or failing over, or it dropped the connection: retry shortly; if it persists, check the server's health and logs.";
 
 #[cfg(all(test, any(feature = "postgres", feature = "mysql", feature = "sqlite")))]

@@ -5,8 +5,14 @@
 //! check, `ctx.mysql().await?` returns a `&mut MySqlConnection` inside a transaction the
 //! runner rolls back. Before `BEGIN`, the runner saves the session's limit and sets
 //! `max_statement_time` (MariaDB, seconds, every statement) or `max_execution_time` (MySQL,
-//! milliseconds, `SELECT` only) to the time left; after the `ROLLBACK` it restores the saved
-//! value, so the pool's connection goes back as it came.
+//! milliseconds, `SELECT` only) to the time left; before the `ROLLBACK` it restores the
+//! saved value, so the pool's connection goes back as it came.
+//!
+//! Around the check's own statements that is four round trips: the connection id and
+//! version; the limit and `BEGIN` in one multi-statement query; the commit detection
+//! (`@@in_transaction`, MariaDB) and the limit's restoring in one; `ROLLBACK`. sqlx's pool
+//! adds its ping on release, and one on acquire unless the pool is built with
+//! `test_before_acquire(false)`.
 //!
 //! MySQL and MariaDB commit implicitly before and after DDL (`CREATE TABLE`, `ALTER`,
 //! `DROP`, `TRUNCATE`, …): a check must not run DDL. On MariaDB the runner notices
@@ -31,7 +37,9 @@
 //! ```
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures_util::TryStreamExt;
 use sqlx::mysql::MySqlTransactionManager;
 use sqlx::{MySql, MySqlConnection};
 use sqlx_core::transaction::TransactionManager;
@@ -48,6 +56,8 @@ pub(crate) struct My;
 pub(crate) struct MySession {
     id: u64,
     mariadb: bool,
+    /// The session's limit was restored already, together with the commit detection.
+    restored: AtomicBool,
 }
 
 impl MySession {
@@ -89,6 +99,7 @@ impl Dialect for My {
         let session = MySession {
             id,
             mariadb: version.contains("MariaDB"),
+            restored: AtomicBool::new(false),
         };
         let ms = millis_left(deadline);
         let limit = if session.mariadb {
@@ -97,14 +108,18 @@ impl Dialect for My {
             ms.to_string()
         };
         let variable = session.limit_variable();
-        // The saved value stays on the server, exact, until the rollback restores it.
-        let set = format!(
-            "SET @smoketest_saved_limit = @@session.{variable}, SESSION {variable} = {limit}"
+        // The saved value stays on the server, exact, until the rollback restores it. One
+        // round trip: sqlx sends a custom begin statement as a text query, which may hold
+        // several statements, and counts the transaction only if the server then says one
+        // is open (so a nested `conn.begin()` in the check is still a savepoint).
+        let begin = format!(
+            "SET @smoketest_saved_limit = @@session.{variable}, SESSION {variable} = {limit}; BEGIN"
         );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(set))
-            .execute(&mut *conn)
-            .await?;
-        MySqlTransactionManager::begin(conn, None).await?;
+        MySqlTransactionManager::begin(
+            conn,
+            Some(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(begin))),
+        )
+        .await?;
         Ok(session)
     }
 
@@ -112,21 +127,35 @@ impl Dialect for My {
         if !session.mariadb {
             return None;
         }
-        sqlx::query_scalar::<_, i64>("SELECT CAST(@@in_transaction AS SIGNED)")
-            .fetch_one(&mut *conn)
-            .await
-            .ok()
-            .map(|n| n == 1)
+        // The detection and the limit's restoring in one round trip. The detection's row is
+        // read before the rest of the answer, so an error restoring (or the statement stopped
+        // by a cancel surfacing here) cannot lose a `committed`; `rollback` then restores.
+        let variable = session.limit_variable();
+        let sql = format!(
+            "SELECT CAST(@@in_transaction AS SIGNED); SET SESSION {variable} = @smoketest_saved_limit"
+        );
+        let mut rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch(&mut *conn);
+        let open = match rows.try_next().await {
+            Ok(Some(row)) => sqlx::Row::try_get::<i64, _>(&row, 0).ok().map(|n| n == 1),
+            Ok(None) | Err(_) => None,
+        };
+        if open.is_some() && matches!(rows.try_next().await, Ok(None)) {
+            session.restored.store(true, Ordering::SeqCst);
+        }
+        open
     }
 
     async fn rollback(conn: &mut MySqlConnection, session: &MySession) -> Result<(), sqlx::Error> {
-        // Restore first: the deadline's limit could otherwise stop the ROLLBACK itself.
-        let variable = session.limit_variable();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "SET SESSION {variable} = @smoketest_saved_limit"
-        )))
-        .execute(&mut *conn)
-        .await?;
+        // Restore first (unless `still_open` did): the deadline's limit could otherwise stop
+        // the ROLLBACK itself.
+        if !session.restored.load(Ordering::SeqCst) {
+            let variable = session.limit_variable();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "SET SESSION {variable} = @smoketest_saved_limit"
+            )))
+            .execute(&mut *conn)
+            .await?;
+        }
         rollback_all::<MySql>(conn).await
     }
 

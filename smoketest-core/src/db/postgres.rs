@@ -16,6 +16,11 @@
 //! is detected (the transaction the runner began is gone when it comes to roll back) and
 //! fails the check with kind `committed`.
 //!
+//! Around the check's own statements that is four round trips: `BEGIN` with the `SET LOCAL`s;
+//! the backend's pid and the transaction's start (for the cancel and the detection); the
+//! detection; `ROLLBACK`. sqlx's pool adds its ping on release, and one on acquire unless
+//! the pool is built with `test_before_acquire(false)`.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -98,6 +103,8 @@ impl Dialect for Pg {
             Some(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(begin))),
         )
         .await?;
+        // A round trip of its own: sqlx's begin discards rows, and sqlx 0.9 does not expose
+        // the backend pid it got at connect time, which the cancel needs.
         let (pid, started): (i32, i64) = sqlx::query_as(TRANSACTION_START)
             .fetch_one(&mut *conn)
             .await?;
@@ -119,6 +126,10 @@ impl Dialect for Pg {
     }
 
     async fn rollback(conn: &mut PgConnection, _session: &PgSession) -> Result<(), sqlx::Error> {
+        // Not folded into `still_open`'s query: sqlx counts the transaction it began as open
+        // until its own ROLLBACK, so a raw `…; ROLLBACK` would need a second ROLLBACK (a
+        // warning in the server's log) or an empty `BEGIN` for it to end, and that one stays
+        // "idle in transaction" until sqlx's ping on release flushes it.
         rollback_all::<Postgres>(conn).await
     }
 
