@@ -270,9 +270,6 @@ fn response(answer: http::Response<Bytes>) -> HttpResponse {
     builder.body(body)
 }
 
-/// `http` 0.2 and 1 share their grammar for every part converted here, so a value valid in
-/// one is valid in the other.
-#[cold]
 /// The service's own API, for scenario checks, called in process (no socket):
 /// `builder.api(smoketest::actix::api(|| App::new().configure(orders::routes)))`.
 ///
@@ -384,6 +381,9 @@ where
     .described_as("the actix app, in process")
 }
 
+/// `http` 0.2 and 1 share their grammar for every part converted here, so a value valid in
+/// one is valid in the other.
+#[cold]
 fn unreachable_conversion(what: &str) -> ! {
     panic!(
         "smoketest-actix: the {what}, valid in `http` 0.2 was refused by `http` 1; please report this bug"

@@ -263,16 +263,8 @@ impl Context {
         &mut self,
         pool: &str,
     ) -> Result<&mut sqlx::PgConnection, CheckError> {
-        let hold = self.run.as_ref().and_then(|r| r.hold.clone());
-        crate::db::connection::<crate::db::postgres::Pg>(
-            &self.databases,
-            &mut self.transactions,
-            pool,
-            self.deadline,
-            hold,
-            crate::db::Lock::AtFirstWrite,
-        )
-        .await
+        self.connection::<crate::db::postgres::Pg>(pool, crate::db::Lock::AtFirstWrite)
+            .await
     }
 
     /// A connection inside this check's transaction on the MySQL / MariaDB pool registered
@@ -290,16 +282,8 @@ impl Context {
         &mut self,
         pool: &str,
     ) -> Result<&mut sqlx::MySqlConnection, CheckError> {
-        let hold = self.run.as_ref().and_then(|r| r.hold.clone());
-        crate::db::connection::<crate::db::mysql::My>(
-            &self.databases,
-            &mut self.transactions,
-            pool,
-            self.deadline,
-            hold,
-            crate::db::Lock::AtFirstWrite,
-        )
-        .await
+        self.connection::<crate::db::mysql::My>(pool, crate::db::Lock::AtFirstWrite)
+            .await
     }
 
     /// A connection inside this check's transaction (`BEGIN DEFERRED`: reading takes no write lock) on the SQLite pool
@@ -317,16 +301,8 @@ impl Context {
         &mut self,
         pool: &str,
     ) -> Result<&mut sqlx::SqliteConnection, CheckError> {
-        let hold = self.run.as_ref().and_then(|r| r.hold.clone());
-        crate::db::connection::<crate::db::sqlite::Lite>(
-            &self.databases,
-            &mut self.transactions,
-            pool,
-            self.deadline,
-            hold,
-            crate::db::Lock::AtFirstWrite,
-        )
-        .await
+        self.connection::<crate::db::sqlite::Lite>(pool, crate::db::Lock::AtFirstWrite)
+            .await
     }
 
     /// Like [`Context::sqlite`], but the transaction takes the database's write lock when it
@@ -346,14 +322,27 @@ impl Context {
         &mut self,
         pool: &str,
     ) -> Result<&mut sqlx::SqliteConnection, CheckError> {
+        self.connection::<crate::db::sqlite::Lite>(pool, crate::db::Lock::UpFront)
+            .await
+    }
+
+    /// This check's connection on `pool` for dialect `D`, in its transaction (begun on first
+    /// use); the one body behind `postgres_named`, `mysql_named`, `sqlite_named` and
+    /// `sqlite_write_named`.
+    #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+    async fn connection<D: crate::db::Dialect>(
+        &mut self,
+        pool: &str,
+        lock: crate::db::Lock,
+    ) -> Result<&mut crate::db::Conn<D>, CheckError> {
         let hold = self.run.as_ref().and_then(|r| r.hold.clone());
-        crate::db::connection::<crate::db::sqlite::Lite>(
+        crate::db::connection::<D>(
             &self.databases,
             &mut self.transactions,
             pool,
             self.deadline,
             hold,
-            crate::db::Lock::UpFront,
+            lock,
         )
         .await
     }
