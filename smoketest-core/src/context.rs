@@ -109,21 +109,40 @@ impl Context {
         }
     }
 
-    /// Belong to a run of `smoke` ending at `run_deadline`: its pools, redactor and cleanup
-    /// limit; `hold` is kept by every task the context spawns until that task ends.
+    /// A check's context in a run of `smoke` ending at `run_deadline`: its pools, redactor
+    /// and cleanup limit; `hold` is kept by every task the context spawns until that task
+    /// ends.
     pub(crate) fn in_run(
-        mut self,
+        name: Arc<str>,
+        deadline: Instant,
         smoke: &crate::Smoketest,
         run_deadline: Instant,
         hold: Option<crate::runner::Hold>,
     ) -> Self {
-        self.databases = smoke.inner.databases.clone();
-        self.run = Some(RunScope {
-            smoke: smoke.clone(),
-            deadline: Some(run_deadline),
-            hold,
-        });
-        self
+        Context {
+            name,
+            deadline,
+            observed: BTreeMap::new(),
+            deferred: Mutex::default(),
+            steps: Default::default(),
+            persona: None,
+            databases: smoke.inner.databases.clone(),
+            transactions: crate::db::Transactions::default(),
+            run: Some(RunScope {
+                smoke: smoke.clone(),
+                deadline: Some(run_deadline),
+                hold,
+            }),
+        }
+    }
+
+    /// Whether cleanups were registered ([`Context::defer`]).
+    pub(crate) fn has_cleanups(&self) -> bool {
+        !self
+            .deferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
     }
 
     /// Give a [`Context::detached`] context the database pools registered with `smoke`, to

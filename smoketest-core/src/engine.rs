@@ -131,13 +131,13 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use http::StatusCode;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::{Instant, MissedTickBehavior, timeout_at};
 
 use crate::group::{Probe, ResolvedGroup};
 use crate::history::History;
 use crate::registry::{BuildError, Entry, Inner};
-use crate::report::{ErrorReport, Report, millis};
-use crate::{Detail, ErrorKind, Selection, Smoketest, SmoketestBuilder, Status, UnknownCheck};
+use crate::report::{Report, millis};
+use crate::{Detail, Selection, Smoketest, SmoketestBuilder, Status, UnknownCheck};
 
 /// The default [`min_interval`](crate::SmoketestBuilder::min_interval): one new run per
 /// second, sustained.
@@ -553,6 +553,8 @@ impl Smoketest {
     ) -> RunFuture {
         let smoke = self.clone();
         let hold: Option<Arc<dyn Any + Send + Sync>> = permit.map(|p| Arc::new(p) as _);
+        let (run, checks) = self.prepare_run(entries, hold);
+        let rescue = run.clone();
         let task = tokio::spawn(async move {
             let mut finish = FinishRun {
                 smoke: smoke.clone(),
@@ -561,24 +563,40 @@ impl Smoketest {
                 started,
                 report: None,
             };
-            let mut report = smoke.run_entries(entries, hold).await;
-            smoke.apply_latency_budgets(&mut report);
-            let engine = &smoke.inner.engine;
-            engine.history.record(&report, SystemTime::now());
-            if let Some(group) = &engine.scopes[index].group {
-                report = group.record(report);
+            let mut report = checks.await;
+            if !run.was_rescued() {
+                // (A rescued run's callers had their report recorded already.)
+                report = smoke.record_run(index, report);
             }
-            engine.history.attach(&mut report);
             let report = Arc::new(report);
             finish.report = Some(report.clone());
             report
         });
+        let smoke = self.clone();
         async move {
-            task.await
-                .map_err(|e| Arc::<str>::from(format!("the run's task ended abnormally: {e}")))
+            let task = async {
+                task.await
+                    .map_err(|e| Arc::<str>::from(format!("the run's task ended abnormally: {e}")))
+            };
+            match timeout_at(rescue.answer_by(), task).await {
+                Ok(result) => result,
+                // A check blocks the run's thread: answer from what the checks recorded.
+                Err(_) => Ok(Arc::new(smoke.record_run(index, rescue.rescue()))),
+            }
         }
         .boxed()
         .shared()
+    }
+
+    /// Record a finished run in the history and its group's state: the report callers get.
+    fn record_run(&self, index: usize, mut report: Report) -> Report {
+        let engine = &self.inner.engine;
+        engine.history.record(&report, SystemTime::now());
+        if let Some(group) = &engine.scopes[index].group {
+            report = group.record(report);
+        }
+        engine.history.attach(&mut report);
+        report
     }
 
     /// The answer without a run for a reason (`draining`, `pending`): no checks, `status`.
@@ -645,48 +663,6 @@ impl Smoketest {
                 "smoketest: shutdown signal received; serving on while the pod leaves rotation"
             );
             tokio::time::sleep(delay).await;
-        }
-    }
-
-    /// Apply each check's latency budget ([`SmokeCheck::warn_after`](crate::SmokeCheck::warn_after),
-    /// [`SmoketestBuilder::warn_after`]) to a finished run: a check that passed but took
-    /// longer becomes `warn` with kind `slow` and its duration in the message (logged once,
-    /// here), and the report's status and summary follow.
-    pub(crate) fn apply_latency_budgets(&self, report: &mut Report) {
-        let inner = &self.inner;
-        for check in &mut report.checks {
-            let Some(budget) = inner
-                .by_name
-                .get(check.name.as_str())
-                .and_then(|&i| inner.entries[i].warn_after)
-            else {
-                continue;
-            };
-            if check.status != Status::Pass || check.duration_ms <= millis(budget) {
-                continue;
-            }
-            let message = format!(
-                "took {} ms, over its latency budget of {}",
-                check.duration_ms,
-                humantime::format_duration(budget)
-            );
-            tracing::warn!(
-                check = %check.name,
-                duration_ms = check.duration_ms,
-                budget_ms = millis(budget),
-                "smoke check slower than its latency budget"
-            );
-            check.status = Status::Warn;
-            check.error = Some(ErrorReport {
-                kind: ErrorKind::Slow.as_str().to_string(),
-                message: Some(message),
-                suggestion: ErrorKind::Slow.default_suggestion().map(str::to_string),
-            });
-            report.summary.passed -= 1;
-            report.summary.warned += 1;
-            if report.status == Status::Pass {
-                report.status = Status::Warn;
-            }
         }
     }
 

@@ -1,10 +1,14 @@
-//! The runner: runs a selection of checks concurrently, each in its own task with its own
-//! timeout and panic isolation, and turns their results into a [`Report`] whose verdicts
-//! are true when it goes out.
+//! The runner: runs a selection of checks concurrently, each with its own timeout and
+//! panic isolation, and turns their results into a [`Report`] whose verdicts are true when
+//! it goes out.
 //!
-//! Unlike running checks with `join_all` inside the request future, every check runs in a
-//! spawned task that the request does not own: a client that hangs up cannot cancel a check
-//! half-way, so its context is always finished (transactions rolled back, cleanups run).
+//! A run executes on a task of its own that the request does not own: a client that hangs
+//! up cannot cancel a check half-way, so its context is always finished (transactions
+//! rolled back, cleanups run). That task polls each check once, in place; a check that
+//! completes on its first poll (one that does no I/O, or answers from memory) costs no task
+//! of its own, and one that has to wait moves, as it is, onto a task of its own, where it
+//! waits without holding the others up. A first poll that keeps the thread longer than a
+//! few milliseconds makes the run give every later check a task of its own at once.
 //! At most [`concurrency`](crate::SmoketestBuilder::concurrency) checks execute at once.
 //! Each check's timeout is clipped to the run's deadline. Results come back in registration
 //! order.
@@ -20,6 +24,9 @@
 //!   closing their connections 250 ms more (see [`db`](crate::db)), so only a check that
 //!   blocks its thread (or whose cleanup outlasts the grace) is reported before its
 //!   transactions have ended; it is then reported as such, and counted as overrunning.
+//!   Should a check block the run's own thread in its first poll, the callers stop waiting
+//!   for the run's task 250 ms later and answer from what every check recorded: the
+//!   blocking check as a timeout, the checks not started yet as never started, naming it.
 //! - **Bounded leftovers.** Every cleanup registered with
 //!   [`Context::defer`](crate::Context::defer) runs within the
 //!   [`cleanup_timeout`](crate::SmoketestBuilder::cleanup_timeout) (default 5 s); one that
@@ -84,9 +91,11 @@
 //! ```
 
 use std::any::Any;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
@@ -152,9 +161,7 @@ impl Smoketest {
     /// it (a client hanging up) does not interrupt checks or their clean-up.
     pub async fn run(&self, selection: &Selection) -> Result<Report, UnknownCheck> {
         let entries = self.select(selection)?;
-        let mut report = self.run_selected(entries).await;
-        self.apply_latency_budgets(&mut report);
-        Ok(report)
+        Ok(self.run_selected(entries).await)
     }
 
     /// How many instances of this service's checks are still running after the run that
@@ -169,16 +176,9 @@ impl Smoketest {
 
     /// Run exactly `entries` (already selected) in a task of their own; see [`Smoketest::run`].
     pub(crate) async fn run_selected(&self, entries: Vec<Arc<Entry>>) -> Report {
-        let smoke = self.clone();
-        let span = tracing::info_span!(
-            "smoketest.run",
-            checks = entries.len(),
-            status = tracing::field::Empty,
-            duration_ms = tracing::field::Empty,
-        );
-        let handle =
-            tokio::spawn(async move { smoke.run_entries(entries, None).await }.instrument(span));
-        handle.await.unwrap_or_else(|e| {
+        let (run, future) = self.prepare_run(entries, None);
+        let handle = tokio::spawn(future);
+        run.answer(handle).await.unwrap_or_else(|e| {
             // Only a bug in the runner itself could get here: checks are isolated below.
             std::panic::resume_unwind(e.into_panic())
         })
@@ -205,104 +205,321 @@ impl Smoketest {
             .collect())
     }
 
-    /// Run `entries`. Every task this spawns keeps a clone of `hold` until it ends, however
-    /// long after the report that is.
+    /// Run `entries` here, in the caller's task, and wait for them. Every task this
+    /// spawns keeps a clone of `hold` until it ends, however long after the report that is.
+    #[cfg(test)]
     pub(crate) async fn run_entries(&self, entries: Vec<Arc<Entry>>, hold: Option<Hold>) -> Report {
-        let config = &self.inner.config;
-        let started_at = SystemTime::now();
-        let start = Instant::now();
-        let deadline = start + config.deadline;
-        let permits = Arc::new(Semaphore::new(config.concurrency));
+        let (run, future) = self.prepare_run(entries, hold);
+        run.answer(tokio::spawn(future))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
 
-        let pending: Vec<_> = entries
-            .iter()
+    /// A run of `entries`, not started: the [`Run`] to answer from, and the future that runs
+    /// the checks, to be spawned on a task of its own (it must not be polled by a request's
+    /// future: the request could be dropped, and one of its checks could block the thread).
+    /// Every task the run spawns keeps a clone of `hold` until it ends.
+    pub(crate) fn prepare_run(
+        &self,
+        entries: Vec<Arc<Entry>>,
+        hold: Option<Hold>,
+    ) -> (Arc<Run>, impl Future<Output = Report> + Send + 'static) {
+        let config = &self.inner.config;
+        let start = Instant::now();
+        let instances = entries
+            .into_iter()
             .map(|entry| {
-                let span = tracing::info_span!(
-                    "smoketest.check",
-                    check = %entry.name,
-                    status = tracing::field::Empty,
-                    duration_ms = tracing::field::Empty,
-                );
                 let overrunning = entry.overrunning.load(Ordering::SeqCst);
-                if overrunning > 0 {
-                    return (Pending::Overrun(overrunning), span);
-                }
-                let instance = Arc::new(Instance {
-                    entry: entry.clone(),
-                    state: Mutex::default(),
-                });
-                let task = run_one(
-                    instance.clone(),
-                    permits.clone(),
-                    config.default_timeout,
-                    deadline,
-                    self.clone(),
-                    hold.clone(),
-                )
-                .instrument(span.clone());
-                (Pending::Spawned(tokio::spawn(task), instance), span)
+                Arc::new(Instance {
+                    entry,
+                    state: Mutex::new(InstanceState {
+                        overrun_before: overrunning,
+                        ..InstanceState::default()
+                    }),
+                })
             })
             .collect();
+        let run = Arc::new(Run {
+            smoke: self.clone(),
+            instances,
+            started_at: SystemTime::now(),
+            start,
+            deadline: start + config.deadline,
+            rescued: AtomicBool::new(false),
+        });
+        let span = tracing::info_span!(
+            "smoketest.run",
+            checks = run.instances.len(),
+            status = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        let future = sweep(run.clone(), hold).instrument(span);
+        (run, future)
+    }
+}
 
-        let mut checks = Vec::with_capacity(entries.len());
-        for (entry, (pending, span)) in entries.iter().zip(pending) {
-            let mut report = match pending {
-                Pending::Overrun(count) => failed(entry, Duration::ZERO, overrun_error(count)),
-                Pending::Spawned(mut handle, instance) => {
-                    match timeout_at(deadline + VERDICT_GRACE, &mut handle).await {
-                        Ok(Ok(report)) => report,
-                        Ok(Err(join_error)) => failed(
-                            entry,
-                            start.elapsed(),
-                            CheckError::new(
-                                ErrorKind::Panic,
-                                format!("the check's task ended abnormally: {join_error}"),
-                            ),
-                        ),
-                        Err(_) => match instance.give_up(config, start.elapsed()) {
-                            Some(report) => report,
-                            // It ended just now: its report is a moment away.
-                            None => handle.await.unwrap_or_else(|join_error| {
-                                failed(
-                                    entry,
-                                    start.elapsed(),
-                                    CheckError::new(
-                                        ErrorKind::Panic,
-                                        format!("the check's task ended abnormally: {join_error}"),
-                                    ),
-                                )
-                            }),
-                        },
-                    }
-                }
-            };
-            // Covers the fallbacks above and run_one's early return (redacting is idempotent).
-            self.inner.redactor.redact_check(&mut report);
-            // Logged here rather than in the check's task: a task left behind may still
-            // finish later, and must not log a second time.
-            span.in_scope(|| log_finished(&report));
-            checks.push(report);
+/// How long after the run's own limit ([`VERDICT_GRACE`] past its deadline) a caller waits
+/// for the run's task before answering from what the run's checks have recorded: only a
+/// check that blocks the run's thread in its first poll keeps the task from answering.
+const RESCUE_MARGIN: Duration = Duration::from_millis(250);
+
+/// A first poll that keeps the run's thread longer than this makes the run spawn every
+/// later check on a task of its own instead of polling it first (the check may be blocking
+/// its thread, and its neighbours should not wait for it).
+const INLINE_LIMIT: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// One run of a selection, shared by the task running it and the callers waiting for it.
+///
+/// The run's task polls each check once, in place: a check that completes on its first
+/// poll (most checks that do no I/O, and every check answered from memory) costs no task
+/// of its own. A check that has to wait moves, as it is, onto a task of its own, so that it
+/// waits without holding the others up and a caller hanging up cannot cancel it. The
+/// callers wait for the run's task; should a check block the run's thread, they answer at
+/// [`Run::answer_by`] from what the checks recorded ([`Run::rescue`]), and the checks not
+/// polled by then are never started.
+pub(crate) struct Run {
+    smoke: Smoketest,
+    instances: Vec<Arc<Instance>>,
+    started_at: SystemTime,
+    start: Instant,
+    deadline: Instant,
+    /// A caller answered without the run's task: checks not yet polled stay unstarted.
+    rescued: AtomicBool,
+}
+
+impl Run {
+    /// When a caller stops waiting for the run's task and answers from the checks' records.
+    pub(crate) fn answer_by(&self) -> Instant {
+        self.deadline + VERDICT_GRACE + RESCUE_MARGIN
+    }
+
+    /// Whether a caller answered for this run without its task.
+    pub(crate) fn was_rescued(&self) -> bool {
+        self.rescued.load(Ordering::SeqCst)
+    }
+
+    /// The run's report from its task, or by [`answer_by`](Self::answer_by) from what its
+    /// checks recorded.
+    pub(crate) async fn answer<E>(
+        &self,
+        task: impl Future<Output = Result<Report, E>>,
+    ) -> Result<Report, E> {
+        match timeout_at(self.answer_by(), task).await {
+            Ok(result) => result,
+            Err(_) => Ok(self.rescue()),
         }
+    }
 
-        let mut report = Report::from_checks(started_at, start.elapsed(), checks);
+    /// The report without the run's task, which is stuck in a check's first poll (the check
+    /// blocks its thread): every check's own record, or why it has none.
+    pub(crate) fn rescue(&self) -> Report {
+        self.rescued.store(true, Ordering::SeqCst);
+        let elapsed = self.start.elapsed();
+        let blocker = self.instances.iter().find_map(|instance| {
+            let state = lock(&instance.state);
+            (state.polled && !state.ended && matches!(state.phase, Phase::Queued | Phase::Running))
+                .then(|| instance.entry.name.clone())
+        });
+        let checks = self
+            .instances
+            .iter()
+            .map(|instance| {
+                if let Some(report) = instance.finished() {
+                    return report;
+                }
+                let unstarted = {
+                    let mut state = lock(&instance.state);
+                    // Taken: the run's task will not start it now.
+                    state.taken |= !state.polled;
+                    !state.polled
+                };
+                if unstarted {
+                    let mut report = failed(
+                        &instance.entry,
+                        Duration::ZERO,
+                        never_polled(blocker.as_deref(), self.smoke.inner.config.deadline),
+                    );
+                    self.smoke.inner.redactor.redact_check(&mut report);
+                    return report;
+                }
+                let mut report = instance
+                    .give_up(&self.smoke.inner.config, elapsed)
+                    .or_else(|| instance.finished())
+                    .unwrap_or_else(|| abnormal(&instance.entry, elapsed, "it left no report"));
+                self.smoke.inner.redactor.redact_check(&mut report);
+                report
+            })
+            .collect();
+        tracing::warn!(
+            blocked_by = blocker.as_deref().unwrap_or("?"),
+            "smoketest: a check blocks the run's thread; answering without it"
+        );
+        self.report(checks)
+    }
+
+    fn report(&self, checks: Vec<CheckReport>) -> Report {
+        let config = &self.smoke.inner.config;
+        let mut report = Report::from_checks(self.started_at, self.start.elapsed(), checks);
         report.service = config.service.clone();
         report.version = config.version.clone();
         report.release_id = config.release_id.clone();
-        report.overrunning = self.checks_overrunning();
-        let span = tracing::Span::current();
-        span.record("status", report.status.as_str());
-        span.record("duration_ms", report.duration_ms);
-        #[cfg(feature = "metrics")]
-        crate::metrics::emit(&report);
-        drop(hold);
+        report.overrunning = self.smoke.checks_overrunning();
         report
     }
 }
 
-/// One check of one run: spawned, or not started because an earlier instance overruns.
-enum Pending {
-    Spawned(tokio::task::JoinHandle<CheckReport>, Arc<Instance>),
-    Overrun(usize),
+fn never_polled(blocker: Option<&str>, deadline: Duration) -> CheckError {
+    let by = match blocker {
+        Some(name) => format!("the check `{name}`, started before it on the same thread,"),
+        None => "a check started before it on the same thread".to_string(),
+    };
+    CheckError::new(
+        ErrorKind::Timeout,
+        format!(
+            "never started: {by} blocked the thread past the run's deadline of {} and its grace of {}",
+            humantime::format_duration(deadline),
+            humantime::format_duration(VERDICT_GRACE)
+        ),
+    )
+    .with_suggestion(
+        "Fix the check that blocks its thread (use tokio::task::spawn_blocking for blocking work); this check was not run.",
+    )
+}
+
+fn abnormal(entry: &Entry, elapsed: Duration, why: impl std::fmt::Display) -> CheckReport {
+    failed(
+        entry,
+        elapsed,
+        CheckError::new(
+            ErrorKind::Panic,
+            format!("the check's task ended abnormally: {why}"),
+        ),
+    )
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The run's task: each check polled once in place, the ones that must wait moved onto
+/// tasks of their own, then every check's report in registration order.
+async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
+    let smoke = &run.smoke;
+    let config = &smoke.inner.config;
+    let permits = Arc::new(Semaphore::new(config.concurrency));
+    let mut inline = true;
+    let mut waiting: Vec<(usize, tokio::task::JoinHandle<()>)> = Vec::new();
+    let mut spans = Vec::with_capacity(run.instances.len());
+
+    for (i, instance) in run.instances.iter().enumerate() {
+        let span = tracing::info_span!(
+            "smoketest.check",
+            check = %instance.entry.name,
+            status = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        spans.push(span.clone());
+        let overrunning = lock(&instance.state).overrun_before;
+        if overrunning > 0 {
+            instance.finish(failed(
+                &instance.entry,
+                Duration::ZERO,
+                overrun_error(overrunning),
+            ));
+            continue;
+        }
+        {
+            let mut state = lock(&instance.state);
+            if state.taken {
+                // A caller answered for the run already: this check was reported as never
+                // started, so it is not.
+                continue;
+            }
+            state.polled = true;
+        }
+        let mut task = Box::pin(
+            run_one(
+                instance.clone(),
+                permits.clone(),
+                config.default_timeout,
+                run.deadline,
+                smoke.clone(),
+                hold.clone(),
+            )
+            .instrument(span),
+        );
+        if inline {
+            let polled = std::time::Instant::now();
+            let poll = poll_once(task.as_mut());
+            inline = polled.elapsed() < INLINE_LIMIT;
+            match poll {
+                Ok(Poll::Ready(())) => continue,
+                Ok(Poll::Pending) => {}
+                Err(panic) => {
+                    // Only a bug in the runner could get here: the check's own panic is
+                    // caught inside `run_one`.
+                    drop(task);
+                    instance.finish(abnormal(&instance.entry, run.start.elapsed(), panic));
+                    continue;
+                }
+            }
+        }
+        // It waits (or the thread may be blocked by an earlier check): its own task, as it
+        // is. The task's first poll registers its own waker.
+        waiting.push((i, tokio::spawn(task)));
+    }
+
+    for (i, handle) in waiting {
+        let instance = &run.instances[i];
+        match timeout_at(run.deadline + VERDICT_GRACE, handle).await {
+            Ok(Ok(())) => {}
+            Ok(Err(join_error)) => {
+                instance.finish(abnormal(&instance.entry, run.start.elapsed(), join_error))
+            }
+            Err(_) => {
+                if let Some(mut report) = instance.give_up(&smoke.inner.config, run.start.elapsed())
+                {
+                    smoke.inner.redactor.redact_check(&mut report);
+                    instance.finish(report);
+                }
+            }
+        }
+    }
+
+    let mut checks = Vec::with_capacity(run.instances.len());
+    for (instance, span) in run.instances.iter().zip(spans) {
+        let report = instance.finished().unwrap_or_else(|| {
+            // Not polled: a caller answered for the run meanwhile (see `Run::rescue`).
+            failed(
+                &instance.entry,
+                Duration::ZERO,
+                never_polled(None, config.deadline),
+            )
+        });
+        // Logged here rather than in the check's task: a task left behind may still
+        // finish later, and must not log a second time.
+        span.in_scope(|| log_finished(&report));
+        checks.push(report);
+    }
+    let report = run.report(checks);
+    let span = tracing::Span::current();
+    span.record("status", report.status.as_str());
+    span.record("duration_ms", report.duration_ms);
+    #[cfg(feature = "metrics")]
+    crate::metrics::emit(&report);
+    drop(hold);
+    report
+}
+
+/// Poll `future` once, in place, with a waker that does nothing: if it is pending it moves
+/// onto a task of its own, whose first poll registers the task's waker. A panic (a bug in
+/// the runner: checks' panics are caught inside) comes back as its message.
+fn poll_once(
+    future: std::pin::Pin<&mut (impl Future<Output = ()> + ?Sized)>,
+) -> Result<Poll<()>, String> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx)))
+        .map_err(|panic| panic_message(&*panic))
 }
 
 fn overrun_error(count: usize) -> CheckError {
@@ -319,7 +536,8 @@ fn overrun_error(count: usize) -> CheckError {
     )
 }
 
-/// One spawned instance of a check, shared by its task and the run waiting for it.
+/// One instance of a check in one run, shared by the task running it, the run's task and
+/// the callers waiting for the run.
 struct Instance {
     entry: Arc<Entry>,
     state: Mutex<InstanceState>,
@@ -328,8 +546,17 @@ struct Instance {
 #[derive(Default)]
 struct InstanceState {
     phase: Phase,
-    /// The check's result once its transactions ended, before its cleanups.
+    /// Earlier instances of the check still running when the run started: it is not started.
+    overrun_before: usize,
+    /// The run's task has polled (started) it.
+    polled: bool,
+    /// The check's result once its transactions ended, before its cleanups (only kept when
+    /// there are cleanups to run).
     verdict: Option<CheckReport>,
+    /// The check's final report, until the run takes it.
+    report: Option<CheckReport>,
+    /// The report was taken by the run (or a caller answering for it).
+    taken: bool,
     /// The task has ended.
     ended: bool,
     /// The run answered without it: it is counted in `entry.overrunning`.
@@ -347,18 +574,39 @@ enum Phase {
 
 impl Instance {
     fn set_phase(&self, phase: Phase) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).phase = phase;
+        lock(&self.state).phase = phase;
+    }
+
+    /// Record the check's final report (unless the run answered without it already).
+    fn finish(&self, report: CheckReport) {
+        let mut state = lock(&self.state);
+        if !state.taken {
+            state.report = Some(report);
+        }
+    }
+
+    /// The final report, if there is one; taken once.
+    fn finished(&self) -> Option<CheckReport> {
+        let mut state = lock(&self.state);
+        let report = state.report.take();
+        if report.is_some() {
+            state.taken = true;
+        }
+        report
     }
 
     /// The run answers without this instance: count it as overrunning and say why it is not
     /// done. `None` if it has just ended after all.
     fn give_up(&self, config: &crate::registry::Config, elapsed: Duration) -> Option<CheckReport> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.ended {
+        let mut state = lock(&self.state);
+        if state.ended || state.report.is_some() {
             return None;
         }
-        state.overrun = true;
-        self.entry.overrunning.fetch_add(1, Ordering::SeqCst);
+        if !state.overrun {
+            // Counted once, whether the run's task or a caller answering for it gives up.
+            state.overrun = true;
+            self.entry.overrunning.fetch_add(1, Ordering::SeqCst);
+        }
         let deadline = humantime::format_duration(config.deadline);
         let grace = humantime::format_duration(VERDICT_GRACE);
         let counted = "It is counted as overrunning: until it ends, runs report this check with kind `overrun` instead of starting it again.";
@@ -449,18 +697,68 @@ async fn run_one(
     run_deadline: Instant,
     smoke: Smoketest,
     hold: Option<Hold>,
-) -> CheckReport {
+) {
     // Kept until this task ends, whatever the run did meanwhile.
     let _hold = hold.clone();
     let _live = Live {
         instance: instance.clone(),
         smoke: smoke.clone(),
     };
-    let entry = instance.entry.clone();
+    let mut report = check_report(
+        &instance,
+        permits,
+        default_timeout,
+        run_deadline,
+        &smoke,
+        hold,
+    )
+    .await;
+    if let Some(budget) = instance.entry.warn_after {
+        over_budget(&mut report, budget);
+    }
+    // Once, before anything (report, format, log line) can show it.
+    smoke.inner.redactor.redact_check(&mut report);
+    instance.finish(report);
+}
+
+/// A check that passed slower than its latency budget warns with kind `slow`.
+fn over_budget(report: &mut CheckReport, budget: Duration) {
+    if report.status != Status::Pass || report.duration_ms <= millis(budget) {
+        return;
+    }
+    let message = format!(
+        "took {} ms, over its latency budget of {}",
+        report.duration_ms,
+        humantime::format_duration(budget)
+    );
+    tracing::warn!(
+        check = %report.name,
+        duration_ms = report.duration_ms,
+        budget_ms = millis(budget),
+        "smoke check slower than its latency budget"
+    );
+    report.status = Status::Warn;
+    report.error = Some(ErrorReport {
+        kind: ErrorKind::Slow.as_str().to_string(),
+        message: Some(message),
+        suggestion: ErrorKind::Slow.default_suggestion().map(str::to_string),
+    });
+}
+
+/// Run one check in its context and finish the context: the check's report.
+async fn check_report(
+    instance: &Instance,
+    permits: Arc<Semaphore>,
+    default_timeout: Duration,
+    run_deadline: Instant,
+    smoke: &Smoketest,
+    hold: Option<Hold>,
+) -> CheckReport {
+    let entry = &instance.entry;
     let queued = Instant::now();
     let Ok(Ok(_permit)) = timeout_at(run_deadline, permits.acquire_owned()).await else {
         return failed(
-            &entry,
+            entry,
             Duration::ZERO,
             CheckError::new(
                 ErrorKind::Timeout,
@@ -481,14 +779,19 @@ async fn run_one(
     let start = Instant::now();
     let limit = entry.timeout.unwrap_or(default_timeout);
     let check_deadline = (start + limit).min(run_deadline);
-    let mut ctx =
-        Context::new(entry.name.clone(), check_deadline).in_run(&smoke, run_deadline, hold);
+    let mut ctx = Context::in_run(
+        entry.name.clone(),
+        check_deadline,
+        smoke,
+        run_deadline,
+        hold,
+    );
 
     let result = timeout_at(
         check_deadline,
         AssertUnwindSafe(InCheck {
             future: entry.check.run(&mut ctx),
-            smoke: &smoke,
+            smoke,
         })
         .catch_unwind(),
     )
@@ -524,15 +827,16 @@ async fn run_one(
     // transactions (the verdict waits for them), then the cleanups.
     instance.set_phase(Phase::EndingTransactions);
     let transaction_failures = ctx.end_transactions().await;
-    let mut report = verdict(&entry, duration, result, transaction_failures);
+    let mut report = verdict(entry, duration, result, transaction_failures);
     report.observed = ctx.take_observed();
+    if !ctx.has_cleanups() {
+        report.steps = ctx.take_steps();
+        return report;
+    }
     // A snapshot for the report made if the cleanups overstay the run (`give_up`).
     report.steps = ctx.steps_snapshot();
     smoke.inner.redactor.redact_check(&mut report);
-    {
-        let mut state = instance.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.verdict = Some(report.clone());
-    }
+    lock(&instance.state).verdict = Some(report.clone());
 
     let cleanup_failures = ctx
         .run_cleanups(|label| instance.set_phase(Phase::Cleanup(label.to_string())))
@@ -543,7 +847,7 @@ async fn run_one(
         if let Some(e) = cleanup_failures.into_iter().next() {
             let observed = std::mem::take(&mut report.observed);
             let steps = std::mem::take(&mut report.steps);
-            report = failed(&entry, duration, e);
+            report = failed(entry, duration, e);
             report.observed = observed;
             report.steps = steps;
         }
@@ -555,8 +859,6 @@ async fn run_one(
             .observed
             .insert("cleanup_failures".into(), serde_json::json!(messages));
     }
-    // Once, before anything (report, format, log line) can show it.
-    smoke.inner.redactor.redact_check(&mut report);
     report
 }
 

@@ -397,6 +397,10 @@ impl StepLog {
     /// panic); declared steps that never ran are skipped. Returns the check's result, failed
     /// by its first failed step if the check ignored that failure.
     pub(crate) fn settle(&mut self, result: crate::Result) -> crate::Result {
+        if self.running.is_none() && !self.has_steps() {
+            // A check without steps (most checks): nothing to settle.
+            return result;
+        }
         let total = self.total();
         let result = match (self.running.take(), result) {
             (Some((i, started)), Err(e)) => {
