@@ -33,7 +33,7 @@ fn main() {
         for _ in 0..requests {
             let request = smoke.parse_request(&parts).expect("a valid request");
             let report = smoke.run(&request.selection).await.expect("known checks");
-            let report = report.restrict(Detail::Checks);
+            let report = report.into_restricted(Detail::Checks);
             bytes += request.format.write(&report).len();
         }
         bytes

@@ -209,7 +209,7 @@ impl Context {
         Api {
             scenarios: self.scenarios(),
             persona: self.persona_arc(),
-            log: self.steps.clone(),
+            log: self.step_log().clone(),
         }
     }
 

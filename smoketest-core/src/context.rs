@@ -61,7 +61,7 @@ pub struct Context {
     /// Behind a lock so that a step's future, which borrows the context shared, can defer.
     deferred: Mutex<Vec<(String, Cleanup)>>,
     /// The steps of a scenario (scenario.rs), shared with its API client.
-    pub(crate) steps: crate::scenario::SharedLog,
+    steps: std::sync::OnceLock<crate::scenario::SharedLog>,
     /// The persona the check runs as (`#[smoketest::check(personas = [...])]`).
     persona: Option<Arc<str>>,
     databases: Arc<crate::db::Databases>,
@@ -101,7 +101,7 @@ impl Context {
             deadline,
             observed: BTreeMap::new(),
             deferred: Mutex::default(),
-            steps: Default::default(),
+            steps: std::sync::OnceLock::new(),
             persona: None,
             databases: Arc::default(),
             transactions: crate::db::Transactions::default(),
@@ -124,7 +124,7 @@ impl Context {
             deadline,
             observed: BTreeMap::new(),
             deferred: Mutex::default(),
-            steps: Default::default(),
+            steps: std::sync::OnceLock::new(),
             persona: None,
             databases: smoke.inner.databases.clone(),
             transactions: crate::db::Transactions::default(),
@@ -134,6 +134,11 @@ impl Context {
                 hold,
             }),
         }
+    }
+
+    /// The steps of a scenario, made on first use (most checks have none).
+    pub(crate) fn step_log(&self) -> &crate::scenario::SharedLog {
+        self.steps.get_or_init(Default::default)
     }
 
     /// Whether cleanups were registered ([`Context::defer`]).
@@ -241,17 +246,26 @@ impl Context {
 
     /// After the check: settle its steps against its result (see `StepLog::settle`).
     pub(crate) fn settle_steps(&self, result: crate::Result) -> crate::Result {
-        crate::scenario::lock(&self.steps).settle(result)
+        match self.steps.get() {
+            Some(log) => crate::scenario::lock(log).settle(result),
+            None => result,
+        }
     }
 
     /// The steps recorded so far.
     pub(crate) fn steps_snapshot(&self) -> Vec<crate::report::StepReport> {
-        crate::scenario::lock(&self.steps).snapshot()
+        self.steps
+            .get()
+            .map(|log| crate::scenario::lock(log).snapshot())
+            .unwrap_or_default()
     }
 
     /// The steps recorded, teardowns included.
     pub(crate) fn take_steps(&self) -> Vec<crate::report::StepReport> {
-        crate::scenario::lock(&self.steps).take()
+        self.steps
+            .get()
+            .map(|log| crate::scenario::lock(log).take())
+            .unwrap_or_default()
     }
 
     /// A connection inside this check's transaction on the Postgres pool registered with
@@ -379,6 +393,9 @@ impl Context {
 
     /// Step 1 of [`Context::finish`]: end every transaction, by the rollback bound.
     pub(crate) async fn end_transactions(&mut self) -> Vec<CheckError> {
+        if self.transactions.len() == 0 {
+            return Vec::new();
+        }
         let now = Instant::now();
         let until = match self.run.as_ref().and_then(|r| r.deadline) {
             Some(run_deadline) => crate::db::rollback_until(now, run_deadline),
@@ -413,12 +430,16 @@ impl Context {
             });
         let mut failures = Vec::new();
         // A check with steps reports each teardown as a step of its own.
-        let as_steps = crate::scenario::lock(&self.steps).has_steps();
+        let as_steps = self
+            .steps
+            .get()
+            .is_some_and(|log| crate::scenario::lock(log).has_steps());
         let deferred = std::mem::take(self.deferred.get_mut().unwrap_or_else(|e| e.into_inner()));
         let mut deferred = deferred;
         while let Some((label, cleanup)) = deferred.pop() {
             starting(&label);
-            let step = as_steps.then(|| crate::scenario::lock(&self.steps).start_teardown(&label));
+            let step =
+                as_steps.then(|| crate::scenario::lock(self.step_log()).start_teardown(&label));
             let failed_before = failures.len();
             // A panicking cleanup must not skip the ones registered before it.
             let cleanup =
@@ -450,7 +471,7 @@ impl Context {
                 ),
             }
             if let Some(index) = step {
-                crate::scenario::lock(&self.steps)
+                crate::scenario::lock(self.step_log())
                     .end_teardown(index, failures[failed_before..].first());
             }
         }

@@ -130,7 +130,7 @@ impl Smoketest {
                 return throttled(refused.retry_after, refused.reason);
             }
         };
-        let report = report.restrict(detail);
+        let report = report.into_restricted(detail);
         request.format.response(
             &report,
             detail,

@@ -295,7 +295,21 @@ impl Report {
 
     /// A copy holding only what a caller with `detail` may see.
     pub fn restrict(&self, detail: Detail) -> Report {
-        let mut report = self.clone();
+        self.clone().into_restricted(detail)
+    }
+
+    /// [`restrict`](Self::restrict) a report you own, in place: nothing is copied.
+    ///
+    /// ```
+    /// # use std::time::{Duration, SystemTime};
+    /// use smoketest_core::{Detail, Report};
+    ///
+    /// let report = Report::from_checks(SystemTime::UNIX_EPOCH, Duration::ZERO, vec![]);
+    /// let public = report.into_restricted(Detail::Status);
+    /// assert!(public.checks.is_empty());
+    /// ```
+    pub fn into_restricted(self, detail: Detail) -> Report {
+        let mut report = self;
         match detail {
             Detail::Full => {}
             Detail::Checks => {

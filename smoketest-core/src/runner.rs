@@ -230,18 +230,19 @@ impl Smoketest {
             .into_iter()
             .map(|entry| {
                 let overrunning = entry.overrunning.load(Ordering::SeqCst);
-                Arc::new(Instance {
+                Instance {
                     entry,
                     state: Mutex::new(InstanceState {
                         overrun_before: overrunning,
                         ..InstanceState::default()
                     }),
-                })
+                }
             })
             .collect();
         let run = Arc::new(Run {
             smoke: self.clone(),
             instances,
+            permits: Semaphore::new(config.concurrency),
             started_at: SystemTime::now(),
             start,
             deadline: start + config.deadline,
@@ -279,7 +280,9 @@ const INLINE_LIMIT: std::time::Duration = std::time::Duration::from_millis(5);
 /// polled by then are never started.
 pub(crate) struct Run {
     smoke: Smoketest,
-    instances: Vec<Arc<Instance>>,
+    instances: Vec<Instance>,
+    /// At most `concurrency` checks at once.
+    permits: Semaphore,
     started_at: SystemTime,
     start: Instant,
     deadline: Instant,
@@ -406,8 +409,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
     let smoke = &run.smoke;
     let config = &smoke.inner.config;
-    let permits = Arc::new(Semaphore::new(config.concurrency));
     let mut inline = true;
+    // When the previous first poll ended (one clock reading per check).
+    let mut last_poll = std::time::Instant::now();
     let mut waiting: Vec<(usize, tokio::task::JoinHandle<()>)> = Vec::new();
     let mut spans = Vec::with_capacity(run.instances.len());
 
@@ -437,21 +441,12 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
             }
             state.polled = true;
         }
-        let mut task = Box::pin(
-            run_one(
-                instance.clone(),
-                permits.clone(),
-                config.default_timeout,
-                run.deadline,
-                smoke.clone(),
-                hold.clone(),
-            )
-            .instrument(span),
-        );
+        let mut task = Box::pin(run_one(run.clone(), i, hold.clone()).instrument(span));
         if inline {
-            let polled = std::time::Instant::now();
             let poll = poll_once(task.as_mut());
-            inline = polled.elapsed() < INLINE_LIMIT;
+            let now = std::time::Instant::now();
+            inline = now.duration_since(last_poll) < INLINE_LIMIT;
+            last_poll = now;
             match poll {
                 Ok(Poll::Ready(())) => continue,
                 Ok(Poll::Pending) => {}
@@ -666,53 +661,34 @@ impl Instance {
 
 /// Kept by a check's task: marks the instance ended, and uncounts it if it was overrunning.
 struct Live {
-    instance: Arc<Instance>,
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    smoke: Smoketest,
+    run: Arc<Run>,
+    index: usize,
 }
 
 impl Drop for Live {
     fn drop(&mut self) {
-        let mut state = self
-            .instance
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let instance = &self.run.instances[self.index];
+        let mut state = lock(&instance.state);
         state.ended = true;
         if state.overrun {
-            self.instance
-                .entry
-                .overrunning
-                .fetch_sub(1, Ordering::SeqCst);
+            instance.entry.overrunning.fetch_sub(1, Ordering::SeqCst);
             #[cfg(feature = "metrics")]
-            crate::metrics::overrunning(self.smoke.checks_overrunning());
+            crate::metrics::overrunning(self.run.smoke.checks_overrunning());
         }
     }
 }
 
-async fn run_one(
-    instance: Arc<Instance>,
-    permits: Arc<Semaphore>,
-    default_timeout: Duration,
-    run_deadline: Instant,
-    smoke: Smoketest,
-    hold: Option<Hold>,
-) {
+/// Check `index` of `run`, its context finished, its report recorded.
+async fn run_one(run: Arc<Run>, index: usize, hold: Option<Hold>) {
     // Kept until this task ends, whatever the run did meanwhile.
     let _hold = hold.clone();
     let _live = Live {
-        instance: instance.clone(),
-        smoke: smoke.clone(),
+        run: run.clone(),
+        index,
     };
-    let mut report = check_report(
-        &instance,
-        permits,
-        default_timeout,
-        run_deadline,
-        &smoke,
-        hold,
-    )
-    .await;
+    let instance = &run.instances[index];
+    let smoke = &run.smoke;
+    let mut report = check_report(instance, &run, smoke, hold).await;
     if let Some(budget) = instance.entry.warn_after {
         over_budget(&mut report, budget);
     }
@@ -748,15 +724,25 @@ fn over_budget(report: &mut CheckReport, budget: Duration) {
 /// Run one check in its context and finish the context: the check's report.
 async fn check_report(
     instance: &Instance,
-    permits: Arc<Semaphore>,
-    default_timeout: Duration,
-    run_deadline: Instant,
+    run: &Run,
     smoke: &Smoketest,
     hold: Option<Hold>,
 ) -> CheckReport {
     let entry = &instance.entry;
-    let queued = Instant::now();
-    let Ok(Ok(_permit)) = timeout_at(run_deadline, permits.acquire_owned()).await else {
+    let run_deadline = run.deadline;
+    let default_timeout = smoke.inner.config.default_timeout;
+    let mut queued = None;
+    let permit = match run.permits.try_acquire() {
+        Ok(permit) => Ok(Ok(permit)),
+        Err(_) => {
+            queued = Some(Instant::now());
+            timeout_at(run_deadline, run.permits.acquire())
+                .await
+                .map_err(|_| Elapsed)
+        }
+    };
+    let Ok(Ok(_permit)) = permit else {
+        let waited = queued.map_or(Duration::ZERO, |q| q.elapsed());
         return failed(
             entry,
             Duration::ZERO,
@@ -764,9 +750,7 @@ async fn check_report(
                 ErrorKind::Timeout,
                 format!(
                     "never started: waited {} for a free slot before the run's deadline",
-                    humantime::format_duration(Duration::from_millis(
-                        queued.elapsed().as_millis() as u64
-                    ))
+                    humantime::format_duration(round_ms(waited))
                 ),
             )
             .with_suggestion(
@@ -787,7 +771,7 @@ async fn check_report(
         hold,
     );
 
-    let result = timeout_at(
+    let result = LazyTimeout::new(
         check_deadline,
         AssertUnwindSafe(InCheck {
             future: entry.check.run(&mut ctx),
@@ -886,7 +870,7 @@ fn verdict(
                 Outcome::Skip(m) => (Status::Skip, Some(m)),
             };
             CheckReport {
-                name: entry.name.to_string(),
+                name: String::from(&*entry.name),
                 status,
                 duration_ms: millis(duration),
                 tags: entry.tags.clone(),
@@ -924,7 +908,7 @@ fn log_finished(report: &CheckReport) {
 
 fn failed(entry: &Entry, duration: Duration, error: CheckError) -> CheckReport {
     CheckReport {
-        name: entry.name.to_string(),
+        name: String::from(&*entry.name),
         status: Status::Fail,
         duration_ms: millis(duration),
         tags: entry.tags.clone(),
@@ -936,6 +920,48 @@ fn failed(entry: &Entry, duration: Duration, error: CheckError) -> CheckReport {
         message: None,
         observed: Default::default(),
         steps: Vec::new(),
+    }
+}
+
+/// `tokio::time::timeout_at` that makes its timer only when the future is pending: a check
+/// that completes on its first poll costs no timer at all.
+struct LazyTimeout<F> {
+    future: F,
+    deadline: Instant,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// The deadline passed first.
+struct Elapsed;
+
+impl<F: Future + Unpin> LazyTimeout<F> {
+    fn new(deadline: Instant, future: F) -> Self {
+        LazyTimeout {
+            future,
+            deadline,
+            sleep: None,
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for LazyTimeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Self::Output> {
+        if let Poll::Ready(output) = std::pin::Pin::new(&mut self.future).poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        let deadline = self.deadline;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -1366,6 +1392,71 @@ mod tests {
             started.load(std::sync::atomic::Ordering::SeqCst),
             2,
             "{after:?}"
+        );
+    }
+
+    /// A check that blocks the run's own thread in its first poll: the run still answers
+    /// (one grace and the rescue margin after its deadline), the checks polled before it
+    /// keep their verdicts, and the ones after it are reported as never started, naming it,
+    /// and are not started later either.
+    #[test]
+    fn a_check_blocking_the_runs_thread_does_not_hold_the_answer_and_names_itself() {
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let blocked = Arc::new(Mutex::new(blocked));
+        let later_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = later_ran.clone();
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .deadline(Duration::from_millis(200))
+            .check(from_fn("before", |_| Box::pin(async { Ok(Outcome::Pass) })))
+            .check(from_fn("blocks", move |_| {
+                let blocked = blocked.clone();
+                Box::pin(async move {
+                    let _ = blocked.lock().unwrap().recv();
+                    Ok(Outcome::Pass)
+                })
+            }))
+            .check(from_fn("after", move |_| {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                Box::pin(async { Ok(Outcome::Pass) })
+            }))
+            .build()
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let asked = std::time::Instant::now();
+        let report = runtime.block_on(smoke.run(&Selection::all())).unwrap();
+        assert!(
+            asked.elapsed() < Duration::from_secs(30),
+            "the answer waited for the blocked thread"
+        );
+        assert_eq!(report.checks[0].status, Status::Pass, "{report:?}");
+        assert_eq!(report.checks[1].error.as_ref().unwrap().kind, "timeout");
+        let after = report.checks[2].error.as_ref().unwrap();
+        assert_eq!(after.kind, "timeout", "{report:?}");
+        assert!(
+            after
+                .message
+                .as_deref()
+                .unwrap()
+                .starts_with("never started: the check `blocks`"),
+            "{after:?}"
+        );
+        assert_eq!(report.overrunning, 1);
+
+        release.send(()).unwrap();
+        let waited = std::time::Instant::now();
+        while smoke.checks_overrunning() > 0 {
+            assert!(waited.elapsed() < Duration::from_secs(30), "never ended");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !later_ran.load(std::sync::atomic::Ordering::SeqCst),
+            "a check reported as never started ran after all"
         );
     }
 }

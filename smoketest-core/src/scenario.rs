@@ -498,7 +498,7 @@ impl Context {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        lock(&self.steps).declared = names.into_iter().map(Into::into).collect();
+        lock(self.step_log()).declared = names.into_iter().map(Into::into).collect();
     }
 
     /// Run `step` as the next step of this check, named `name`, and record its status,
@@ -518,7 +518,7 @@ impl Context {
     where
         F: Future<Output = Result<T, CheckError>> + Send,
     {
-        let log = self.steps.clone();
+        let log = self.step_log().clone();
         let name = name.into();
         async move {
             let started = Instant::now();

@@ -1,6 +1,11 @@
 //! The JSON writer: the report exactly as DESIGN.md §3 and `schema/report.schema.json`
 //! describe it. This is what deploy pipelines and the `smoketest` CLI parse.
 //!
+//! The output is byte for byte what `serde_json::to_vec_pretty` makes of the [`Report`]
+//! (plus a final newline), written straight into the response buffer: the report's own
+//! fields are written here without serde's per-field machinery, and the rare nested values
+//! (observed values, steps, history) go through serde_json. A test holds the two equal.
+//!
 //! # Example
 //!
 //! ```
@@ -14,11 +19,352 @@
 //! assert_eq!(value["started_at"], "1970-01-01T00:00:00.000Z");
 //! ```
 
+use serde::Serialize;
+
 use crate::Report;
+use crate::report::{CheckReport, ErrorReport, Summary};
 
 /// The report as pretty-printed JSON, newline-terminated.
 pub fn write(report: &Report) -> Vec<u8> {
-    let mut body = serde_json::to_vec_pretty(report).expect("a report always serializes");
-    body.push(b'\n');
-    body
+    let mut w = Writer {
+        out: Vec::with_capacity(320 + 144 * report.checks.len()),
+    };
+    w.report(report);
+    w.out.push(b'\n');
+    w.out
+}
+
+struct Writer {
+    out: Vec<u8>,
+}
+
+/// Two spaces per level, as serde_json's pretty printer.
+const INDENT: &[u8] = b"                                ";
+
+impl Writer {
+    fn raw(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// `,\n` (unless first) then the indentation of `level` and `"key": `.
+    fn key(&mut self, first: &mut bool, level: usize, key: &str) {
+        if *first {
+            *first = false;
+            self.raw(b"\n");
+        } else {
+            self.raw(b",\n");
+        }
+        self.indent(level);
+        self.raw(b"\"");
+        self.raw(key.as_bytes());
+        self.raw(b"\": ");
+    }
+
+    fn indent(&mut self, level: usize) {
+        let width = 2 * level;
+        if width <= INDENT.len() {
+            self.raw(&INDENT[..width]);
+        } else {
+            self.out.resize(self.out.len() + width, b' ');
+        }
+    }
+
+    /// The closing bracket of an object or array at `level` that had members.
+    fn close(&mut self, level: usize, bracket: u8) {
+        self.raw(b"\n");
+        self.indent(level);
+        self.out.push(bracket);
+    }
+
+    fn string(&mut self, s: &str) {
+        let plain = s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+        if plain {
+            self.out.reserve(s.len() + 2);
+            self.raw(b"\"");
+            self.raw(s.as_bytes());
+            self.raw(b"\"");
+        } else {
+            // serde_json's own escaping, so that the bytes are the same.
+            self.serde(s);
+        }
+    }
+
+    fn number(&mut self, n: f64) {
+        self.serde(&n);
+    }
+
+    fn unsigned(&mut self, n: u64) {
+        self.serde(&n);
+    }
+
+    fn boolean(&mut self, b: bool) {
+        self.raw(if b { b"true" } else { b"false" });
+    }
+
+    /// A scalar through serde_json (compact is the same as pretty for a scalar).
+    fn serde<T: Serialize + ?Sized>(&mut self, value: &T) {
+        serde_json::to_writer(&mut self.out, value).expect("a report always serializes");
+    }
+
+    /// A nested value pretty-printed by serde_json, indented to `level`: JSON strings hold
+    /// no raw newline, so every newline in the output starts a line to indent.
+    fn nested<T: Serialize + ?Sized>(&mut self, level: usize, value: &T) {
+        let text = serde_json::to_vec_pretty(value).expect("a report always serializes");
+        for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                self.raw(b"\n");
+                self.indent(level);
+            }
+            self.raw(line);
+        }
+    }
+
+    fn optional_string(
+        &mut self,
+        first: &mut bool,
+        level: usize,
+        key: &str,
+        value: &Option<String>,
+    ) {
+        if let Some(value) = value {
+            self.key(first, level, key);
+            self.string(value);
+        }
+    }
+
+    fn report(&mut self, report: &Report) {
+        let first = &mut true;
+        self.raw(b"{");
+        self.key(first, 1, "status");
+        self.string(report.status.as_str());
+        self.optional_string(first, 1, "service", &report.service);
+        self.optional_string(first, 1, "version", &report.version);
+        self.optional_string(first, 1, "release_id", &report.release_id);
+        self.key(first, 1, "started_at");
+        self.string(&report.started_at);
+        self.key(first, 1, "duration_ms");
+        self.number(report.duration_ms);
+        self.key(first, 1, "cached");
+        self.boolean(report.cached);
+        if report.overrunning != 0 {
+            self.key(first, 1, "overrunning");
+            self.unsigned(report.overrunning as u64);
+        }
+        if let Some(age) = report.age_ms {
+            self.key(first, 1, "age_ms");
+            self.number(age);
+        }
+        self.key(first, 1, "summary");
+        self.summary(&report.summary);
+        self.key(first, 1, "checks");
+        if report.checks.is_empty() {
+            self.raw(b"[]");
+        } else {
+            self.raw(b"[");
+            for (i, check) in report.checks.iter().enumerate() {
+                self.raw(if i == 0 { b"\n" } else { b",\n" });
+                self.indent(2);
+                self.check(check);
+            }
+            self.close(1, b']');
+        }
+        self.optional_string(first, 1, "group", &report.group);
+        if !report.history.is_empty() {
+            self.key(first, 1, "history");
+            self.nested(1, &report.history);
+        }
+        self.optional_string(first, 1, "reason", &report.reason);
+        self.close(0, b'}');
+    }
+
+    fn summary(&mut self, summary: &Summary) {
+        let first = &mut true;
+        self.raw(b"{");
+        for (key, n) in [
+            ("total", summary.total),
+            ("passed", summary.passed),
+            ("warned", summary.warned),
+            ("failed", summary.failed),
+            ("skipped", summary.skipped),
+        ] {
+            self.key(first, 2, key);
+            self.unsigned(n as u64);
+        }
+        self.close(1, b'}');
+    }
+
+    /// One check at level 2 (inside `checks`).
+    fn check(&mut self, check: &CheckReport) {
+        // The fields every check has, with their indentation, as literals.
+        let first = &mut false;
+        self.raw(b"{\n      \"name\": ");
+        self.string(&check.name);
+        self.raw(b",\n      \"status\": \"");
+        self.raw(check.status.as_str().as_bytes());
+        self.raw(b"\",\n      \"duration_ms\": ");
+        self.number(check.duration_ms);
+        self.raw(b",\n      \"tags\": ");
+        if check.tags.is_empty() {
+            self.raw(b"[]");
+        } else {
+            self.raw(b"[");
+            for (i, tag) in check.tags.iter().enumerate() {
+                self.raw(if i == 0 { b"\n" } else { b",\n" });
+                self.indent(4);
+                self.string(tag);
+            }
+            self.close(3, b']');
+        }
+        if let Some(error) = &check.error {
+            self.key(first, 3, "error");
+            self.error(error);
+        }
+        self.optional_string(first, 3, "message", &check.message);
+        if !check.observed.is_empty() {
+            self.key(first, 3, "observed");
+            self.nested(3, &check.observed);
+        }
+        if !check.steps.is_empty() {
+            self.key(first, 3, "steps");
+            self.nested(3, &check.steps);
+        }
+        self.close(2, b'}');
+    }
+
+    /// A check's error at level 3.
+    fn error(&mut self, error: &ErrorReport) {
+        let first = &mut true;
+        self.raw(b"{");
+        self.key(first, 4, "kind");
+        self.string(&error.kind);
+        self.optional_string(first, 4, "message", &error.message);
+        self.optional_string(first, 4, "suggestion", &error.suggestion);
+        self.close(3, b'}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, SystemTime};
+
+    use proptest::prelude::*;
+
+    use crate::report::{CheckHistory, CheckReport, ErrorReport, RunRecord, StepReport};
+    use crate::{Report, Status};
+
+    fn serde(report: &Report) -> Vec<u8> {
+        let mut body = serde_json::to_vec_pretty(report).unwrap();
+        body.push(b'\n');
+        body
+    }
+
+    fn check(name: &str, status: Status) -> CheckReport {
+        CheckReport {
+            name: name.into(),
+            status,
+            duration_ms: 0.123,
+            tags: vec![],
+            error: None,
+            message: None,
+            observed: BTreeMap::new(),
+            steps: vec![],
+        }
+    }
+
+    fn everything() -> Report {
+        let mut failing = check("db::\"quoted\"\\name\u{1}\n", Status::Fail);
+        failing.tags = vec!["db".into(), "critical\t".into()];
+        failing.error = Some(ErrorReport {
+            kind: "assertion".into(),
+            message: Some("expected 1 row, found 0 — ünïcode".into()),
+            suggestion: Some("Check the \"orders\" table".into()),
+        });
+        failing.observed.insert("rows".into(), serde_json::json!(0));
+        failing.observed.insert(
+            "nested".into(),
+            serde_json::json!({"a": [1, 2.5, null, "x\ny"], "b": {}}),
+        );
+        failing.steps = vec![StepReport {
+            name: "create order".into(),
+            status: Status::Fail,
+            duration_ms: 12.5,
+            teardown: false,
+            persona: Some("clerk".into()),
+            method: Some("POST".into()),
+            path: Some("/orders".into()),
+            status_code: Some(500),
+            error: Some(ErrorReport {
+                kind: "http_status".into(),
+                message: Some("500".into()),
+                suggestion: None,
+            }),
+            message: None,
+        }];
+        let mut warning = check("slow", Status::Warn);
+        warning.message = Some("degraded".into());
+        warning.duration_ms = 1e-7;
+        let mut report = Report::from_checks(
+            SystemTime::UNIX_EPOCH,
+            Duration::from_micros(1234),
+            vec![failing, warning, check("skip", Status::Skip)],
+        );
+        report.service = Some("orders-api".into());
+        report.version = Some("1.2.3".into());
+        report.release_id = Some("abc123".into());
+        report.cached = true;
+        report.overrunning = 2;
+        report.age_ms = Some(1500.25);
+        report.group = Some("ready".into());
+        report.reason = Some("pending".into());
+        report.history.insert(
+            "slow".into(),
+            CheckHistory {
+                consecutive_failures: 3,
+                last_success: Some("2026-12-02T10:00:00.000Z".into()),
+                last_failure: None,
+                runs: vec![RunRecord {
+                    at: "2026-12-02T10:00:01.000Z".into(),
+                    status: Status::Fail,
+                    duration_ms: 3.0,
+                    kind: Some("timeout".into()),
+                }],
+            },
+        );
+        report
+    }
+
+    #[test]
+    fn every_field_is_written_as_serde_json_writes_it() {
+        let report = everything();
+        assert_eq!(
+            String::from_utf8(super::write(&report)).unwrap(),
+            String::from_utf8(serde(&report)).unwrap()
+        );
+        let empty = Report::from_checks(SystemTime::UNIX_EPOCH, Duration::ZERO, vec![]);
+        assert_eq!(super::write(&empty), serde(&empty));
+        for detail in [crate::Detail::Status, crate::Detail::Checks] {
+            let restricted = report.restrict(detail);
+            assert_eq!(super::write(&restricted), serde(&restricted));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_names_tags_and_messages_are_written_as_serde_json_writes_them(
+            name in any::<String>(),
+            tags in proptest::collection::vec(any::<String>(), 0..3),
+            message in proptest::option::of(any::<String>()),
+            duration in any::<f64>(),
+            service in proptest::option::of(any::<String>()),
+        ) {
+            let mut one = check(&name, Status::Warn);
+            one.tags = tags;
+            one.message = message;
+            one.duration_ms = duration;
+            let mut report = Report::from_checks(SystemTime::UNIX_EPOCH, Duration::ZERO, vec![one]);
+            report.service = service;
+            prop_assert_eq!(super::write(&report), serde(&report));
+        }
+    }
 }
