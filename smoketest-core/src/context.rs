@@ -391,11 +391,13 @@ impl Context {
         failures
     }
 
+    /// Whether the check opened (or is opening) a database transaction.
+    pub(crate) fn has_transactions(&self) -> bool {
+        self.transactions.len() > 0
+    }
+
     /// Step 1 of [`Context::finish`]: end every transaction, by the rollback bound.
     pub(crate) async fn end_transactions(&mut self) -> Vec<CheckError> {
-        if self.transactions.len() == 0 {
-            return Vec::new();
-        }
         let now = Instant::now();
         let until = match self.run.as_ref().and_then(|r| r.deadline) {
             Some(run_deadline) => crate::db::rollback_until(now, run_deadline),

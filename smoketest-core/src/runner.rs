@@ -25,7 +25,7 @@
 //!   blocks its thread (or whose cleanup outlasts the grace) is reported before its
 //!   transactions have ended; it is then reported as such, and counted as overrunning.
 //!   Should a check block the run's own thread in its first poll, the callers stop waiting
-//!   for the run's task 250 ms later and answer from what every check recorded: the
+//!   for the run's task 50 ms later and answer from what every check recorded: the
 //!   blocking check as a timeout, the checks not started yet as never started, naming it.
 //! - **Bounded leftovers.** Every cleanup registered with
 //!   [`Context::defer`](crate::Context::defer) runs within the
@@ -262,7 +262,7 @@ impl Smoketest {
 /// How long after the run's own limit ([`VERDICT_GRACE`] past its deadline) a caller waits
 /// for the run's task before answering from what the run's checks have recorded: only a
 /// check that blocks the run's thread in its first poll keeps the task from answering.
-const RESCUE_MARGIN: Duration = Duration::from_millis(250);
+const RESCUE_MARGIN: Duration = Duration::from_millis(50);
 
 /// A first poll that keeps the run's thread longer than this makes the run spawn every
 /// later check on a task of its own instead of polling it first (the check may be blocking
@@ -327,7 +327,8 @@ impl Run {
             .instances
             .iter()
             .map(|instance| {
-                if let Some(report) = instance.finished() {
+                // A copy: the run's task, when its thread is free, makes its own report.
+                if let Some(report) = lock(&instance.state).report.clone() {
                     return report;
                 }
                 let unstarted = {
@@ -347,7 +348,7 @@ impl Run {
                 }
                 let mut report = instance
                     .give_up(&self.smoke.inner.config, elapsed)
-                    .or_else(|| instance.finished())
+                    .or_else(|| lock(&instance.state).report.clone())
                     .unwrap_or_else(|| abnormal(&instance.entry, elapsed, "it left no report"));
                 self.smoke.inner.redactor.redact_check(&mut report);
                 report
@@ -809,8 +810,14 @@ async fn check_report(
 
     // The runner, not the check, finishes the context, whatever happened above: first the
     // transactions (the verdict waits for them), then the cleanups.
-    instance.set_phase(Phase::EndingTransactions);
-    let transaction_failures = ctx.end_transactions().await;
+    // (Both are boxed: their futures are large, and most checks have neither, so the
+    // check's own future stays small to move onto a task.)
+    let transaction_failures = if ctx.has_transactions() {
+        instance.set_phase(Phase::EndingTransactions);
+        Box::pin(ctx.end_transactions()).await
+    } else {
+        Vec::new()
+    };
     let mut report = verdict(entry, duration, result, transaction_failures);
     report.observed = ctx.take_observed();
     if !ctx.has_cleanups() {
@@ -822,9 +829,9 @@ async fn check_report(
     smoke.inner.redactor.redact_check(&mut report);
     lock(&instance.state).verdict = Some(report.clone());
 
-    let cleanup_failures = ctx
-        .run_cleanups(|label| instance.set_phase(Phase::Cleanup(label.to_string())))
-        .await;
+    let cleanup_failures =
+        Box::pin(ctx.run_cleanups(|label| instance.set_phase(Phase::Cleanup(label.to_string()))))
+            .await;
     // The teardown steps (a check with steps reports each cleanup as one).
     report.steps = ctx.take_steps();
     if report.status != Status::Fail {
