@@ -104,6 +104,13 @@
 //! check) from an exhausted pool, and fails with kind `db_unavailable`. Nothing is cached:
 //! the next run succeeds as soon as the database is back.
 //!
+//! An idle connection is taken without the pool's ping on acquire (`Pool::try_acquire`):
+//! `BEGIN` follows at once and finds out as well whether the connection works. If it finds
+//! it broken (the server restarted, a firewall dropped it while idle), that connection is
+//! closed and the begin retried once on one from `Pool::acquire`, before the check has run
+//! anything, so a stale idle connection never fails a check. sqlx still pings every
+//! connection returned to the pool; that happens in a task of its own, after the verdict.
+//!
 //! # Example
 //!
 //! ```

@@ -8,18 +8,29 @@
 //!
 //! ```sql
 //! BEGIN; SET LOCAL statement_timeout = <ms left>; SET LOCAL lock_timeout = <ms left>;
-//! SET LOCAL idle_in_transaction_session_timeout = <ms left + 5000>
+//! SET LOCAL idle_in_transaction_session_timeout = <ms left + 5000>;
+//! SET LOCAL smoketest.transaction = '<key>'; SELECT pg_try_advisory_lock(<key>)
 //! ```
 //!
 //! so the server itself stops a query or a lock wait at the check's deadline, and kills the
-//! session if the service ever stalls with the transaction open. A raw `COMMIT` in a check
-//! is detected (the transaction the runner began is gone when it comes to roll back) and
-//! fails the check with kind `committed`.
+//! session if the service ever stalls with the transaction open. A raw `COMMIT` or
+//! `ROLLBACK` in a check is detected (the transaction-local `smoketest.transaction` is gone
+//! when the runner comes to roll back) and fails the check with kind `committed`. The
+//! session-level advisory lock, on a random 64-bit key, is how a cancel finds this backend
+//! from another connection (`pg_cancel_backend` of the pid holding it in `pg_locks`); it
+//! outlives a `COMMIT` in the check, and is released before the connection goes back to the
+//! pool (or the connection is closed).
 //!
-//! Around the check's own statements that is four round trips: `BEGIN` with the `SET LOCAL`s;
-//! the backend's pid and the transaction's start (for the cancel and the detection); the
-//! detection; `ROLLBACK`. sqlx's pool adds its ping on release, and one on acquire unless
-//! the pool is built with `test_before_acquire(false)`.
+//! Around the check's own statements that is three round trips: that string, sent through
+//! sqlx's transaction manager (so that sqlx counts the transaction, and a nested
+//! `conn.begin()` in the check is a savepoint); the commit detection with the lock's release;
+//! sqlx's `ROLLBACK`. A check that left its transaction aborted pays one more (the detection
+//! is refused there, so the lock is released after the `ROLLBACK`). Folding the detection
+//! into the `ROLLBACK`'s round trip would need sqlx 0.9 to send a statement of ours with
+//! its `ROLLBACK`, or to expose the transaction status it reads from `ReadyForQuery`; it
+//! does neither, and a `ROLLBACK` sqlx does not know of would leave it counting a
+//! transaction that is gone. The pool's ping on acquire is not paid (the runner takes an
+//! idle connection with `try_acquire`); its ping on release is, after the verdict.
 //!
 //! # Example
 //!

@@ -31,6 +31,12 @@
 //! deadline, and a commit hook turns a `COMMIT` into a `ROLLBACK`: on SQLite, a check cannot
 //! commit at all (and one that tries fails with kind `committed`).
 //!
+//! Around the check's own statements the runner sends the connection's worker six
+//! commands, four of them SQL: reading `busy_timeout`; setting it and `BEGIN` in one string
+//! (sqlx runs a custom begin statement with `sqlite3_exec`); installing the handler and the
+//! hook; removing them; `ROLLBACK`; restoring `busy_timeout`. No ping on acquire (the runner
+//! takes an idle connection with `try_acquire`).
+//!
 //! # Example
 //!
 //! ```no_run
