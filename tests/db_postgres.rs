@@ -851,12 +851,16 @@ async fn server_errors_carry_their_sqlstate_and_say_what_to_fix() {
 /// grows, a change added a round trip to every database check: make sure it is worth it.
 /// Before issue 19's round 2: `BEGIN; SET LOCAL …` (1), the start marker (pid and
 /// transaction start, 1), the check's `SELECT 1` (1), the commit detection (1), `ROLLBACK`
-/// (1) — four around the check.
-const PG_ROUND_TRIPS_AROUND_A_CHECK: u64 = 4;
+/// (1) — four around the check, plus the pool's ping on acquire when it tests connections.
+/// Now three and no ping on acquire: `BEGIN`, the `SET LOCAL`s, the marker and the
+/// advisory lock that stands in for the pid travel in one string; the detection (and the
+/// lock's release); sqlx's `ROLLBACK`.
+const PG_ROUND_TRIPS_AROUND_A_CHECK: u64 = 3;
 
 /// The round trips one run of a `SELECT 1` check pays through a counting proxy, on a warm
-/// connection (statements already prepared), with and without the pool's ping on acquire.
-/// The pool's own ping on release (sqlx always sends it) is counted too, and subtracted.
+/// connection (statements already prepared), with the pool set to test connections on
+/// acquire and not: the runner never pays that ping. The pool's own ping on release (sqlx
+/// always sends it) is counted too, and subtracted.
 #[tokio::test]
 async fn a_minimal_check_pays_a_known_number_of_round_trips() {
     let Some(db) = database(1).await else { return };
@@ -912,7 +916,9 @@ async fn a_minimal_check_pays_a_known_number_of_round_trips() {
         assert_eq!(report.status, Status::Pass, "{report:?}");
         let paid = settled().await - before;
         let own = 1;
-        let pool_pings = 1 + u64::from(ping_on_acquire);
+        // The ping on release only: the runner takes an idle connection with
+        // `try_acquire`, which skips the ping on acquire even when the pool asks for it.
+        let pool_pings = 1;
         assert_eq!(
             paid - own - pool_pings,
             PG_ROUND_TRIPS_AROUND_A_CHECK,
@@ -922,5 +928,159 @@ async fn a_minimal_check_pays_a_known_number_of_round_trips() {
         proxied.close().await;
     }
     proxy.down().await;
+    db.drop_schema().await;
+}
+
+/// The advisory lock that lets a cancel find a check's backend is session-level, so it must
+/// be released before the connection goes back to the pool, on every path that returns it:
+/// a pass, a check that left its transaction aborted (the detection is refused there), a
+/// check that committed, a check that leaked a savepoint. The pool's connection stays open
+/// and usable outside any transaction.
+#[tokio::test]
+async fn no_advisory_lock_or_transaction_stays_on_a_pooled_connection() {
+    let Some(db) = database(1).await else { return };
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .postgres(db.pool.clone())
+        .check(from_fn("passes", |ctx| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO items VALUES (50, 'smoke')")
+                    .execute(ctx.postgres().await?)
+                    .await?;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .check(from_fn("leaves_its_transaction_aborted", |ctx| {
+            Box::pin(async move {
+                let conn = ctx.postgres().await?;
+                sqlx::query("INSERT INTO items VALUES (51, 'smoke')")
+                    .execute(&mut *conn)
+                    .await?;
+                let refused = sqlx::query("SELECT 1 / 0").execute(&mut *conn).await;
+                ensure_eq!(refused.is_err(), true, "division by zero fails");
+                Ok(Outcome::Pass)
+            })
+        }))
+        .check(from_fn("commits", |ctx| {
+            Box::pin(async move {
+                sqlx::raw_sql("COMMIT")
+                    .execute(ctx.postgres().await?)
+                    .await?;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .check(from_fn("leaks_a_savepoint", |ctx| {
+            Box::pin(async move {
+                use smoketest::db::sqlx::Connection;
+                let conn = ctx.postgres().await?;
+                let nested = conn.begin().await?;
+                std::mem::forget(nested);
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    for name in [
+        "passes",
+        "leaves_its_transaction_aborted",
+        "commits",
+        "leaks_a_savepoint",
+    ] {
+        let report = smoke.run(&Selection::one(name)).await.unwrap();
+        let expected = if name == "commits" {
+            Status::Fail
+        } else {
+            Status::Pass
+        };
+        assert_eq!(report.checks[0].status, expected, "{report:?}");
+        // The connection went back to the pool (the one-connection pool serves the query),
+        // outside a transaction on the server and in sqlx's count.
+        let mut conn = db.pool.acquire().await.unwrap();
+        assert!(
+            !sqlx::Connection::is_in_transaction(&*conn),
+            "{name}: sqlx's depth"
+        );
+        let savepoint = sqlx::raw_sql("SAVEPOINT probe").execute(&mut *conn).await;
+        let code = match &savepoint {
+            Err(sqlx::Error::Database(e)) => e.code().map(|c| c.to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            code.as_deref(),
+            Some("25P01"),
+            "{name}: the pooled connection is in a transaction: {savepoint:?}"
+        );
+        let locks: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        drop(conn);
+        assert_eq!(
+            locks, 0,
+            "{name}: an advisory lock stayed on the pooled connection"
+        );
+    }
+    assert_eq!(db.sessions("idle in transaction%").await, 0);
+    assert_eq!(count(&db.pool).await, 3, "a write survived");
+    db.drop_schema().await;
+}
+
+/// The runner takes an idle connection without the pool's ping on acquire. One that died
+/// while idle (the server restarted, a firewall dropped it) must not fail the check: its
+/// `BEGIN` fails on the broken connection, which is closed, and the begin is retried on a
+/// fresh connection — whether or not the pool tests connections on acquire.
+#[tokio::test]
+async fn an_idle_connection_that_died_does_not_fail_the_check() {
+    let _serial = serial().await;
+    let Some(db) = database(1).await else { return };
+    for test_before_acquire in [true, false] {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(test_before_acquire)
+            .connect_with((*db.pool.connect_options()).clone())
+            .await
+            .unwrap();
+        let smoke = Smoketest::builder()
+            .without_discovery()
+            .postgres(pool.clone())
+            .check(from_fn("select_one", |ctx| {
+                Box::pin(async move {
+                    let one: i32 = sqlx::query_scalar("SELECT 1")
+                        .fetch_one(ctx.postgres().await?)
+                        .await?;
+                    ensure_eq!(one, 1, "SELECT 1");
+                    Ok(Outcome::Pass)
+                })
+            }))
+            .build()
+            .unwrap();
+        let report = smoke.run(&Selection::all()).await.unwrap();
+        assert_eq!(report.status, Status::Pass, "{report:?}");
+        // Wait for the release, then kill the idle connection's backend behind the pool.
+        while pool.num_idle() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let killed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1 AND pid <> pg_backend_pid()) AS t",
+        )
+        .bind(&db.app)
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+        assert!(killed >= 1, "no backend to kill");
+        while db.sessions("%").await > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let report = smoke.run(&Selection::all()).await.unwrap();
+        assert_eq!(
+            report.status,
+            Status::Pass,
+            "test_before_acquire({test_before_acquire}): {report:?}"
+        );
+        pool.close().await;
+    }
     db.drop_schema().await;
 }

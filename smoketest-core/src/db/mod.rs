@@ -104,6 +104,13 @@
 //! check) from an exhausted pool, and fails with kind `db_unavailable`. Nothing is cached:
 //! the next run succeeds as soon as the database is back.
 //!
+//! An idle connection is taken without the pool's ping on acquire (`Pool::try_acquire`):
+//! `BEGIN` follows at once and finds out as well whether the connection works. If it finds
+//! it broken (the server restarted, a firewall dropped it while idle), that connection is
+//! closed and the begin retried once on one from `Pool::acquire`, before the check has run
+//! anything, so a stale idle connection never fails a check. sqlx still pings every
+//! connection returned to the pool; that happens in a task of its own, after the verdict.
+//!
 //! # Example
 //!
 //! ```
@@ -571,6 +578,13 @@ mod engine {
     }
 
     /// Acquire (bounded) and begin. Runs in its own task.
+    ///
+    /// An idle connection is taken with `try_acquire`, which skips the pool's ping on acquire
+    /// (`test_before_acquire`): `BEGIN` follows at once and tells as well whether the
+    /// connection still works. If that connection turns out dead before the check has run
+    /// anything on it (the server restarted, a firewall dropped it), it is closed and the
+    /// begin retried once on a connection from `acquire`, which the pool tests or opens
+    /// afresh, so a stale idle connection never turns into a false `db_unavailable`.
     async fn begin<D: Dialect>(
         pool: sqlx::Pool<D::Db>,
         name: Arc<str>,
@@ -578,6 +592,12 @@ mod engine {
         acquire_timeout: Duration,
         lock: Lock,
     ) -> Result<Open<D>, CheckError> {
+        if let Some(conn) = pool.try_acquire() {
+            match begin_on::<D>(Held { conn: Some(conn) }, &name, deadline, lock).await {
+                Err(Begun::Broken(_)) => {}
+                done => return done.map_err(Begun::into_error),
+            }
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         // Leave a quarter of the check's time to say why no connection came.
         let wait = acquire_timeout.min(remaining * 3 / 4);
@@ -588,25 +608,74 @@ mod engine {
                 return Err(unavailable::<D>(&pool, &name, wait, sqlx::Error::PoolTimedOut).await);
             }
         };
-        let mut held = Held { conn: Some(conn) };
+        begin_on::<D>(Held { conn: Some(conn) }, &name, deadline, lock)
+            .await
+            .map_err(Begun::into_error)
+    }
+
+    /// Why a begin failed: the connection itself broke (worth one more try on another
+    /// connection), or anything else.
+    enum Begun {
+        Broken(CheckError),
+        Failed(CheckError),
+    }
+
+    impl Begun {
+        fn into_error(self) -> CheckError {
+            match self {
+                Begun::Broken(error) | Begun::Failed(error) => error,
+            }
+        }
+    }
+
+    /// Whether `error` says the connection is gone rather than the server refused something.
+    fn broken(error: &sqlx::Error) -> bool {
+        match error {
+            sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+            // Postgres: the server closed this session (admin shutdown, crash recovery);
+            // class 08 is a connection exception on both servers.
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+            _ => false,
+        }
+    }
+
+    /// Begin on `held`'s connection. On every error `held` is dropped, which closes the
+    /// connection: it never goes back to the pool with something begun.
+    async fn begin_on<D: Dialect>(
+        mut held: Held<D::Db>,
+        name: &str,
+        deadline: Instant,
+        lock: Lock,
+    ) -> Result<Open<D>, Begun> {
         let Some(conn) = held.get() else {
-            return Err(CheckError::error("the pooled connection vanished"));
+            return Err(Begun::Failed(CheckError::error(
+                "the pooled connection vanished",
+            )));
         };
         // If `BEGIN` hangs, dropping `held` closes the connection: it never goes back open.
         match tokio::time::timeout_at(deadline + BEGIN_GRACE, D::begin(conn, deadline, lock)).await
         {
             Ok(Ok(session)) => Ok(Open { held, session }),
-            Ok(Err(error)) => Err(crate::db::classify(&error).context(format!(
-                "beginning the {} transaction on pool `{name}`",
-                D::LABEL
-            ))),
-            Err(_) => Err(CheckError::new(
+            Ok(Err(error)) => {
+                let failure = crate::db::classify(&error).context(format!(
+                    "beginning the {} transaction on pool `{name}`",
+                    D::LABEL
+                ));
+                Err(if broken(&error) {
+                    Begun::Broken(failure)
+                } else {
+                    Begun::Failed(failure)
+                })
+            }
+            Err(_) => Err(Begun::Failed(CheckError::new(
                 ErrorKind::DbUnavailable,
                 format!(
                     "the {} server of pool `{name}` did not answer BEGIN before the check's deadline",
                     D::LABEL
                 ),
-            )),
+            ))),
         }
     }
 

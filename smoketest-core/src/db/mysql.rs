@@ -10,9 +10,14 @@
 //!
 //! Around the check's own statements that is four round trips: the connection id and
 //! version; the limit and `BEGIN` in one multi-statement query; the commit detection
-//! (`@@in_transaction`, MariaDB) and the limit's restoring in one; `ROLLBACK`. sqlx's pool
-//! adds its ping on release, and one on acquire unless the pool is built with
-//! `test_before_acquire(false)`.
+//! (`@@in_transaction`, MariaDB) and the limit's restoring in one; `ROLLBACK`. That is as few
+//! as sqlx 0.9 allows without giving up its count of the transaction: `BEGIN` and `ROLLBACK`
+//! go through its transaction manager, which runs them as statements of their own and
+//! discards result rows, and the connection id (for `KILL QUERY`) is not exposed, so it is
+//! read in a query of its own. A `BEGIN` sqlx did not count would make a nested
+//! `conn.begin()` in the check send `BEGIN`, which on MySQL commits the runner's transaction.
+//! The pool's ping on acquire is not paid (the runner takes an idle connection with
+//! `try_acquire`); its ping on release is, after the verdict.
 //!
 //! MySQL and MariaDB commit implicitly before and after DDL (`CREATE TABLE`, `ALTER`,
 //! `DROP`, `TRUNCATE`, …): a check must not run DDL. On MariaDB the runner notices

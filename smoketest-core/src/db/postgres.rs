@@ -8,18 +8,29 @@
 //!
 //! ```sql
 //! BEGIN; SET LOCAL statement_timeout = <ms left>; SET LOCAL lock_timeout = <ms left>;
-//! SET LOCAL idle_in_transaction_session_timeout = <ms left + 5000>
+//! SET LOCAL idle_in_transaction_session_timeout = <ms left + 5000>;
+//! SET LOCAL smoketest.transaction = '<key>'; SELECT pg_try_advisory_lock(<key>)
 //! ```
 //!
 //! so the server itself stops a query or a lock wait at the check's deadline, and kills the
-//! session if the service ever stalls with the transaction open. A raw `COMMIT` in a check
-//! is detected (the transaction the runner began is gone when it comes to roll back) and
-//! fails the check with kind `committed`.
+//! session if the service ever stalls with the transaction open. A raw `COMMIT` or
+//! `ROLLBACK` in a check is detected (the transaction-local `smoketest.transaction` is gone
+//! when the runner comes to roll back) and fails the check with kind `committed`. The
+//! session-level advisory lock, on a random 64-bit key, is how a cancel finds this backend
+//! from another connection (`pg_cancel_backend` of the pid holding it in `pg_locks`); it
+//! outlives a `COMMIT` in the check, and is released before the connection goes back to the
+//! pool (or the connection is closed).
 //!
-//! Around the check's own statements that is four round trips: `BEGIN` with the `SET LOCAL`s;
-//! the backend's pid and the transaction's start (for the cancel and the detection); the
-//! detection; `ROLLBACK`. sqlx's pool adds its ping on release, and one on acquire unless
-//! the pool is built with `test_before_acquire(false)`.
+//! Around the check's own statements that is three round trips: that string, sent through
+//! sqlx's transaction manager (so that sqlx counts the transaction, and a nested
+//! `conn.begin()` in the check is a savepoint); the commit detection with the lock's release;
+//! sqlx's `ROLLBACK`. A check that left its transaction aborted pays one more (the detection
+//! is refused there, so the lock is released after the `ROLLBACK`). Folding the detection
+//! into the `ROLLBACK`'s round trip would need sqlx 0.9 to send a statement of ours with
+//! its `ROLLBACK`, or to expose the transaction status it reads from `ReadyForQuery`; it
+//! does neither, and a `ROLLBACK` sqlx does not know of would leave it counting a
+//! transaction that is gone. The pool's ping on acquire is not paid (the runner takes an
+//! idle connection with `try_acquire`); its ping on release is, after the verdict.
 //!
 //! # Example
 //!
@@ -44,6 +55,7 @@
 //! ```
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use sqlx::postgres::PgTransactionManager;
 use sqlx::{PgConnection, Postgres};
@@ -54,19 +66,46 @@ use super::checks::{Backend, DbCheck, Probe};
 use super::{BoxFuture, Databases, Dialect, Slot, Transactions, millis_left, rollback_all};
 use crate::{Context, Outcome, ensure_eq, fail};
 
-/// The backend's pid and the start of the current transaction in microseconds (whatever
-/// the session's time zone or date style).
-const TRANSACTION_START: &str =
-    "SELECT pg_backend_pid(), (extract(epoch FROM now()) * 1000000)::bigint";
+/// The transaction-local setting that marks the runner's transaction: after a `COMMIT` or
+/// `ROLLBACK` in the check, the statements run in a transaction that does not have it.
+const MARKER: &str = "smoketest.transaction";
 
 /// The Postgres dialect.
 pub(crate) struct Pg;
 
-/// What `begin` learned: the backend's pid (to cancel from outside) and the transaction's
-/// start time (to notice a transaction that is no longer the one the runner began).
+/// What `begin` set up, all on the server within its one round trip: the marker value that
+/// tells the runner's transaction apart, and the key of a session-level advisory lock that
+/// lets a cancel find this backend's pid from another connection (sqlx 0.9 does not expose
+/// the pid it got at connect time, and reading it would cost a round trip of its own).
 pub(crate) struct PgSession {
-    pid: i32,
-    started: i64,
+    key: u64,
+    /// The advisory lock was released already, together with the commit detection.
+    unlocked: AtomicBool,
+}
+
+impl PgSession {
+    fn marker(&self) -> String {
+        format!("{:016x}", self.key)
+    }
+
+    /// The key as `pg_try_advisory_lock(bigint)` takes it.
+    fn lock_key(&self) -> i64 {
+        self.key as i64
+    }
+}
+
+/// A key no other transaction of this or another process uses at the same time: 64 bits
+/// from the standard library's per-process random hash keys, over a counter and the clock.
+fn unique_key() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(now.as_nanos());
+    }
+    hasher.finish()
 }
 
 impl Dialect for Pg {
@@ -92,51 +131,88 @@ impl Dialect for Pg {
         deadline: Instant,
         _lock: super::Lock,
     ) -> Result<PgSession, sqlx::Error> {
+        let session = PgSession {
+            key: unique_key(),
+            unlocked: AtomicBool::new(false),
+        };
         let ms = millis_left(deadline);
+        // One round trip, through sqlx's transaction manager so that sqlx counts the
+        // transaction (a nested `conn.begin()` in the check is then a savepoint, never a
+        // `COMMIT` of the runner's transaction); it discards rows, so nothing is read back.
+        // The advisory lock is session-level: it outlives a `COMMIT` in the check, so a
+        // statement the check runs after committing can still be cancelled.
         let begin = format!(
             "BEGIN; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; \
-             SET LOCAL idle_in_transaction_session_timeout = {}",
-            ms + 5_000
+             SET LOCAL idle_in_transaction_session_timeout = {}; \
+             SET LOCAL {MARKER} = '{}'; SELECT pg_try_advisory_lock({})",
+            ms + 5_000,
+            session.marker(),
+            session.lock_key(),
         );
         PgTransactionManager::begin(
             conn,
             Some(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(begin))),
         )
         .await?;
-        // A round trip of its own: sqlx's begin discards rows, and sqlx 0.9 does not expose
-        // the backend pid it got at connect time, which the cancel needs.
-        let (pid, started): (i32, i64) = sqlx::query_as(TRANSACTION_START)
-            .fetch_one(&mut *conn)
-            .await?;
-        Ok(PgSession { pid, started })
+        Ok(session)
     }
 
     async fn still_open(conn: &mut PgConnection, session: &PgSession) -> Option<bool> {
-        // `now()` is the start of the current transaction: after a COMMIT each statement
-        // runs in a new one.
-        match sqlx::query_as::<_, (i32, i64)>(TRANSACTION_START)
+        // The detection and the advisory lock's release in one round trip. The marker is
+        // gone in any transaction but the one the runner began.
+        let sql = format!(
+            "SELECT coalesce(current_setting('{MARKER}', true) = '{}', false), pg_advisory_unlock({})",
+            session.marker(),
+            session.lock_key(),
+        );
+        // The simple protocol: the text differs for every transaction, and a prepared
+        // statement would cost a round trip of its own and a slot in sqlx's statement cache.
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .fetch_one(&mut *conn)
             .await
         {
-            Ok((_, started)) => Some(started == session.started),
+            Ok(row) => {
+                session.unlocked.store(true, Ordering::SeqCst);
+                sqlx::Row::try_get::<bool, _>(&row, 0).ok()
+            }
             // "current transaction is aborted": still the runner's transaction.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("25P02") => Some(true),
             Err(_) => None,
         }
     }
 
-    async fn rollback(conn: &mut PgConnection, _session: &PgSession) -> Result<(), sqlx::Error> {
+    async fn rollback(conn: &mut PgConnection, session: &PgSession) -> Result<(), sqlx::Error> {
         // Not folded into `still_open`'s query: sqlx counts the transaction it began as open
         // until its own ROLLBACK, so a raw `…; ROLLBACK` would need a second ROLLBACK (a
         // warning in the server's log) or an empty `BEGIN` for it to end, and that one stays
         // "idle in transaction" until sqlx's ping on release flushes it.
-        rollback_all::<Postgres>(conn).await
+        rollback_all::<Postgres>(conn).await?;
+        if !session.unlocked.load(Ordering::SeqCst) {
+            // The detection failed (an aborted transaction refuses every statement), so the
+            // lock is still held: release it, or the connection is closed instead.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "SELECT pg_advisory_unlock({})",
+                session.lock_key()
+            )))
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
     }
 
     fn cancel(pool: &sqlx::PgPool, session: &PgSession) -> Option<BoxFuture> {
+        // The backend holding the session's advisory lock: this check's connection, as long
+        // as the lock is held (the runner keeps the connection open until the cancel ended).
         Some(super::cancel_with(
             pool,
-            format!("SELECT pg_cancel_backend({})", session.pid),
+            format!(
+                "SELECT pg_cancel_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND classid = '{}'::oid AND objid = '{}'::oid AND objsubid = 1 AND granted \
+                 AND pid <> pg_backend_pid()",
+                session.key >> 32,
+                session.key & 0xffff_ffff,
+            ),
         ))
     }
 

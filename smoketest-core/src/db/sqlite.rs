@@ -31,6 +31,12 @@
 //! deadline, and a commit hook turns a `COMMIT` into a `ROLLBACK`: on SQLite, a check cannot
 //! commit at all (and one that tries fails with kind `committed`).
 //!
+//! Around the check's own statements the runner sends the connection's worker six
+//! commands, four of them SQL: reading `busy_timeout`; setting it and `BEGIN` in one string
+//! (sqlx runs a custom begin statement with `sqlite3_exec`); installing the handler and the
+//! hook; removing them; `ROLLBACK`; restoring `busy_timeout`. No ping on acquire (the runner
+//! takes an idle connection with `try_acquire`).
+//!
 //! # Example
 //!
 //! ```no_run
@@ -95,19 +101,20 @@ impl Dialect for Lite {
         let busy_timeout_ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
             .fetch_one(&mut *conn)
             .await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "PRAGMA busy_timeout = {}",
-            millis_left(deadline)
-        )))
-        .execute(&mut *conn)
-        .await?;
-        SqliteTransactionManager::begin(
-            conn,
-            // DEFERRED unless asked: a check that only reads must not hold the write lock.
-            Some(sqlx::SqlSafeStr::into_sql_str(match lock {
+        // The busy timeout travels with `BEGIN` (sqlx runs a custom begin statement with
+        // `sqlite3_exec`, which takes several): one command to the connection's worker.
+        // DEFERRED unless asked: a check that only reads must not hold the write lock.
+        let begin = format!(
+            "PRAGMA busy_timeout = {}; {}",
+            millis_left(deadline),
+            match lock {
                 Lock::AtFirstWrite => "BEGIN DEFERRED",
                 Lock::UpFront => "BEGIN IMMEDIATE",
-            })),
+            }
+        );
+        SqliteTransactionManager::begin(
+            conn,
+            Some(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(begin))),
         )
         .await?;
 
