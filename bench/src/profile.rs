@@ -18,6 +18,8 @@ pub struct Profile {
     /// Own code plus every call it made (a recursive function counts its inner calls again,
     /// as `callgrind_annotate --inclusive=yes` does).
     pub inclusive: HashMap<String, u64>,
+    /// Callee → caller → instructions of the calls (inclusive of the callee's callees).
+    pub callers: HashMap<String, HashMap<String, u64>>,
 }
 
 impl Profile {
@@ -29,6 +31,7 @@ impl Profile {
         let mut function: Option<String> = None;
         // The cost line after a `calls=` line is the call's inclusive cost.
         let mut call_cost_next = false;
+        let mut callee: Option<String> = None;
         let mut totals = None;
         for line in text.lines() {
             let Some(first) = line.bytes().next() else {
@@ -45,6 +48,14 @@ impl Profile {
                 };
                 if call_cost_next {
                     *profile.inclusive.entry(f.clone()).or_default() += cost;
+                    if let Some(callee) = &callee {
+                        *profile
+                            .callers
+                            .entry(callee.clone())
+                            .or_default()
+                            .entry(f.clone())
+                            .or_default() += cost;
+                    }
                     call_cost_next = false;
                 } else {
                     *profile.self_cost.entry(f.clone()).or_default() += cost;
@@ -61,10 +72,8 @@ impl Profile {
                     totals = value.split_whitespace().next().and_then(|v| v.parse().ok());
                 }
                 "fn" => function = Some(compressed_name(&mut names, value)),
-                "cfn" => {
-                    // Defines the name's id too; the caller stays `function`.
-                    compressed_name(&mut names, value);
-                }
+                // The caller stays `function`.
+                "cfn" => callee = Some(compressed_name(&mut names, value)),
                 "calls" => call_cost_next = true,
                 _ => {}
             }
@@ -78,17 +87,20 @@ impl Profile {
         top(&self.self_cost, n, |_| true)
     }
 
+    /// The `n` callers that spend the most instructions in calls to `callee`.
+    pub fn top_callers(&self, callee: &str, n: usize) -> Vec<(&str, u64)> {
+        self.callers
+            .get(callee)
+            .map_or_else(Vec::new, |callers| top(callers, n, |_| true))
+    }
+
     /// The `n` functions with the largest inclusive cost among those `keep` accepts.
     pub fn top_inclusive(&self, n: usize, keep: impl Fn(&str) -> bool) -> Vec<(&str, u64)> {
         top(&self.inclusive, n, keep)
     }
 }
 
-fn top(
-    costs: &HashMap<String, u64>,
-    n: usize,
-    keep: impl Fn(&str) -> bool,
-) -> Vec<(&str, u64)> {
+fn top(costs: &HashMap<String, u64>, n: usize, keep: impl Fn(&str) -> bool) -> Vec<(&str, u64)> {
     let mut rows: Vec<(&str, u64)> = costs
         .iter()
         .filter(|(name, _)| keep(name))
@@ -316,6 +328,8 @@ totals: 1000
             p.top_inclusive(5, |n| n != "main"),
             vec![("work", 850), ("alloc", 250)]
         );
+        assert_eq!(p.top_callers("alloc", 3), vec![("work", 250)]);
+        assert_eq!(p.top_callers("main", 3), vec![]);
     }
 
     #[test]

@@ -1277,6 +1277,81 @@ fn differential_table(md: &mut String, measured: &Instructions, base: &Instructi
     }
 }
 
+/// For the `n` functions that add the most from `base` to `measured` (the allocator's
+/// internals left out), and for `malloc` and `free`: who calls them. `memcpy` and the
+/// allocator are at the top of most profiles, and say nothing until one sees what copies,
+/// allocates and frees.
+fn callers_of_the_largest(md: &mut String, measured: &Instructions, base: &Instructions, n: usize) {
+    let allocator_internal = |f: &str| {
+        f.starts_with("_int_") || f.starts_with("unlink_chunk") || f == "malloc_consolidate"
+    };
+    let mut names: Vec<&str> = added_by_function(measured, base, 20)
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .filter(|name| !allocator_internal(name) && *name != "malloc" && *name != "free")
+        .take(n)
+        .collect();
+    names.extend(["malloc", "free"]);
+    let _ = writeln!(
+        md,
+        "\nWho calls the largest, and who allocates and frees (instructions per request spent \
+         in the calls from each caller, in `{}`):\n",
+        measured.app
+    );
+    for name in names {
+        let callers: Vec<String> = measured
+            .profile
+            .top_callers(name, 4)
+            .into_iter()
+            .map(|(caller, cost)| {
+                format!(
+                    "`{}` {}",
+                    short_name(caller, 80).replace('|', "\\|"),
+                    count(cost as f64 / measured.requests as f64)
+                )
+            })
+            .collect();
+        if callers.is_empty() {
+            continue;
+        }
+        let _ = writeln!(md, "- `{}` ← {}", short_name(name, 60), callers.join("; "));
+    }
+}
+
+fn top_self_table(md: &mut String, x: &Instructions, n: usize) {
+    let _ = writeln!(
+        md,
+        "| function (self cost) | per request | share of the request |"
+    );
+    let _ = writeln!(md, "| --- | --- | --- |");
+    for (name, cost) in x.profile.top_self(n) {
+        cost_row(md, x, name, cost);
+    }
+}
+
+/// Smoketest's own functions, inclusive.
+fn top_inclusive_table(md: &mut String, x: &Instructions, n: usize) {
+    let _ = writeln!(
+        md,
+        "| function (inclusive) | per request | share of the request |"
+    );
+    let _ = writeln!(md, "| --- | --- | --- |");
+    for (name, cost) in x.profile.top_inclusive(n, |f| f.contains("smoketest")) {
+        cost_row(md, x, name, cost);
+    }
+}
+
+fn cost_row(md: &mut String, x: &Instructions, name: &str, cost: u64) {
+    let per = cost as f64 / x.requests as f64;
+    let _ = writeln!(
+        md,
+        "| `{}` | {} | {:.1} % |",
+        short_name(name, 90).replace('|', "\\|"),
+        count(per),
+        per / x.per_request * 100.0
+    );
+}
+
 fn profile_section(md: &mut String, f: &Figures) {
     let Ok(rows) = &f.instructions else {
         return;
@@ -1305,50 +1380,34 @@ fn profile_section(md: &mut String, f: &Figures) {
             count(endpoint.per_request - bare.per_request)
         );
         differential_table(md, endpoint, bare, 15);
+        callers_of_the_largest(md, endpoint, bare, 3);
         let _ = writeln!(
             md,
             "\nThe endpoint's own code, inclusive (everything each function called, tasks it \
              spawned excepted: a spawned task's instructions belong to the runtime's poll of \
              it), the 15 largest among smoketest's functions:\n"
         );
-        let _ = writeln!(
-            md,
-            "| function (inclusive) | per request | share of the request |"
-        );
-        let _ = writeln!(md, "| --- | --- | --- |");
-        for (name, cost) in endpoint
-            .profile
-            .top_inclusive(15, |n| n.contains("smoketest"))
-        {
-            let per = cost as f64 / endpoint.requests as f64;
-            let _ = writeln!(
-                md,
-                "| `{}` | {} | {:.1} % |",
-                short_name(name, 90).replace('|', "\\|"),
-                count(per),
-                per / endpoint.per_request * 100.0
-            );
-        }
+        top_inclusive_table(md, endpoint, 15);
         let _ = writeln!(
             md,
             "\nAnd the endpoint's 15 most expensive functions by self cost, whatever their \
              crate:\n"
         );
+        top_self_table(md, endpoint, 15);
+    }
+    if let Some(pg) = instructions_of(rows, "postgres", 1) {
         let _ = writeln!(
             md,
-            "| function (self cost) | per request | share of the request |"
+            "\n### `/smoketest` with the Postgres check\n\n\
+             The server of scenario 3 executes {} instructions per request (the database's \
+             work is in another process and not counted; neither are the waits of its round \
+             trips, which the table of round trips above counts). Its 15 most expensive \
+             functions by self cost, and smoketest's own functions inclusive:\n",
+            count(pg.per_request)
         );
-        let _ = writeln!(md, "| --- | --- | --- |");
-        for (name, cost) in endpoint.profile.top_self(15) {
-            let per = cost as f64 / endpoint.requests as f64;
-            let _ = writeln!(
-                md,
-                "| `{}` | {} | {:.1} % |",
-                short_name(name, 90).replace('|', "\\|"),
-                count(per),
-                per / endpoint.per_request * 100.0
-            );
-        }
+        top_self_table(md, pg, 15);
+        let _ = writeln!(md);
+        top_inclusive_table(md, pg, 10);
     }
     if let (Some(merged), Some(plain)) = (
         instructions_of(rows, "api-merged", 10),
@@ -1473,7 +1532,86 @@ fn criterion_section(md: &mut String, f: &Figures) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Criterion, per_check_at_scale};
+    use super::{
+        Criterion, Instructions, InstructionsPerCheck, RoundTrips, count, instructions_per_check,
+        per_check_at_scale,
+    };
+    use crate::pgproxy::Turn;
+    use crate::profile::Profile;
+
+    fn server(app: &'static str, checks: usize, per_request: f64) -> Instructions {
+        Instructions {
+            app,
+            checks,
+            path: "/smoketest",
+            per_request,
+            requests: 100,
+            profile: Profile::default(),
+        }
+    }
+
+    #[test]
+    fn the_instructions_per_check_are_the_slope_of_endpoint_minus_bare() {
+        // Bare: 14,000 plus 20 per JSON entry; endpoint: that plus 20,000 per run and 2,500
+        // per check.
+        let bare = |n: usize| 14_000.0 + 20.0 * n as f64;
+        let endpoint = |n: usize| bare(n) + 20_000.0 + 2_500.0 * n as f64;
+        let rows: Vec<Instructions> = [1, 10, 100]
+            .into_iter()
+            .flat_map(|n| {
+                [
+                    server("bare", n, bare(n)),
+                    server("endpoint", n, endpoint(n)),
+                ]
+            })
+            .collect();
+        let x = instructions_per_check(&rows).unwrap();
+        assert_eq!(
+            x,
+            InstructionsPerCheck {
+                differences: vec![(1, 22_500.0), (10, 45_000.0), (100, 270_000.0)],
+                per_check: 2_500.0,
+                per_run: 20_000.0,
+                ratio_10: endpoint(10) / bare(10),
+            }
+        );
+        // Without the 100-check servers there is no slope.
+        assert_eq!(instructions_per_check(&rows[..4]), None);
+    }
+
+    #[test]
+    fn round_trips_are_sorted_into_the_checks_the_pools_and_the_runners() {
+        let turn = |statements: &[&str], exchanges| Turn {
+            statements: statements.iter().map(|s| s.to_string()).collect(),
+            exchanges,
+        };
+        let one_request = [
+            turn(&["BEGIN; SET LOCAL statement_timeout = 5000"], 1),
+            turn(&["INSERT INTO orders (item) VALUES ($1) RETURNING id"], 1),
+            turn(&["SELECT item FROM orders WHERE id = $1"], 1),
+            turn(&["ROLLBACK"], 1),
+            turn(&[], 1),
+        ];
+        let turns: Vec<Turn> = one_request.iter().chain(&one_request).cloned().collect();
+        let x = RoundTrips::classify(&turns, 2, "orders");
+        assert_eq!(
+            (x.total, x.own, x.pings, x.around, x.exchanges),
+            (5.0, 2.0, 1.0, 2.0, 5.0)
+        );
+        assert_eq!(x.kinds.len(), 5);
+        assert_eq!(x.kinds[0].0, "BEGIN; SET LOCAL statement_timeout = 5000");
+        assert_eq!(
+            x.kinds[4],
+            ("(Sync alone)".to_string(), 1.0, "the pool (sqlx's ping)")
+        );
+    }
+
+    #[test]
+    fn counts_are_printed_with_thousands_separated() {
+        assert_eq!(count(159_324.4), "159,324");
+        assert_eq!(count(999.0), "999");
+        assert_eq!(count(-1_234.0), "−1,234");
+    }
 
     fn bench(id: &str, mean_ns: f64) -> Criterion {
         Criterion {

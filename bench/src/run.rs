@@ -657,6 +657,7 @@ async fn instructions_per_request(
     checks: usize,
     path: &str,
     requests: u64,
+    postgres: Option<&str>,
 ) -> Result<(f64, Profile), String> {
     let exe = std::env::current_exe().map_err(|e| format!("where am I? {e}"))?;
     let out = std::env::temp_dir().join(format!(
@@ -666,11 +667,17 @@ async fn instructions_per_request(
     ));
     let dump = PathBuf::from(format!("{}.1", out.display()));
     let _ = std::fs::remove_file(&dump);
-    let mut child = Command::new("valgrind")
+    let mut command = Command::new("valgrind");
+    command
         .args(["--tool=callgrind", "--instr-atstart=no"])
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(exe)
-        .args(["serve", app.name(), "--checks", &checks.to_string()])
+        .args(["serve", app.name(), "--checks", &checks.to_string()]);
+    if let Some(url) = postgres {
+        // A pooled connection per load connection, as in scenario 3.
+        command.args(["--postgres", url, "--pool", "8"]);
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -737,9 +744,10 @@ async fn instructions_per_request(
 /// The servers counted under callgrind: the pass-through servers, and the endpoint and the
 /// bare handler with 1, 10 and 100 no-op checks (fewer requests for 100: the count per
 /// request is exact enough, and a request costs over a million instructions there).
-async fn instructions(plan: &Plan) -> Result<Vec<report::Instructions>, String> {
+async fn instructions(plan: &Plan, db: Option<&Db>) -> Result<Vec<report::Instructions>, String> {
     let n = plan.callgrind_requests;
     let mut out = Vec::new();
+    let database = db.map(|_| (App::Postgres, 1, "/smoketest", n / 4));
     for (app, checks, path, requests) in [
         (App::Api, 10, "/orders", n),
         (App::ApiMerged, 10, "/orders", n),
@@ -751,8 +759,13 @@ async fn instructions(plan: &Plan) -> Result<Vec<report::Instructions>, String> 
         (App::Endpoint, 10, "/smoketest", n),
         (App::Bare, 100, "/smoketest", n / 5),
         (App::Endpoint, 100, "/smoketest", n / 5),
-    ] {
-        let (per_request, profile) = instructions_per_request(app, checks, path, requests).await?;
+    ]
+    .into_iter()
+    .chain(database)
+    {
+        let postgres = db.filter(|_| app == App::Postgres).map(|d| d.url.as_str());
+        let (per_request, profile) =
+            instructions_per_request(app, checks, path, requests, postgres).await?;
         out.push(report::Instructions {
             app: app.name(),
             checks,
@@ -845,10 +858,14 @@ async fn run(options: Options) -> Result<(), String> {
     figures.parallel = step("4. parallel", parallel(&plan)).await;
     figures.flood = step("5. flood", flood(&plan, db.as_ref())).await;
     figures.memory = step("6. memory", memory(&plan, db.as_ref())).await;
+    figures.instructions = step(
+        "7. instructions (callgrind)",
+        instructions(&plan, db.as_ref()),
+    )
+    .await;
     if let Some(db) = &db {
         db.teardown().await;
     }
-    figures.instructions = step("7. instructions (callgrind)", instructions(&plan)).await;
 
     if let Some(dir) = &options.criterion {
         figures.criterion = read_criterion(dir);
