@@ -87,8 +87,25 @@ impl Profile {
         top(&self.self_cost, n, |_| true)
     }
 
-    /// The `n` callers that spend the most instructions in calls to `callee`.
+    /// The `n` callers that spend the most instructions in calls to `callee`, looking
+    /// through the allocator shims Rust puts in front of `malloc` and `free`
+    /// (`__rdl_alloc`, `__rust_dealloc`, …), which would otherwise be the only caller.
     pub fn top_callers(&self, callee: &str, n: usize) -> Vec<(&str, u64)> {
+        let mut callee = callee;
+        for _ in 0..4 {
+            let callers = self.callers.get(callee);
+            let only_shim = callers.and_then(|c| {
+                let mut it = c.keys();
+                match (it.next(), it.next()) {
+                    (Some(one), None) if is_shim(one) => Some(one.as_str()),
+                    _ => None,
+                }
+            });
+            match only_shim {
+                Some(shim) => callee = shim,
+                None => break,
+            }
+        }
         self.callers
             .get(callee)
             .map_or_else(Vec::new, |callers| top(callers, n, |_| true))
@@ -98,6 +115,19 @@ impl Profile {
     pub fn top_inclusive(&self, n: usize, keep: impl Fn(&str) -> bool) -> Vec<(&str, u64)> {
         top(&self.inclusive, n, keep)
     }
+}
+
+/// Rust's global-allocator shims: one call on the way to `malloc` or `free`.
+fn is_shim(name: &str) -> bool {
+    [
+        "__rdl_",
+        "__rust_alloc",
+        "__rust_dealloc",
+        "__rust_realloc",
+        "__rg_",
+    ]
+    .iter()
+    .any(|shim| name.contains(shim))
 }
 
 fn top(costs: &HashMap<String, u64>, n: usize, keep: impl Fn(&str) -> bool) -> Vec<(&str, u64)> {
@@ -330,6 +360,11 @@ totals: 1000
         );
         assert_eq!(p.top_callers("alloc", 3), vec![("work", 250)]);
         assert_eq!(p.top_callers("main", 3), vec![]);
+
+        // malloc's only caller is the allocator shim: its callers are shown instead.
+        let shim = "version: 1\nevents: Ir\nfn=(1) make_vec\n0 10\ncfn=(2) __rustc::__rdl_alloc\ncalls=1 0\n0 90\nfn=(2)\n0 5\ncfn=(3) malloc\ncalls=1 0\n0 85\nfn=(3)\n0 85\n";
+        let p = Profile::parse(shim).unwrap();
+        assert_eq!(p.top_callers("malloc", 3), vec![("make_vec", 90)]);
     }
 
     #[test]
