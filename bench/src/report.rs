@@ -1362,7 +1362,8 @@ fn profile_section(md: &mut String, f: &Figures) {
         "Read from the same callgrind dumps as the counts above (`bench/src/profile.rs` \
          reads callgrind's output format), per request. Names are demangled Rust symbols \
          shortened to their crate and last two path segments, generic arguments nested \
-         deeper than one level elided (`…`); inlined functions are counted in their caller. \
+         deeper than one level elided (`…`); inlined functions are counted in their caller; a \
+         `'2` after a name is callgrind's mark for a function called from inside itself. \
          \"Self\" is a function's own instructions; \"inclusive\" adds everything it called. \
          To see the whole profile: `callgrind_annotate` on a dump made as in \
          [Running it](#running-it).\n"
