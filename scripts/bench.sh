@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The benchmarks, in one command: criterion micro-benchmarks of the core, then the load
-# scenarios of the smoketest-bench package, then BENCHMARKS.md written from what was measured.
+# The benchmarks, in one command: criterion micro-benchmarks of the core (the `runner`
+# group, the `scale` group of 1 to 1,000 checks, the formats), then the load scenarios of
+# the smoketest-bench package side by side, the round trips of a Postgres check counted on
+# the wire, and instruction counts and profiles under callgrind; then BENCHMARKS.md written
+# from what was measured.
 #
-#   scripts/bench.sh            # everything (a few minutes on 2 cores, build included)
+#   scripts/bench.sh            # everything (about 5 minutes on 2 cores, build included)
 #   scripts/bench.sh --quick    # seconds per scenario: checks the harness, not the code
 #
 # Postgres: SMOKETEST_BENCH_POSTGRES_URL, else SMOKETEST_TEST_POSTGRES_URL, else

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! smoketest-bench run [--out BENCHMARKS.md] [--postgres URL | --no-postgres] [--criterion DIR] [--quick]
-//! smoketest-bench serve APP [--postgres URL] [--pool N]     (started by `run`)
+//! smoketest-bench serve APP [--postgres URL] [--pool N] [--checks N]   (started by `run`)
 //! smoketest-bench load ADDR PATH [CONNECTIONS] [SECONDS]    (load one server, for profiling)
 //! ```
 //!
@@ -13,6 +13,8 @@
 mod load;
 mod machine;
 mod pg;
+mod pgproxy;
+mod profile;
 mod report;
 mod run;
 mod servers;

@@ -42,6 +42,38 @@ fn with_database(url: &str, database: &str) -> Option<String> {
     Some(out)
 }
 
+/// `url` pointed at `proxy` instead of its own host, without TLS (the proxy reads the
+/// protocol), and the address it pointed at (host and port, default port 5432).
+pub fn via_proxy(url: &str, proxy: std::net::SocketAddr) -> Option<(String, String)> {
+    let after_scheme = url.find("://")? + 3;
+    let rest = &url[after_scheme..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let (userinfo, host_port) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    if host_port.is_empty() {
+        return None;
+    }
+    let target = if host_port.ends_with(']') || !host_port.contains(':') {
+        format!("{host_port}:5432")
+    } else {
+        host_port.to_string()
+    };
+    let mut out = url[..after_scheme].to_string();
+    if let Some(u) = userinfo {
+        out.push_str(u);
+        out.push('@');
+    }
+    out.push_str(&proxy.to_string());
+    let tail = &rest[authority_end..];
+    out.push_str(tail);
+    out.push(if tail.contains('?') { '&' } else { '?' });
+    out.push_str("sslmode=disable");
+    Some((out, target))
+}
+
 async fn connect(url: &str) -> Result<PgConnection, String> {
     tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(url))
         .await
@@ -197,6 +229,26 @@ mod tests {
             Some("postgres://h:5432/b")
         );
         assert_eq!(with_database("not a url", "b"), None);
+    }
+
+    #[test]
+    fn points_a_url_at_the_proxy_without_tls() {
+        let proxy: std::net::SocketAddr = "127.0.0.1:6000".parse().unwrap();
+        assert_eq!(
+            via_proxy("postgres://postgres@db.internal:5433/bench", proxy),
+            Some((
+                "postgres://postgres@127.0.0.1:6000/bench?sslmode=disable".into(),
+                "db.internal:5433".into()
+            ))
+        );
+        assert_eq!(
+            via_proxy("postgres://u:p@h/b?application_name=x", proxy),
+            Some((
+                "postgres://u:p@127.0.0.1:6000/b?application_name=x&sslmode=disable".into(),
+                "h:5432".into()
+            ))
+        );
+        assert_eq!(via_proxy("not a url", proxy), None);
     }
 
     #[test]

@@ -13,6 +13,8 @@ use tokio::time::Instant;
 use crate::load::{self, Load, Outcome, median};
 use crate::machine::{self, Machine};
 use crate::pg::Db;
+use crate::pgproxy::Proxy;
+use crate::profile::Profile;
 use crate::report::{self, Criterion, Figures};
 use crate::servers::App;
 
@@ -42,6 +44,13 @@ pub struct Plan {
     pub connections: usize,
     /// Clients for pgbench and connections for the Postgres scenario.
     pub pg_clients: usize,
+    /// Alternating rounds of the Postgres scenario (each side 1 s: pgbench counts whole
+    /// seconds).
+    pub pg_rounds: usize,
+    /// Sequential requests through the counting proxy for the round trips per check.
+    pub round_trip_requests: usize,
+    /// Requests counted under callgrind per server (fewer for the 100-check servers).
+    pub callgrind_requests: u64,
     /// Requests to time in the parallel scenario.
     pub parallel_samples: usize,
     /// Connections in the flood.
@@ -61,6 +70,9 @@ impl Plan {
                 window: Duration::from_millis(300),
                 connections: 16,
                 pg_clients: 4,
+                pg_rounds: 2,
+                round_trip_requests: 20,
+                callgrind_requests: 400,
                 parallel_samples: 3,
                 flood_connections: 100,
                 flood: Duration::from_secs(1),
@@ -73,6 +85,9 @@ impl Plan {
                 window: Duration::from_millis(1000),
                 connections: 32,
                 pg_clients: 8,
+                pg_rounds: 8,
+                round_trip_requests: 100,
+                callgrind_requests: 2_000,
                 parallel_samples: 20,
                 flood_connections: 500,
                 flood: Duration::from_secs(10),
@@ -329,78 +344,93 @@ async fn measured(load: &Load, pid: Option<u32>) -> (Outcome, f64) {
     (outcome, cpu)
 }
 
-async fn paired_http(a: (&Load, &Server), b: (&Load, &Server), plan: &Plan) -> Paired {
-    let ((a, a_server), (b, b_server)) = (a, b);
-    let (a_pid, b_pid) = (a_server.child.id(), b_server.child.id());
-    let mut warm_a = a.clone();
-    warm_a.duration = plan.warmup;
-    let mut warm_b = b.clone();
-    warm_b.duration = plan.warmup;
-    let warm = load::run(&warm_a).await;
-    load::run(&warm_b).await;
-    let mut out = Paired {
-        a_answered: warm.ok + warm.non_2xx,
-        ..Paired::default()
-    };
+/// Throughput of `others` each measured against `reference` in the same rounds: every
+/// round measures all of them one after another, in an order that rotates from round to
+/// round (and reverses every other round), so drift in the machine's other load hits every
+/// side alike; each ratio is taken against the reference's window of the same round.
+async fn side_by_side(
+    reference: (&Load, &Server),
+    others: &[(&Load, &Server)],
+    plan: &Plan,
+) -> Vec<Paired> {
+    let sides: Vec<(&Load, &Server)> = std::iter::once(reference)
+        .chain(others.iter().copied())
+        .collect();
+    let mut answered = vec![0u64; sides.len()];
+    for (i, (load, _)) in sides.iter().enumerate() {
+        let mut warm = (*load).clone();
+        warm.duration = plan.warmup;
+        let w = load::run(&warm).await;
+        answered[i] += w.ok + w.non_2xx;
+    }
+    let mut out = vec![Paired::default(); others.len()];
     for round in 0..plan.rounds {
-        let ((ra, ca), (rb, cb)) = if round % 2 == 0 {
-            let ra = measured(a, a_pid).await;
-            (ra, measured(b, b_pid).await)
-        } else {
-            let rb = measured(b, b_pid).await;
-            (measured(a, a_pid).await, rb)
-        };
-        out.a_cpu_us.push(ca);
-        out.b_cpu_us.push(cb);
-        out.failures += failures(&ra) + failures(&rb);
-        out.a_answered += ra.ok + ra.non_2xx;
-        out.push(ra.throughput(), rb.throughput());
+        let mut order: Vec<usize> = (0..sides.len()).collect();
+        order.rotate_left(round % sides.len());
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        let mut results: Vec<Option<(Outcome, f64)>> = vec![None; sides.len()];
+        for i in order {
+            let (load, server) = sides[i];
+            results[i] = Some(measured(load, server.child.id()).await);
+        }
+        let results: Vec<(Outcome, f64)> = results.into_iter().flatten().collect();
+        let (reference, ref_cpu) = &results[0];
+        for (i, pair) in out.iter_mut().enumerate() {
+            let (outcome, cpu) = &results[i + 1];
+            pair.a_cpu_us.push(*cpu);
+            pair.b_cpu_us.push(*ref_cpu);
+            pair.failures += failures(outcome) + failures(reference);
+            answered[i + 1] += outcome.ok + outcome.non_2xx;
+            pair.push(outcome.throughput(), reference.throughput());
+        }
+    }
+    for (i, pair) in out.iter_mut().enumerate() {
+        pair.a_answered = answered[i + 1];
     }
     out
 }
 
-fn show(name: &str, value: &str, goal: &str, met: Option<bool>) {
-    let verdict = match met {
-        Some(true) => "met",
-        Some(false) => "MISSED",
-        None => "",
-    };
-    println!("{name:<34} {value:<28} goal {goal:<14} {verdict}");
+async fn paired_http(a: (&Load, &Server), b: (&Load, &Server), plan: &Plan) -> Paired {
+    side_by_side(b, &[a], plan)
+        .await
+        .pop()
+        .expect("one comparison")
 }
 
 async fn pass_through(plan: &Plan) -> Result<report::PassThrough, String> {
-    let bare = Server::start(App::Api, None, 1).await?;
+    let plain = Server::start(App::Api, None, 1).await?;
+    let merged = Server::start(App::ApiMerged, None, 1).await?;
     let layered = Server::start(App::ApiWithLayer, None, 1).await?;
     let outer = Server::start(App::ApiWithOuterLayer, None, 1).await?;
-    bare.expect_ok("/orders").await?;
-    for server in [&layered, &outer] {
+    plain.expect_ok("/orders").await?;
+    for server in [&merged, &layered, &outer] {
         server.expect_ok("/orders").await?;
         server.expect_ok("/smoketest").await?;
     }
-    let pair = paired_http(
-        (
-            &layered.load("/orders", plan.connections, plan.window),
-            &layered,
-        ),
-        (&bare.load("/orders", plan.connections, plan.window), &bare),
+    let load = |s: &Server| s.load("/orders", plan.connections, plan.window);
+    let (l_plain, l_merged, l_layered, l_outer) =
+        (load(&plain), load(&merged), load(&layered), load(&outer));
+    let mut pairs = side_by_side(
+        (&l_plain, &plain),
+        &[
+            (&l_merged, &merged),
+            (&l_layered, &layered),
+            (&l_outer, &outer),
+        ],
         plan,
     )
-    .await;
-    let outer_pair = paired_http(
-        (
-            &outer.load("/orders", plan.connections, plan.window),
-            &outer,
-        ),
-        (&bare.load("/orders", plan.connections, plan.window), &bare),
-        plan,
-    )
-    .await;
-    bare.stop().await;
-    layered.stop().await;
-    outer.stop().await;
+    .await
+    .into_iter();
+    for server in [plain, merged, layered, outer] {
+        server.stop().await;
+    }
+    let mut next = || pairs.next().expect("three comparisons");
     Ok(report::PassThrough {
-        pair,
-        outer: outer_pair,
+        merged: next(),
+        layer: next(),
+        outer: next(),
         connections: plan.connections,
     })
 }
@@ -438,8 +468,9 @@ async fn postgres(plan: &Plan, db: &Db) -> Result<report::Postgres, String> {
     let smoke = Server::start(App::Postgres, Some(&db.url), clients).await?;
     smoke.expect_ok("/smoketest").await?;
     let load = smoke.load("/smoketest", clients, plan.window);
-    // pgbench counts whole seconds.
-    let seconds = if plan.rounds > 2 { 2 } else { 1 };
+    // pgbench counts whole seconds: many short rounds rather than a few long ones, so the
+    // median and the spread of the per-round ratios say how stable the figure is.
+    let seconds = 1;
     // Warm both: the server's pool and statement cache, Postgres' buffers.
     let mut warm = load.clone();
     warm.duration = plan.warmup;
@@ -452,7 +483,7 @@ async fn postgres(plan: &Plan, db: &Db) -> Result<report::Postgres, String> {
     let window = Duration::from_secs(seconds);
     let mut timed = load.clone();
     timed.duration = window;
-    for round in 0..plan.rounds.div_ceil(2) {
+    for round in 0..plan.pg_rounds {
         let before = smoke.check_runs().await?;
         let (http, tps) = if round % 2 == 0 {
             let http = load::run(&timed).await;
@@ -473,6 +504,62 @@ async fn postgres(plan: &Plan, db: &Db) -> Result<report::Postgres, String> {
         checks_per_request: runs as f64 / requests.max(1) as f64,
         window,
     })
+}
+
+/// Round trips per run of the Postgres check, counted on the wire by a proxy between the
+/// server (one pooled connection) and Postgres, over sequential requests on a warm
+/// connection, and sorted by what each carried: the check's own statements (on the
+/// benchmark's table), sqlx's pings (a lone `Sync`), and the rest — what the runner adds
+/// around the check.
+async fn round_trips(plan: &Plan, db: &Db) -> Result<report::RoundTrips, String> {
+    let unresolved = crate::pg::via_proxy(&db.url, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .ok_or("cannot read the host and port of the Postgres URL")?
+        .1;
+    let target = tokio::net::lookup_host(&unresolved)
+        .await
+        .map_err(|e| format!("resolving {unresolved}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{unresolved} resolves to nothing"))?;
+    let proxy = Proxy::start(target).await?;
+    let (url, _) = crate::pg::via_proxy(&db.url, proxy.addr).expect("parsed above");
+    let server = Server::start(App::Postgres, Some(&url), 1).await?;
+    // Warm: the connection is open and the statements are prepared.
+    for _ in 0..5 {
+        server.expect_ok("/smoketest").await?;
+    }
+    // sqlx pings a connection returned to the pool from a task of its own: wait for quiet.
+    let settled = || async {
+        let mut last = proxy.count();
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = proxy.count();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    };
+    let before = settled().await;
+    let requests = plan.round_trip_requests as u64;
+    let outcome = load::run(&Load {
+        max_requests: Some(requests),
+        ..server.load("/smoketest", 1, Duration::from_secs(60))
+    })
+    .await;
+    let after = settled().await;
+    server.stop().await;
+    if outcome.ok != requests {
+        return Err(format!(
+            "{} of {requests} requests through the counting proxy failed",
+            requests - outcome.ok
+        ));
+    }
+    let turns = proxy.turns();
+    Ok(report::RoundTrips::classify(
+        &turns[before..after],
+        requests,
+        crate::servers::TABLE,
+    ))
 }
 
 async fn parallel(plan: &Plan) -> Result<report::Parallel, String> {
@@ -565,20 +652,32 @@ async fn memory(plan: &Plan, db: Option<&Db>) -> Result<report::Memory, String> 
 /// callgrind over `requests` requests after a warm-up: unlike time, the count does not move
 /// with the machine's other load, so it shows differences of a few percent that throughput
 /// on a shared machine cannot.
-async fn instructions_per_request(app: App, path: &str, requests: u64) -> Result<f64, String> {
+async fn instructions_per_request(
+    app: App,
+    checks: usize,
+    path: &str,
+    requests: u64,
+    postgres: Option<&str>,
+) -> Result<(f64, Profile), String> {
     let exe = std::env::current_exe().map_err(|e| format!("where am I? {e}"))?;
     let out = std::env::temp_dir().join(format!(
-        "smoketest-bench-{}-{}.callgrind",
+        "smoketest-bench-{}-{}-{checks}.callgrind",
         std::process::id(),
         app.name()
     ));
     let dump = PathBuf::from(format!("{}.1", out.display()));
     let _ = std::fs::remove_file(&dump);
-    let mut child = Command::new("valgrind")
+    let mut command = Command::new("valgrind");
+    command
         .args(["--tool=callgrind", "--instr-atstart=no"])
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(exe)
-        .args(["serve", app.name()])
+        .args(["serve", app.name(), "--checks", &checks.to_string()]);
+    if let Some(url) = postgres {
+        // A pooled connection per load connection, as in scenario 3.
+        command.args(["--postgres", url, "--pool", "8"]);
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -631,11 +730,7 @@ async fn instructions_per_request(app: App, path: &str, requests: u64) -> Result
         .map_err(|e| format!("reading callgrind's dump {}: {e}", dump.display()))?;
     let _ = std::fs::remove_file(&dump);
     let _ = std::fs::remove_file(&out);
-    let total: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("totals:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or("no totals in callgrind's dump")?;
+    let profile = Profile::parse(&text)?;
     if outcome.ok == 0 || failures(&outcome) > 0 {
         return Err(format!(
             "{} of {} requests failed under valgrind",
@@ -643,24 +738,41 @@ async fn instructions_per_request(app: App, path: &str, requests: u64) -> Result
             requests
         ));
     }
-    Ok(total / outcome.ok as f64)
+    Ok((profile.total as f64 / outcome.ok as f64, profile))
 }
 
-async fn instructions(quick: bool) -> Result<Vec<report::Instructions>, String> {
-    let requests = if quick { 400 } else { 2_000 };
+/// The servers counted under callgrind: the pass-through servers, and the endpoint and the
+/// bare handler with 1, 10 and 100 no-op checks (fewer requests for 100: the count per
+/// request is exact enough, and a request costs over a million instructions there).
+async fn instructions(plan: &Plan, db: Option<&Db>) -> Result<Vec<report::Instructions>, String> {
+    let n = plan.callgrind_requests;
     let mut out = Vec::new();
-    for (app, path) in [
-        (App::Api, "/orders"),
-        (App::ApiWithLayer, "/orders"),
-        (App::ApiWithOuterLayer, "/orders"),
-        (App::Bare, "/smoketest"),
-        (App::Endpoint, "/smoketest"),
-    ] {
+    let database = db.map(|_| (App::Postgres, 1, "/smoketest", n / 4));
+    for (app, checks, path, requests) in [
+        (App::Api, 10, "/orders", n),
+        (App::ApiMerged, 10, "/orders", n),
+        (App::ApiWithLayer, 10, "/orders", n),
+        (App::ApiWithOuterLayer, 10, "/orders", n),
+        (App::Bare, 1, "/smoketest", n),
+        (App::Endpoint, 1, "/smoketest", n),
+        (App::Bare, 10, "/smoketest", n),
+        (App::Endpoint, 10, "/smoketest", n),
+        (App::Bare, 100, "/smoketest", n / 5),
+        (App::Endpoint, 100, "/smoketest", n / 5),
+    ]
+    .into_iter()
+    .chain(database)
+    {
+        let postgres = db.filter(|_| app == App::Postgres).map(|d| d.url.as_str());
+        let (per_request, profile) =
+            instructions_per_request(app, checks, path, requests, postgres).await?;
         out.push(report::Instructions {
             app: app.name(),
+            checks,
             path,
-            per_request: instructions_per_request(app, path, requests).await?,
+            per_request,
             requests,
+            profile,
         });
     }
     Ok(out)
@@ -733,153 +845,26 @@ async fn run(options: Options) -> Result<(), String> {
 
     let mut figures = Figures::new(plan, machine, db.as_ref().map(|d| d.version.clone()));
 
-    match pass_through(&plan).await {
-        Ok(p) => {
-            let r = p.pair.ratio();
-            show(
-                "1. pass-through (layer / none)",
-                &format!("{r:.3} (CPU {:.3})", p.pair.capacity_ratio()),
-                ">= 0.98",
-                Some(r >= 0.98),
-            );
-            let o = p.outer.ratio();
-            show(
-                "   outer layer / none",
-                &format!("{o:.3} (CPU {:.3})", p.outer.capacity_ratio()),
-                ">= 0.98",
-                Some(o >= 0.98),
-            );
-            figures.pass_through = Ok(p);
-        }
-        Err(e) => {
-            println!("1. pass-through failed: {e}");
-            figures.pass_through = Err(e);
-        }
+    figures.pass_through = step("1. pass-through", pass_through(&plan)).await;
+    figures.endpoint = step("2. endpoint", endpoint(&plan)).await;
+    if let Some(db) = &db {
+        figures.postgres = step("3. postgres / pgbench", postgres(&plan, db)).await;
+        figures.round_trips = step("3b. round trips per check", round_trips(&plan, db)).await;
+    } else {
+        let missing = "no Postgres to measure against".to_string();
+        figures.postgres = Err(missing.clone());
+        figures.round_trips = Err(missing);
     }
-    match endpoint(&plan).await {
-        Ok(p) => {
-            let r = p.pair.ratio();
-            show(
-                "2. endpoint (10 no-op / bare)",
-                &format!("{r:.3} (CPU {:.3})", p.pair.capacity_ratio()),
-                ">= 0.5",
-                Some(r >= 0.5),
-            );
-            figures.endpoint = Ok(p);
-        }
-        Err(e) => {
-            println!("2. endpoint failed: {e}");
-            figures.endpoint = Err(e);
-        }
-    }
-    figures.postgres = match &db {
-        Some(db) => match postgres(&plan, db).await {
-            Ok(p) => {
-                let r = p.pair.ratio();
-                show(
-                    "3. postgres check / pgbench",
-                    &format!("{r:.3}"),
-                    ">= 0.6",
-                    Some(r >= 0.6),
-                );
-                Ok(p)
-            }
-            Err(e) => {
-                println!("3. postgres failed: {e}");
-                Err(e)
-            }
-        },
-        None => Err("no Postgres to measure against".into()),
-    };
-    match parallel(&plan).await {
-        Ok(p) => {
-            let r = p.median_ms / 100.0;
-            show(
-                "4. parallel (wall / 100 ms)",
-                &format!("{r:.3} ({:.1} ms)", p.median_ms),
-                "<= 1.2",
-                Some(r <= 1.2),
-            );
-            figures.parallel = Ok(p);
-        }
-        Err(e) => {
-            println!("4. parallel failed: {e}");
-            figures.parallel = Err(e);
-        }
-    }
-    match flood(&plan, db.as_ref()).await {
-        Ok(f) => {
-            show(
-                "5. flood throughput",
-                &format!("{:.0} req/s", f.throughput),
-                "(reported)",
-                None,
-            );
-            show(
-                "   flood p99 latency",
-                &format!("{:.1} ms", f.p99_ms),
-                "(reported)",
-                None,
-            );
-            if let Some(x) = f.db_xacts_per_s {
-                show(
-                    "   flood DB transactions",
-                    &format!("{x:.1} /s"),
-                    "(reported)",
-                    None,
-                );
-            }
-            figures.flood = Ok(f);
-        }
-        Err(e) => {
-            println!("5. flood failed: {e}");
-            figures.flood = Err(e);
-        }
-    }
-    match memory(&plan, db.as_ref()).await {
-        Ok(m) => {
-            let growth = m.growth_mib();
-            show(
-                "6. memory growth",
-                &format!("{growth:.2} MiB"),
-                "< 5 MiB",
-                Some(growth < 5.0),
-            );
-            figures.memory = Ok(m);
-        }
-        Err(e) => {
-            println!("6. memory failed: {e}");
-            figures.memory = Err(e);
-        }
-    }
+    figures.parallel = step("4. parallel", parallel(&plan)).await;
+    figures.flood = step("5. flood", flood(&plan, db.as_ref())).await;
+    figures.memory = step("6. memory", memory(&plan, db.as_ref())).await;
+    figures.instructions = step(
+        "7. instructions (callgrind)",
+        instructions(&plan, db.as_ref()),
+    )
+    .await;
     if let Some(db) = &db {
         db.teardown().await;
-    }
-    match instructions(options.quick).await {
-        Ok(rows) => {
-            let per = |app: App| {
-                rows.iter()
-                    .find(|r| r.app == app.name())
-                    .map_or(f64::NAN, |r| r.per_request)
-            };
-            show(
-                "   instructions: layer / none",
-                &format!("{:.3}", per(App::Api) / per(App::ApiWithLayer)),
-                "(reported)",
-                None,
-            );
-            show(
-                "   instructions: bare / endpoint",
-                &format!("{:.3}", per(App::Bare) / per(App::Endpoint)),
-                "(reported)",
-                None,
-            );
-            figures.instructions = Ok(rows);
-        }
-        Err(e) => {
-            println!("instruction counts skipped: {e}");
-            figures.instructions = Err(e);
-        }
     }
 
     if let Some(dir) = &options.criterion {
@@ -887,6 +872,21 @@ async fn run(options: Options) -> Result<(), String> {
     }
     figures.load_average = (load_before, machine::load_average());
     figures.seconds = started.elapsed().as_secs_f64();
+    println!();
+    for row in report::summary(&figures) {
+        let verdict = match row.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "",
+        };
+        println!(
+            "{:<4} {:<62} {:<34} {:<10} {verdict}",
+            row.id,
+            row.short,
+            row.measured.replace('*', ""),
+            row.goal
+        );
+    }
     let markdown = report::markdown(&figures);
     std::fs::write(&options.out, markdown)
         .map_err(|e| format!("writing {}: {e}", options.out.display()))?;
@@ -896,4 +896,21 @@ async fn run(options: Options) -> Result<(), String> {
         figures.seconds
     );
     Ok(())
+}
+
+/// Run one scenario, saying how long it took or why it failed.
+async fn step<T>(
+    name: &str,
+    scenario: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let started = Instant::now();
+    let result = scenario.await;
+    match &result {
+        Ok(_) => println!(
+            "{name}: measured in {:.0} s",
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => println!("{name}: not measured: {e}"),
+    }
+    result
 }

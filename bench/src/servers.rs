@@ -1,7 +1,7 @@
 //! The benchmark servers: small axum apps, one per process, each configured for one
 //! scenario, so that each is measured alone and its memory can be read from `/proc`.
 //!
-//! `smoketest-bench serve APP [--postgres URL] [--pool N]` binds `127.0.0.1:0`, prints
+//! `smoketest-bench serve APP [--postgres URL] [--pool N] [--checks N]` binds `127.0.0.1:0`, prints
 //! `listening ADDR` on its first line of output, and serves until its standard input
 //! closes (the driver holds it open), so a server never outlives the benchmark.
 
@@ -37,16 +37,19 @@ static CHECK_RUNS: AtomicU64 = AtomicU64::new(0);
 pub enum App {
     /// `GET /orders`: a small JSON API route, no smoketest.
     Api,
+    /// The same route with the smoketest endpoint (10 no-op checks) mounted as the README
+    /// shows: `Router::merge(smoketest_axum::router(smoke))`.
+    ApiMerged,
     /// The same route with `SmoketestLayer` (10 no-op checks) added with `Router::layer`,
     /// as the adapter's documentation shows.
     ApiWithLayer,
     /// The same route with `SmoketestLayer` wrapped once around the whole router
     /// (`layer.layer(router).into_make_service()`), before routing.
     ApiWithOuterLayer,
-    /// `/smoketest` with 10 no-op checks; every request runs them.
+    /// `/smoketest` with `--checks N` no-op checks (10 by default); every request runs them.
     Endpoint,
-    /// `/smoketest` answered by a bare handler with a fixed body produced by the same 10
-    /// checks at start-up: the cost of HTTP alone.
+    /// `/smoketest` answered by a bare handler with a fixed body produced by the same
+    /// `--checks N` checks at start-up: the cost of HTTP alone.
     Bare,
     /// `/smoketest` with one Postgres check; every request runs it.
     Postgres,
@@ -61,8 +64,9 @@ pub enum App {
 
 impl App {
     /// Every app, for parsing.
-    pub const ALL: [App; 9] = [
+    pub const ALL: [App; 10] = [
         App::Api,
+        App::ApiMerged,
         App::ApiWithLayer,
         App::ApiWithOuterLayer,
         App::Endpoint,
@@ -77,6 +81,7 @@ impl App {
     pub fn name(self) -> &'static str {
         match self {
             App::Api => "api",
+            App::ApiMerged => "api-merged",
             App::ApiWithLayer => "api-with-layer",
             App::ApiWithOuterLayer => "api-with-outer-layer",
             App::Endpoint => "endpoint",
@@ -242,18 +247,32 @@ async fn pool(url: Option<&str>, size: u32) -> Result<PgPool, String> {
         .map_err(|e| format!("cannot connect to Postgres at {url}: {e}"))
 }
 
-async fn app(app: App, postgres: Option<&str>, pool_size: u32) -> Result<Router, String> {
+/// What `serve` was asked for besides the app.
+struct Settings<'a> {
+    postgres: Option<&'a str>,
+    pool: u32,
+    checks: usize,
+}
+
+async fn app(app: App, settings: &Settings<'_>) -> Result<Router, String> {
+    let (postgres, pool_size) = (settings.postgres, settings.pool);
     Ok(match app {
         App::Api | App::ApiWithOuterLayer => Router::new().route("/orders", get(orders)),
+        App::ApiMerged => {
+            let smoke = build(noop_checks(base(), 10))?;
+            Router::new()
+                .route("/orders", get(orders))
+                .merge(smoketest_axum::router(smoke))
+        }
         App::ApiWithLayer => {
             let smoke = build(noop_checks(base(), 10))?;
             Router::new()
                 .route("/orders", get(orders))
                 .layer(smoketest_axum::SmoketestLayer::new(smoke))
         }
-        App::Endpoint => every_request(build(noop_checks(base(), 10))?),
+        App::Endpoint => every_request(build(noop_checks(base(), settings.checks))?),
         App::Bare => {
-            let smoke = build(noop_checks(base(), 10))?;
+            let smoke = build(noop_checks(base(), settings.checks))?;
             let (parts, ()) = http::Request::get("/smoketest")
                 .body(())
                 .expect("a valid request")
@@ -314,7 +333,7 @@ async fn app(app: App, postgres: Option<&str>, pool_size: u32) -> Result<Router,
     })
 }
 
-/// `smoketest-bench serve APP [--postgres URL] [--pool N]`.
+/// `smoketest-bench serve APP [--postgres URL] [--pool N] [--checks N]`.
 pub fn main(args: &[String]) -> Result<(), String> {
     let mut args = args.iter();
     let name = args.next().ok_or("serve: which app?")?;
@@ -326,21 +345,28 @@ pub fn main(args: &[String]) -> Result<(), String> {
     })?;
     let mut postgres = None;
     let mut pool_size = 10;
+    let mut checks = 10;
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--postgres" => postgres = Some(value.clone()),
             "--pool" => pool_size = value.parse().map_err(|_| "--pool takes a number")?,
+            "--checks" => checks = value.parse().map_err(|_| "--checks takes a number")?,
             _ => return Err(format!("serve: unknown option {flag}")),
         }
     }
+    let settings = Settings {
+        postgres: postgres.as_deref(),
+        pool: pool_size,
+        checks,
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
-        let router = app(which, postgres.as_deref(), pool_size).await?;
+        let router = app(which, &settings).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| format!("cannot listen on loopback: {e}"))?;
