@@ -113,7 +113,7 @@ fn every_request(smoke: Smoketest) -> Router {
                 Err(e) => return e.into_response().map(axum::body::Body::from),
             };
             let report = match smoke.run(&parsed.selection).await {
-                Ok(report) => report.restrict(Detail::default()),
+                Ok(report) => report.into_restricted(Detail::default()),
                 Err(unknown) => {
                     return (http::StatusCode::NOT_FOUND, unknown.to_string()).into_response();
                 }
