@@ -22,7 +22,7 @@
 use serde::Serialize;
 
 use crate::Report;
-use crate::report::{CheckReport, ErrorReport, Summary};
+use crate::report::CheckReport;
 
 /// The report as pretty-printed JSON, newline-terminated.
 pub fn write(report: &Report) -> Vec<u8> {
@@ -38,26 +38,19 @@ struct Writer {
     out: Vec<u8>,
 }
 
+/// `,\n`, the indentation and `"key": `, as one literal: every key but an object's first.
+macro_rules! key {
+    ($indent:literal, $key:literal) => {
+        concat!(",\n", $indent, "\"", $key, "\": ").as_bytes()
+    };
+}
+
 /// Two spaces per level, as serde_json's pretty printer.
 const INDENT: &[u8] = b"                                ";
 
 impl Writer {
     fn raw(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
-    }
-
-    /// `,\n` (unless first) then the indentation of `level` and `"key": `.
-    fn key(&mut self, first: &mut bool, level: usize, key: &str) {
-        if *first {
-            *first = false;
-            self.raw(b"\n");
-        } else {
-            self.raw(b",\n");
-        }
-        self.indent(level);
-        self.raw(b"\"");
-        self.raw(key.as_bytes());
-        self.raw(b"\": ");
     }
 
     fn indent(&mut self, level: usize) {
@@ -119,84 +112,71 @@ impl Writer {
         }
     }
 
-    fn optional_string(
-        &mut self,
-        first: &mut bool,
-        level: usize,
-        key: &str,
-        value: &Option<String>,
-    ) {
+    /// `key` (a [`key!`] literal) and the string, when there is one.
+    fn optional_string(&mut self, key: &[u8], value: &Option<String>) {
         if let Some(value) = value {
-            self.key(first, level, key);
+            self.raw(key);
             self.string(value);
         }
     }
 
     fn report(&mut self, report: &Report) {
-        let first = &mut true;
-        self.raw(b"{");
-        self.key(first, 1, "status");
-        self.string(report.status.as_str());
-        self.optional_string(first, 1, "service", &report.service);
-        self.optional_string(first, 1, "version", &report.version);
-        self.optional_string(first, 1, "release_id", &report.release_id);
-        self.key(first, 1, "started_at");
+        self.raw(b"{\n  \"status\": \"");
+        self.raw(report.status.as_str().as_bytes());
+        self.raw(b"\"");
+        self.optional_string(key!("  ", "service"), &report.service);
+        self.optional_string(key!("  ", "version"), &report.version);
+        self.optional_string(key!("  ", "release_id"), &report.release_id);
+        self.raw(key!("  ", "started_at"));
         self.string(&report.started_at);
-        self.key(first, 1, "duration_ms");
+        self.raw(key!("  ", "duration_ms"));
         self.number(report.duration_ms);
-        self.key(first, 1, "cached");
+        self.raw(key!("  ", "cached"));
         self.boolean(report.cached);
         if report.overrunning != 0 {
-            self.key(first, 1, "overrunning");
+            self.raw(key!("  ", "overrunning"));
             self.unsigned(report.overrunning as u64);
         }
         if let Some(age) = report.age_ms {
-            self.key(first, 1, "age_ms");
+            self.raw(key!("  ", "age_ms"));
             self.number(age);
         }
-        self.key(first, 1, "summary");
-        self.summary(&report.summary);
-        self.key(first, 1, "checks");
+        let summary = &report.summary;
+        self.raw(key!("  ", "summary"));
+        self.raw(b"{\n    \"total\": ");
+        self.unsigned(summary.total as u64);
+        self.raw(key!("    ", "passed"));
+        self.unsigned(summary.passed as u64);
+        self.raw(key!("    ", "warned"));
+        self.unsigned(summary.warned as u64);
+        self.raw(key!("    ", "failed"));
+        self.unsigned(summary.failed as u64);
+        self.raw(key!("    ", "skipped"));
+        self.unsigned(summary.skipped as u64);
+        self.raw(b"\n  }");
+        self.raw(key!("  ", "checks"));
         if report.checks.is_empty() {
             self.raw(b"[]");
         } else {
             self.raw(b"[");
             for (i, check) in report.checks.iter().enumerate() {
-                self.raw(if i == 0 { b"\n" } else { b",\n" });
-                self.indent(2);
+                self.raw(if i == 0 { b"\n    " } else { b",\n    " });
                 self.check(check);
             }
-            self.close(1, b']');
+            self.raw(b"\n  ]");
         }
-        self.optional_string(first, 1, "group", &report.group);
+        self.optional_string(key!("  ", "group"), &report.group);
         if !report.history.is_empty() {
-            self.key(first, 1, "history");
+            self.raw(key!("  ", "history"));
             self.nested(1, &report.history);
         }
-        self.optional_string(first, 1, "reason", &report.reason);
-        self.close(0, b'}');
-    }
-
-    fn summary(&mut self, summary: &Summary) {
-        let first = &mut true;
-        self.raw(b"{");
-        for (key, n) in [
-            ("total", summary.total),
-            ("passed", summary.passed),
-            ("warned", summary.warned),
-            ("failed", summary.failed),
-            ("skipped", summary.skipped),
-        ] {
-            self.key(first, 2, key);
-            self.unsigned(n as u64);
-        }
-        self.close(1, b'}');
+        self.optional_string(key!("  ", "reason"), &report.reason);
+        self.raw(b"\n}");
     }
 
     /// One check at level 2 (inside `checks`).
     fn check(&mut self, check: &CheckReport) {
         // The fields every check has, with their indentation, as literals.
-        let first = &mut false;
         self.raw(b"{\n      \"name\": ");
         self.string(&check.name);
         self.raw(b",\n      \"status\": \"");
@@ -216,30 +196,23 @@ impl Writer {
             self.close(3, b']');
         }
         if let Some(error) = &check.error {
-            self.key(first, 3, "error");
-            self.error(error);
+            self.raw(key!("      ", "error"));
+            self.raw(b"{\n        \"kind\": ");
+            self.string(&error.kind);
+            self.optional_string(key!("        ", "message"), &error.message);
+            self.optional_string(key!("        ", "suggestion"), &error.suggestion);
+            self.raw(b"\n      }");
         }
-        self.optional_string(first, 3, "message", &check.message);
+        self.optional_string(key!("      ", "message"), &check.message);
         if !check.observed.is_empty() {
-            self.key(first, 3, "observed");
+            self.raw(key!("      ", "observed"));
             self.nested(3, &check.observed);
         }
         if !check.steps.is_empty() {
-            self.key(first, 3, "steps");
+            self.raw(key!("      ", "steps"));
             self.nested(3, &check.steps);
         }
-        self.close(2, b'}');
-    }
-
-    /// A check's error at level 3.
-    fn error(&mut self, error: &ErrorReport) {
-        let first = &mut true;
-        self.raw(b"{");
-        self.key(first, 4, "kind");
-        self.string(&error.kind);
-        self.optional_string(first, 4, "message", &error.message);
-        self.optional_string(first, 4, "suggestion", &error.suggestion);
-        self.close(3, b'}');
+        self.raw(b"\n    }");
     }
 }
 
