@@ -41,7 +41,7 @@ impl Db {
     /// Connections of this test's pool in a state matching `state` (SQL LIKE).
     async fn sessions(&self, state: &str) -> i64 {
         sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state LIKE $2",
+            "SELECT count(*) FROM pg_stat_activity WHERE (application_name = $1 OR application_name LIKE 'smoketest % ' || $1) AND state LIKE $2",
         )
         .bind(&self.app)
         .bind(state)
@@ -666,7 +666,7 @@ async fn a_check_that_commits_and_is_cut_off_by_the_run_deadline_is_reported_com
         .unwrap();
     assert_eq!(ids, [97], "the report must match what the database holds");
     let sleeping: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep(30)%'",
+        "SELECT count(*) FROM pg_stat_activity WHERE (application_name = $1 OR application_name LIKE 'smoketest % ' || $1) AND state = 'active' AND query LIKE '%pg_sleep(30)%'",
     )
     .bind(&db.app)
     .fetch_one(&db.admin)
@@ -739,7 +739,7 @@ async fn a_rollback_that_gets_no_answer_closes_the_connection_and_says_so() {
     let waited = Instant::now();
     let sessions = || async {
         sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            "SELECT count(*) FROM pg_stat_activity WHERE (application_name = $1 OR application_name LIKE 'smoketest % ' || $1)",
         )
         .bind(&app)
         .fetch_one(&db.admin)
@@ -853,8 +853,8 @@ async fn server_errors_carry_their_sqlstate_and_say_what_to_fix() {
 /// transaction start, 1), the check's `SELECT 1` (1), the commit detection (1), `ROLLBACK`
 /// (1) — four around the check, plus the pool's ping on acquire when it tests connections.
 /// Now three and no ping on acquire: `BEGIN`, the `SET LOCAL`s, the marker and the
-/// advisory lock that stands in for the pid travel in one string; the detection (and the
-/// lock's release); sqlx's `ROLLBACK`.
+/// session's name (which stands in for the pid, for a cancel) travel in one string; the
+/// detection; sqlx's `ROLLBACK`.
 const PG_ROUND_TRIPS_AROUND_A_CHECK: u64 = 3;
 
 /// The round trips one run of a `SELECT 1` check pays through a counting proxy, on a warm
@@ -931,13 +931,13 @@ async fn a_minimal_check_pays_a_known_number_of_round_trips() {
     db.drop_schema().await;
 }
 
-/// The advisory lock that lets a cancel find a check's backend is session-level, so it must
-/// be released before the connection goes back to the pool, on every path that returns it:
-/// a pass, a check that left its transaction aborted (the detection is refused there), a
-/// check that committed, a check that leaked a savepoint. The pool's connection stays open
-/// and usable outside any transaction.
+/// The `application_name` that lets a cancel find a check's backend is set for the session,
+/// so it must be restored before the connection goes back to the pool, on every path that
+/// returns it: a pass, a check that left its transaction aborted (the detection is refused
+/// there), a check that committed, a check that leaked a savepoint. The pool's connection
+/// stays open and usable outside any transaction, under its own name.
 #[tokio::test]
-async fn no_advisory_lock_or_transaction_stays_on_a_pooled_connection() {
+async fn no_transaction_or_check_name_stays_on_a_pooled_connection() {
     let Some(db) = database(1).await else { return };
     let smoke = Smoketest::builder()
         .without_discovery()
@@ -1010,16 +1010,15 @@ async fn no_advisory_lock_or_transaction_stays_on_a_pooled_connection() {
             Some("25P01"),
             "{name}: the pooled connection is in a transaction: {savepoint:?}"
         );
-        let locks: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'",
-        )
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
+        let application_name: String =
+            sqlx::query_scalar("SELECT current_setting('application_name')")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
         drop(conn);
         assert_eq!(
-            locks, 0,
-            "{name}: an advisory lock stayed on the pooled connection"
+            application_name, db.app,
+            "{name}: the check's application_name stayed on the pooled connection"
         );
     }
     assert_eq!(db.sessions("idle in transaction%").await, 0);
@@ -1064,7 +1063,7 @@ async fn an_idle_connection_that_died_does_not_fail_the_check() {
         }
         let killed: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name = $1 AND pid <> pg_backend_pid()) AS t",
+             WHERE (application_name = $1 OR application_name LIKE 'smoketest % ' || $1) AND pid <> pg_backend_pid()) AS t",
         )
         .bind(&db.app)
         .fetch_one(&db.admin)

@@ -42,8 +42,9 @@
 //!   `ROLLBACK` then succeeds: a cancel in flight could otherwise land on the next query the
 //!   connection serves for the application. The connection stays open until the cancel has
 //!   ended (or was given up at the bound), so the backend the cancel names is still the
-//!   check's own; MariaDB connection ids are never reused, and a Postgres backend pid is not
-//!   reused within the few milliseconds a given-up cancel could still be in flight.
+//!   check's own; MariaDB connection ids are never reused, and a Postgres cancel names the
+//!   backend by a random key the check's session carries in its `application_name` only
+//!   while the check runs.
 //! - **A `committed` is never lost**: whether the check ended the runner's transaction is
 //!   asked before the `ROLLBACK`, and kept even if the `ROLLBACK` then fails or hangs.
 //!

@@ -9,28 +9,29 @@
 //! ```sql
 //! BEGIN; SET LOCAL statement_timeout = <ms left>; SET LOCAL lock_timeout = <ms left>;
 //! SET LOCAL idle_in_transaction_session_timeout = <ms left + 5000>;
-//! SET LOCAL smoketest.transaction = '<key>'; SELECT pg_try_advisory_lock(<key>)
+//! SET LOCAL smoketest.transaction = '<key>';
+//! SELECT set_config('application_name', 'smoketest <key> ' || <its name>, false)
 //! ```
 //!
 //! so the server itself stops a query or a lock wait at the check's deadline, and kills the
 //! session if the service ever stalls with the transaction open. A raw `COMMIT` or
 //! `ROLLBACK` in a check is detected (the transaction-local `smoketest.transaction` is gone
 //! when the runner comes to roll back) and fails the check with kind `committed`. The
-//! session-level advisory lock, on a random 64-bit key, is how a cancel finds this backend
-//! from another connection (`pg_cancel_backend` of the pid holding it in `pg_locks`); it
-//! outlives a `COMMIT` in the check, and is released before the connection goes back to the
-//! pool (or the connection is closed).
+//! `application_name` carrying the same random 64-bit key is how a cancel finds this
+//! backend from another connection (`pg_cancel_backend` of its pid in `pg_stat_activity`,
+//! where a check's session shows as `smoketest <key> <the pool's name>` while it runs). It is set for the
+//! session, so it outlives a `COMMIT` in the check; the runner's `ROLLBACK` restores it, and
+//! the commit detection resets it for a check that committed. It holds nothing on the
+//! server that could outlive the check (no lock), behind a transaction-pooling proxy too.
 //!
 //! Around the check's own statements that is three round trips: that string, sent through
 //! sqlx's transaction manager (so that sqlx counts the transaction, and a nested
-//! `conn.begin()` in the check is a savepoint); the commit detection with the lock's release;
-//! sqlx's `ROLLBACK`. A check that left its transaction aborted pays one more (the detection
-//! is refused there, so the lock is released after the `ROLLBACK`). Folding the detection
-//! into the `ROLLBACK`'s round trip would need sqlx 0.9 to send a statement of ours with
-//! its `ROLLBACK`, or to expose the transaction status it reads from `ReadyForQuery`; it
-//! does neither, and a `ROLLBACK` sqlx does not know of would leave it counting a
-//! transaction that is gone. The pool's ping on acquire is not paid (the runner takes an
-//! idle connection with `try_acquire`); its ping on release is, after the verdict.
+//! `conn.begin()` in the check is a savepoint); the commit detection; sqlx's `ROLLBACK`.
+//! Folding the detection into the `ROLLBACK`'s round trip would need sqlx 0.9 to send a
+//! statement of ours with its `ROLLBACK`, or to expose the transaction status it reads from
+//! `ReadyForQuery`; it does neither, and a `ROLLBACK` sqlx does not know of would leave it
+//! counting a transaction that is gone. The pool's ping on acquire is not paid (the runner
+//! takes an idle connection with `try_acquire`); its ping on release is, after the verdict.
 //!
 //! # Example
 //!
@@ -55,7 +56,7 @@
 //! ```
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::postgres::PgTransactionManager;
 use sqlx::{PgConnection, Postgres};
@@ -73,14 +74,13 @@ const MARKER: &str = "smoketest.transaction";
 /// The Postgres dialect.
 pub(crate) struct Pg;
 
-/// What `begin` set up, all on the server within its one round trip: the marker value that
-/// tells the runner's transaction apart, and the key of a session-level advisory lock that
-/// lets a cancel find this backend's pid from another connection (sqlx 0.9 does not expose
-/// the pid it got at connect time, and reading it would cost a round trip of its own).
+/// What `begin` set up, all on the server within its one round trip: the key that marks
+/// the runner's transaction (`smoketest.transaction`) and names the session
+/// (`application_name`), so that a cancel finds this backend's pid from another connection
+/// (sqlx 0.9 does not expose the pid it got at connect time, and reading it would cost a
+/// round trip of its own).
 pub(crate) struct PgSession {
     key: u64,
-    /// The advisory lock was released already, together with the commit detection.
-    unlocked: AtomicBool,
 }
 
 impl PgSession {
@@ -88,9 +88,10 @@ impl PgSession {
         format!("{:016x}", self.key)
     }
 
-    /// The key as `pg_try_advisory_lock(bigint)` takes it.
-    fn lock_key(&self) -> i64 {
-        self.key as i64
+    /// How the session's `application_name` starts while the check runs (the name it had
+    /// follows, cut to Postgres' 63 bytes).
+    fn name_prefix(&self) -> String {
+        format!("smoketest {:016x}", self.key)
     }
 }
 
@@ -131,23 +132,22 @@ impl Dialect for Pg {
         deadline: Instant,
         _lock: super::Lock,
     ) -> Result<PgSession, sqlx::Error> {
-        let session = PgSession {
-            key: unique_key(),
-            unlocked: AtomicBool::new(false),
-        };
+        let session = PgSession { key: unique_key() };
         let ms = millis_left(deadline);
         // One round trip, through sqlx's transaction manager so that sqlx counts the
         // transaction (a nested `conn.begin()` in the check is then a savepoint, never a
         // `COMMIT` of the runner's transaction); it discards rows, so nothing is read back.
-        // The advisory lock is session-level: it outlives a `COMMIT` in the check, so a
-        // statement the check runs after committing can still be cancelled.
+        // `application_name` is set for the session (not LOCAL): it outlives a `COMMIT` in
+        // the check, so a statement the check runs after committing can still be cancelled.
         let begin = format!(
             "BEGIN; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; \
              SET LOCAL idle_in_transaction_session_timeout = {}; \
-             SET LOCAL {MARKER} = '{}'; SELECT pg_try_advisory_lock({})",
+             SET LOCAL {MARKER} = '{}'; \
+             SELECT set_config('application_name', \
+                 left('{} ' || current_setting('application_name'), 63), false)",
             ms + 5_000,
             session.marker(),
-            session.lock_key(),
+            session.name_prefix(),
         );
         PgTransactionManager::begin(
             conn,
@@ -158,12 +158,13 @@ impl Dialect for Pg {
     }
 
     async fn still_open(conn: &mut PgConnection, session: &PgSession) -> Option<bool> {
-        // The detection and the advisory lock's release in one round trip. The marker is
-        // gone in any transaction but the one the runner began.
+        // One round trip: the marker is gone in any transaction but the one the runner
+        // began. The RESET matters only after a `COMMIT` in the check (the SET was committed
+        // with it); inside the runner's transaction the ROLLBACK undoes the SET anyway, and
+        // in an aborted transaction the string stops at the SELECT and the ROLLBACK does.
         let sql = format!(
-            "SELECT coalesce(current_setting('{MARKER}', true) = '{}', false), pg_advisory_unlock({})",
+            "SELECT coalesce(current_setting('{MARKER}', true) = '{}', false); RESET application_name",
             session.marker(),
-            session.lock_key(),
         );
         // The simple protocol: the text differs for every transaction, and a prepared
         // statement would cost a round trip of its own and a slot in sqlx's statement cache.
@@ -171,47 +172,32 @@ impl Dialect for Pg {
             .fetch_one(&mut *conn)
             .await
         {
-            Ok(row) => {
-                session.unlocked.store(true, Ordering::SeqCst);
-                sqlx::Row::try_get::<bool, _>(&row, 0).ok()
-            }
+            Ok(row) => sqlx::Row::try_get::<bool, _>(&row, 0).ok(),
             // "current transaction is aborted": still the runner's transaction.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("25P02") => Some(true),
             Err(_) => None,
         }
     }
 
-    async fn rollback(conn: &mut PgConnection, session: &PgSession) -> Result<(), sqlx::Error> {
+    async fn rollback(conn: &mut PgConnection, _session: &PgSession) -> Result<(), sqlx::Error> {
         // Not folded into `still_open`'s query: sqlx counts the transaction it began as open
         // until its own ROLLBACK, so a raw `…; ROLLBACK` would need a second ROLLBACK (a
         // warning in the server's log) or an empty `BEGIN` for it to end, and that one stays
         // "idle in transaction" until sqlx's ping on release flushes it.
-        rollback_all::<Postgres>(conn).await?;
-        if !session.unlocked.load(Ordering::SeqCst) {
-            // The detection failed (an aborted transaction refuses every statement), so the
-            // lock is still held: release it, or the connection is closed instead.
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "SELECT pg_advisory_unlock({})",
-                session.lock_key()
-            )))
-            .execute(&mut *conn)
-            .await?;
-        }
-        Ok(())
+        rollback_all::<Postgres>(conn).await
     }
 
     fn cancel(pool: &sqlx::PgPool, session: &PgSession) -> Option<BoxFuture> {
-        // The backend holding the session's advisory lock: this check's connection, as long
-        // as the lock is held (the runner keeps the connection open until the cancel ended).
+        let prefix = session.name_prefix();
+        // The backend named after the session's key: this check's connection, until the
+        // ROLLBACK or the detection restores its name (the runner keeps the connection open
+        // until the cancel ended).
         Some(super::cancel_with(
             pool,
             format!(
-                "SELECT pg_cancel_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
-                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                 AND classid = '{}'::oid AND objid = '{}'::oid AND objsubid = 1 AND granted \
-                 AND pid <> pg_backend_pid()",
-                session.key >> 32,
-                session.key & 0xffff_ffff,
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+                 WHERE left(application_name, {}) = '{prefix}' AND pid <> pg_backend_pid()",
+                prefix.len(),
             ),
         ))
     }
