@@ -755,10 +755,15 @@ mod engine {
             },
         };
         let cut_off = Instant::now() >= ending.deadline;
-        let mut cancel = D::pools(ending.databases)
-            .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, pool)| D::cancel(pool, &open.session));
+        // Made only when it is needed (a check cut off, a ROLLBACK that failed): most
+        // checks end in time and never cancel anything.
+        let databases = ending.databases;
+        let make_cancel = |session: &D::Session| {
+            D::pools(databases)
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, pool)| D::cancel(pool, session))
+        };
         let mut cancel_started = false;
         // What the check left: 0 unknown, 1 the runner's transaction is still open, 2 the
         // check ended it (committed). Kept apart from the rollback, so that a rollback that
@@ -809,7 +814,7 @@ mod engine {
             } else {
                 None
             };
-            match (quick, cut_off.then(|| cancel.take()).flatten()) {
+            match (quick, cut_off.then(|| make_cancel(session)).flatten()) {
                 (Some(done), _) => Some(done),
                 (None, Some(cancel)) => {
                     // From here on this connection is closed, never pooled: the cancel could
@@ -832,7 +837,7 @@ mod engine {
             if !matches!(outcome, Some(Ok(()))) {
                 // The connection is closed below; first stop whatever it still runs on the
                 // server (a closed socket alone does not stop a running statement).
-                if let Some(cancel) = cancel.take() {
+                if let Some(cancel) = make_cancel(&open.session).filter(|_| !cancel_started) {
                     run_cancel::<D>(cancel, close_by, ending.redactor, &name).await;
                 }
             }
