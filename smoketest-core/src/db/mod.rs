@@ -111,6 +111,9 @@
 //! closed and the begin retried once on one from `Pool::acquire`, before the check has run
 //! anything, so a stale idle connection never fails a check. sqlx still pings every
 //! connection returned to the pool; that happens in a task of its own, after the verdict.
+//! `try_acquire` also skips a pool's `before_acquire` hook (sqlx runs it from `acquire`
+//! only): if yours prepares each connection (a role, a `search_path`), do that in
+//! `after_connect` instead, so that smoke checks see the connection your service sees.
 //!
 //! # Example
 //!
