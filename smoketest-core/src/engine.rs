@@ -267,8 +267,10 @@ struct Latest {
 
 impl Latest {
     /// The report as served now: `cached` when it was not run for this request.
-    fn serve(&self, cached: bool) -> Report {
-        let mut report = (*self.report).clone();
+    /// A copy of what `detail` may see (copying a report no caller sees whole would cost
+    /// every probe served from memory the whole report).
+    fn serve(&self, cached: bool, detail: Detail) -> Report {
+        let mut report = self.report.restrict(detail);
         report.cached = cached;
         report.age_ms = Some(millis(self.finished.elapsed()));
         report
@@ -417,13 +419,16 @@ enum Decision {
 
 impl Smoketest {
     /// A report for `selection` on scope `index` under the engine's rules: joined, served
-    /// from memory or run. Group scopes ignore `selection` (the group is the selection).
+    /// from memory or run, as much of it as `detail` may see (the caller restricts again
+    /// in place, for reports made here whole). Group scopes ignore `selection` (the group is
+    /// the selection).
     pub(crate) async fn serve(
         &self,
         index: usize,
         selection: &Selection,
         ask: Ask,
         arrived: Instant,
+        detail: Detail,
     ) -> Result<Report, Refusal> {
         let scope = &self.inner.engine.scopes[index];
         if matches!(ask, Ask::Request { .. })
@@ -443,7 +448,7 @@ impl Smoketest {
         let key: Vec<Arc<str>> = entries.iter().map(|e| e.name.clone()).collect();
         let fresh = !matches!(ask, Ask::Request { fresh: false });
         loop {
-            let decision = self.decide(index, &key, &entries, ask, fresh, arrived);
+            let decision = self.decide(index, &key, &entries, ask, fresh, arrived, detail);
             match decision {
                 Decision::Serve(report) => return Ok(*report),
                 Decision::Refuse(refusal) => return Err(refusal),
@@ -455,7 +460,7 @@ impl Smoketest {
                         // Only a bug in the runner gets here: checks are isolated in tasks.
                         panic!("the smoketest runner failed: {message}")
                     });
-                    let mut report = (*report).clone();
+                    let mut report = report.restrict(detail);
                     report.age_ms = Some(0.0);
                     return Ok(report);
                 }
@@ -471,6 +476,7 @@ impl Smoketest {
         ask: Ask,
         fresh: bool,
         arrived: Instant,
+        detail: Detail,
     ) -> Decision {
         let scope = &self.inner.engine.scopes[index];
         let mut state = lock(&scope.state);
@@ -499,18 +505,20 @@ impl Smoketest {
         if let Some(latest) = latest {
             if fresh && latest.started >= arrived {
                 // Another fresh caller's run, started after this request arrived.
-                return Decision::Serve(Box::new(latest.serve(false)));
+                return Decision::Serve(Box::new(latest.serve(false, detail)));
             }
             let young = scope
                 .limits
                 .cache_ttl
                 .is_some_and(|ttl| now.saturating_duration_since(latest.finished) < ttl);
             if !fresh && (scheduled || young) {
-                return Decision::Serve(Box::new(latest.serve(true)));
+                return Decision::Serve(Box::new(latest.serve(true, detail)));
             }
         }
         // What a refused request gets instead of a run: never an older report for `fresh`.
-        let fallback = latest.filter(|_| !fresh).map(|l| Box::new(l.serve(true)));
+        let fallback = latest
+            .filter(|_| !fresh)
+            .map(|l| Box::new(l.serve(true, detail)));
         let mut permit = None;
         if let Ask::Request { fresh } = ask {
             match scope.admit(state, now, fresh) {
@@ -759,7 +767,13 @@ async fn run_on_schedule(weak: Weak<Inner>, index: usize, every: Duration, delay
         };
         let smoke = Smoketest { inner };
         let _ = smoke
-            .serve(index, &Selection::all(), Ask::Scheduled, Instant::now())
+            .serve(
+                index,
+                &Selection::all(),
+                Ask::Scheduled,
+                Instant::now(),
+                Detail::Status,
+            )
             .await;
     }
 }

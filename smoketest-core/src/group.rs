@@ -851,8 +851,14 @@ impl Smoketest {
         let index = self.inner.engine.group_scope(name)?;
         let ask = crate::engine::Ask::Direct;
         let now = tokio::time::Instant::now();
-        self.serve(index, &crate::Selection::all(), ask, now)
-            .await
-            .ok()
+        self.serve(
+            index,
+            &crate::Selection::all(),
+            ask,
+            now,
+            crate::Detail::Full,
+        )
+        .await
+        .ok()
     }
 }

@@ -117,7 +117,10 @@ impl Smoketest {
         let ask = Ask::Request {
             fresh: request.fresh,
         };
-        let report = match self.serve(request.scope, selection, ask, arrived).await {
+        let report = match self
+            .serve(request.scope, selection, ask, arrived, detail)
+            .await
+        {
             Ok(report) => report,
             Err(Refusal::Unknown(unknown)) => {
                 return RequestError::not_found(format!(

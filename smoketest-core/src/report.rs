@@ -134,6 +134,58 @@ pub struct CheckReport {
     pub steps: Vec<StepReport>,
 }
 
+impl CheckReport {
+    /// A copy at [`Detail::Checks`]: no message, suggestion or observed value.
+    fn without_messages(&self) -> CheckReport {
+        CheckReport {
+            name: self.name.clone(),
+            status: self.status,
+            duration_ms: self.duration_ms,
+            tags: self.tags.clone(),
+            error: self.error.as_ref().map(ErrorReport::kind_only),
+            message: None,
+            observed: BTreeMap::new(),
+            steps: self
+                .steps
+                .iter()
+                .map(|step| StepReport {
+                    message: None,
+                    error: step.error.as_ref().map(ErrorReport::kind_only),
+                    ..step.clone_without_texts()
+                })
+                .collect(),
+        }
+    }
+}
+
+impl ErrorReport {
+    fn kind_only(&self) -> ErrorReport {
+        ErrorReport {
+            kind: self.kind.clone(),
+            message: None,
+            suggestion: None,
+        }
+    }
+}
+
+impl StepReport {
+    /// A copy without its message and error (the caller sets what it may show).
+    fn clone_without_texts(&self) -> StepReport {
+        StepReport {
+            name: self.name.clone(),
+            status: self.status,
+            duration_ms: self.duration_ms,
+            teardown: self.teardown,
+            persona: self.persona.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            status_code: self.status_code,
+            error: None,
+            message: None,
+        }
+    }
+}
+
 /// One step of a scenario check: what it did, how it ended, and for an HTTP step the
 /// request and the status code it got. See [`scenario`](crate::scenario).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -295,7 +347,49 @@ impl Report {
 
     /// A copy holding only what a caller with `detail` may see.
     pub fn restrict(&self, detail: Detail) -> Report {
-        self.clone().into_restricted(detail)
+        match detail {
+            Detail::Full => self.clone(),
+            // Copies only what the caller may see (a report served from memory to every
+            // probe is restricted on every request).
+            Detail::Checks | Detail::Status => Report {
+                status: self.status,
+                service: self.service.clone(),
+                version: self.version.clone(),
+                release_id: self.release_id.clone(),
+                started_at: self.started_at.clone(),
+                duration_ms: self.duration_ms,
+                cached: self.cached,
+                overrunning: self.overrunning,
+                age_ms: self.age_ms,
+                summary: self.summary,
+                checks: if detail == Detail::Checks {
+                    self.checks
+                        .iter()
+                        .map(CheckReport::without_messages)
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                group: self.group.clone(),
+                history: if detail == Detail::Checks {
+                    self.history
+                        .iter()
+                        .map(|(name, h)| {
+                            let history = CheckHistory {
+                                consecutive_failures: h.consecutive_failures,
+                                last_success: h.last_success.clone(),
+                                last_failure: h.last_failure.clone(),
+                                runs: Vec::new(),
+                            };
+                            (name.clone(), history)
+                        })
+                        .collect()
+                } else {
+                    BTreeMap::new()
+                },
+                reason: self.reason.clone(),
+            },
+        }
     }
 
     /// [`restrict`](Self::restrict) a report you own, in place: nothing is copied.

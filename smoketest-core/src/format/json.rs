@@ -322,6 +322,24 @@ mod tests {
         }
     }
 
+    /// A restricted copy (`Report::restrict`) is exactly the report cloned and then
+    /// stripped in place (`Report::into_restricted`), at every detail level.
+    #[test]
+    fn a_restricted_copy_is_the_report_stripped() {
+        let report = everything();
+        for detail in [
+            crate::Detail::Status,
+            crate::Detail::Checks,
+            crate::Detail::Full,
+        ] {
+            assert_eq!(
+                report.restrict(detail),
+                report.clone().into_restricted(detail),
+                "{detail:?}"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn any_names_tags_and_messages_are_written_as_serde_json_writes_them(
