@@ -446,9 +446,8 @@ impl Smoketest {
             return Ok(self.empty_report(scope));
         }
         let key: Vec<Arc<str>> = entries.iter().map(|e| e.name.clone()).collect();
-        let fresh = !matches!(ask, Ask::Request { fresh: false });
         loop {
-            let decision = self.decide(index, &key, &entries, ask, fresh, arrived, detail);
+            let decision = self.decide(index, &key, &entries, ask, arrived, detail);
             match decision {
                 Decision::Serve(report) => return Ok(*report),
                 Decision::Refuse(refusal) => return Err(refusal),
@@ -474,10 +473,10 @@ impl Smoketest {
         key: &[Arc<str>],
         entries: &[Arc<Entry>],
         ask: Ask,
-        fresh: bool,
         arrived: Instant,
         detail: Detail,
     ) -> Decision {
+        let fresh = !matches!(ask, Ask::Request { fresh: false });
         let scope = &self.inner.engine.scopes[index];
         let mut state = lock(&scope.state);
         let state = &mut *state;
