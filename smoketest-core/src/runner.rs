@@ -229,13 +229,11 @@ impl Smoketest {
         let instances = entries
             .into_iter()
             .map(|entry| {
-                let overrunning = entry.overrunning.load(Ordering::SeqCst);
+                let overrun_before = entry.overrunning.load(Ordering::SeqCst);
                 Instance {
                     entry,
-                    state: Mutex::new(InstanceState {
-                        overrun_before: overrunning,
-                        ..InstanceState::default()
-                    }),
+                    overrun_before,
+                    state: Mutex::default(),
                 }
             })
             .collect();
@@ -320,7 +318,7 @@ impl Run {
         let elapsed = self.start.elapsed();
         let blocker = self.instances.iter().find_map(|instance| {
             let state = lock(&instance.state);
-            (state.polled && !state.ended && matches!(state.phase, Phase::Queued | Phase::Running))
+            (state.polled && !state.ended && matches!(state.phase, Phase::Check))
                 .then(|| instance.entry.name.clone())
         });
         let checks = self
@@ -424,7 +422,7 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
             duration_ms = tracing::field::Empty,
         );
         spans.push(span.clone());
-        let overrunning = lock(&instance.state).overrun_before;
+        let overrunning = instance.overrun_before;
         if overrunning > 0 {
             instance.finish(failed(
                 &instance.entry,
@@ -542,14 +540,14 @@ fn overrun_error(count: usize) -> CheckError {
 /// the callers waiting for the run.
 struct Instance {
     entry: Arc<Entry>,
+    /// Earlier instances of the check still running when the run started: it is not started.
+    overrun_before: usize,
     state: Mutex<InstanceState>,
 }
 
 #[derive(Default)]
 struct InstanceState {
     phase: Phase,
-    /// Earlier instances of the check still running when the run started: it is not started.
-    overrun_before: usize,
     /// The run's task has polled (started) it.
     polled: bool,
     /// The check's result once its transactions ended, before its cleanups (only kept when
@@ -567,9 +565,9 @@ struct InstanceState {
 
 #[derive(Default, Clone)]
 enum Phase {
+    /// The check itself: waiting for a slot, or running.
     #[default]
-    Queued,
-    Running,
+    Check,
     EndingTransactions,
     Cleanup(String),
 }
@@ -650,7 +648,7 @@ impl Instance {
                 )
                 .with_suggestion(blocking),
             ),
-            (Phase::Queued | Phase::Running, _) => failed(
+            (Phase::Check, _) => failed(
                 &self.entry,
                 elapsed,
                 CheckError::new(
@@ -739,13 +737,20 @@ async fn check_report(
     let run_deadline = run.deadline;
     let default_timeout = smoke.inner.config.default_timeout;
     let mut queued = None;
-    let permit = match run.permits.try_acquire() {
-        Ok(permit) => Ok(Ok(permit)),
-        Err(_) => {
-            queued = Some(Instant::now());
-            timeout_at(run_deadline, run.permits.acquire())
-                .await
-                .map_err(|_| Elapsed)
+    // A run of no more checks than the concurrency limit can never reach it: no permit.
+    let unlimited = run.instances.len() <= smoke.inner.config.concurrency;
+    let permit = if unlimited {
+        Ok(Ok(None))
+    } else {
+        match run.permits.try_acquire() {
+            Ok(permit) => Ok(Ok(Some(permit))),
+            Err(_) => {
+                queued = Some(Instant::now());
+                timeout_at(run_deadline, run.permits.acquire())
+                    .await
+                    .map(|acquired| acquired.map(Some))
+                    .map_err(|_| Elapsed)
+            }
         }
     };
     let Ok(Ok(_permit)) = permit else {
@@ -766,7 +771,6 @@ async fn check_report(
         );
     };
 
-    instance.set_phase(Phase::Running);
     let start = Instant::now();
     let limit = entry.timeout.unwrap_or(default_timeout);
     let check_deadline = (start + limit).min(run_deadline);
