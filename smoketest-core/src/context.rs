@@ -57,7 +57,8 @@ type Cleanup = Pin<Box<dyn Future<Output = Result<(), CheckError>> + Send>>;
 pub struct Context {
     name: Arc<str>,
     deadline: Instant,
-    observed: BTreeMap<String, serde_json::Value>,
+    /// Made on first use: most checks observe nothing.
+    observed: Option<BTreeMap<String, serde_json::Value>>,
     /// Behind a lock so that a step's future, which borrows the context shared, can defer.
     deferred: Mutex<Vec<(String, Cleanup)>>,
     /// The steps of a scenario (scenario.rs), shared with its API client.
@@ -99,7 +100,7 @@ impl Context {
         Context {
             name,
             deadline,
-            observed: BTreeMap::new(),
+            observed: None,
             deferred: Mutex::default(),
             steps: std::sync::OnceLock::new(),
             persona: None,
@@ -122,7 +123,7 @@ impl Context {
         Context {
             name,
             deadline,
-            observed: BTreeMap::new(),
+            observed: None,
             deferred: Mutex::default(),
             steps: std::sync::OnceLock::new(),
             persona: None,
@@ -189,12 +190,15 @@ impl Context {
     /// appear under `observed` in the report for authorized callers.
     pub fn observe(&mut self, key: impl Into<String>, value: impl serde::Serialize) {
         let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
-        self.observed.insert(key.into(), value);
+        self.observed
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.into(), value);
     }
 
     /// Values recorded with [`Context::observe`].
     pub fn observed(&self) -> &BTreeMap<String, serde_json::Value> {
-        &self.observed
+        static NOTHING: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        self.observed.as_ref().unwrap_or(&NOTHING)
     }
 
     /// Run `cleanup` after the check, whatever happens to it (pass, failure, panic, timeout).
@@ -481,7 +485,7 @@ impl Context {
     }
 
     pub(crate) fn take_observed(&mut self) -> BTreeMap<String, serde_json::Value> {
-        std::mem::take(&mut self.observed)
+        self.observed.take().unwrap_or_default()
     }
 }
 
