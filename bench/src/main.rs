@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! smoketest-bench run [--out BENCHMARKS.md] [--postgres URL | --no-postgres] [--criterion DIR] [--quick]
-//! smoketest-bench serve APP [--postgres URL] [--pool N] [--checks N]   (started by `run`)
+//! smoketest-bench serve APP [--postgres URL] [--pool N] [--checks N] [--workers N]   (started by `run`)
 //! smoketest-bench load ADDR PATH [CONNECTIONS] [SECONDS]    (load one server, for profiling)
 //! ```
 //!

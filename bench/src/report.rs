@@ -1187,8 +1187,10 @@ fn instructions_section(md: &mut String, f: &Figures) {
         md,
         "Time on a shared machine moves with everybody else's work; the number of \
          instructions a server executes per request does not. Each server below runs under \
-         valgrind's callgrind, is warmed up, then counts user-space instructions (the kernel's \
-         TCP work is not included) over a fixed number of requests from 8 connections. This is \
+         valgrind's callgrind on one worker thread (so that the count does not depend on how \
+         requests were spread over threads), is warmed up, then counts user-space instructions \
+         (the kernel's TCP work is not included) over a fixed number of requests from 8 \
+         connections. This is \
          the figure to watch for regressions of a few percent, which the throughput ratios \
          cannot resolve. Instructions are not time: copies and serialization loops are cheap \
          per instruction, system calls are not counted, so compare a row with itself across \

@@ -672,7 +672,11 @@ async fn instructions_per_request(
         .args(["--tool=callgrind", "--instr-atstart=no"])
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(exe)
-        .args(["serve", app.name(), "--checks", &checks.to_string()]);
+        // One worker: the count then does not depend on how the requests happened to be
+        // spread over threads (an idle worker looking for work counts too), which moved
+        // it by several percent from run to run.
+        .args(["serve", app.name(), "--checks", &checks.to_string()])
+        .args(["--workers", "1"]);
     if let Some(url) = postgres {
         // A pooled connection per load connection, as in scenario 3.
         command.args(["--postgres", url, "--pool", "8"]);

@@ -346,12 +346,16 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let mut postgres = None;
     let mut pool_size = 10;
     let mut checks = 10;
+    let mut workers = None;
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--postgres" => postgres = Some(value.clone()),
             "--pool" => pool_size = value.parse().map_err(|_| "--pool takes a number")?,
             "--checks" => checks = value.parse().map_err(|_| "--checks takes a number")?,
+            "--workers" => {
+                workers = Some(value.parse().map_err(|_| "--workers takes a number")?);
+            }
             _ => return Err(format!("serve: unknown option {flag}")),
         }
     }
@@ -361,7 +365,11 @@ pub fn main(args: &[String]) -> Result<(), String> {
         checks,
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        runtime.worker_threads(workers);
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;

@@ -97,17 +97,7 @@ impl SmoketestBuilder {
 
 impl Context {
     pub(crate) fn new(name: Arc<str>, deadline: Instant) -> Self {
-        Context {
-            name,
-            deadline,
-            observed: None,
-            deferred: Mutex::default(),
-            steps: std::sync::OnceLock::new(),
-            persona: None,
-            databases: Arc::default(),
-            transactions: crate::db::Transactions::default(),
-            run: None,
-        }
+        Self::with(name, deadline, Arc::default(), None)
     }
 
     /// A check's context in a run of `smoke` ending at `run_deadline`: its pools, redactor
@@ -120,6 +110,20 @@ impl Context {
         run_deadline: Instant,
         hold: Option<crate::runner::Hold>,
     ) -> Self {
+        let run = RunScope {
+            smoke: smoke.clone(),
+            deadline: Some(run_deadline),
+            hold,
+        };
+        Self::with(name, deadline, smoke.inner.databases.clone(), Some(run))
+    }
+
+    fn with(
+        name: Arc<str>,
+        deadline: Instant,
+        databases: Arc<crate::db::Databases>,
+        run: Option<RunScope>,
+    ) -> Self {
         Context {
             name,
             deadline,
@@ -127,13 +131,9 @@ impl Context {
             deferred: Mutex::default(),
             steps: std::sync::OnceLock::new(),
             persona: None,
-            databases: smoke.inner.databases.clone(),
+            databases,
             transactions: crate::db::Transactions::default(),
-            run: Some(RunScope {
-                smoke: smoke.clone(),
-                deadline: Some(run_deadline),
-                hold,
-            }),
+            run,
         }
     }
 
