@@ -746,7 +746,8 @@ async fn check_report(
             Ok(permit) => Ok(Ok(Some(permit))),
             Err(_) => {
                 queued = Some(Instant::now());
-                timeout_at(run_deadline, run.permits.acquire())
+                // Boxed: a tokio timer is large, and most checks never wait for a slot.
+                Box::pin(timeout_at(run_deadline, run.permits.acquire()))
                     .await
                     .map(|acquired| acquired.map(Some))
                     .map_err(|_| Elapsed)
@@ -834,14 +835,28 @@ async fn check_report(
         report.steps = ctx.take_steps();
         return report;
     }
+    // Boxed, with the context and the report moved in: the check's own future then holds
+    // neither across this await, and stays small enough for the allocator's fast path.
+    Box::pin(with_cleanups(instance, smoke, ctx, report, duration)).await
+}
+
+/// The cleanups of a check that registered any, and its report after them.
+async fn with_cleanups(
+    instance: &Instance,
+    smoke: &Smoketest,
+    mut ctx: Context,
+    mut report: CheckReport,
+    duration: Duration,
+) -> CheckReport {
+    let entry = &instance.entry;
     // A snapshot for the report made if the cleanups overstay the run (`give_up`).
     report.steps = ctx.steps_snapshot();
     smoke.inner.redactor.redact_check(&mut report);
     lock(&instance.state).verdict = Some(report.clone());
 
-    let cleanup_failures =
-        Box::pin(ctx.run_cleanups(|label| instance.set_phase(Phase::Cleanup(label.to_string()))))
-            .await;
+    let cleanup_failures = ctx
+        .run_cleanups(|label| instance.set_phase(Phase::Cleanup(label.to_string())))
+        .await;
     // The teardown steps (a check with steps reports each cleanup as one).
     report.steps = ctx.take_steps();
     if report.status != Status::Fail {
