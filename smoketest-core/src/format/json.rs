@@ -73,9 +73,9 @@ impl Writer {
         let plain = s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
         if plain {
             self.out.reserve(s.len() + 2);
-            self.raw(b"\"");
+            self.out.push(b'"');
             self.raw(s.as_bytes());
-            self.raw(b"\"");
+            self.out.push(b'"');
         } else {
             // serde_json's own escaping, so that the bytes are the same.
             self.serde(s);
