@@ -883,15 +883,8 @@ async fn a_minimal_check_pays_a_known_number_of_round_trips() {
         let smoke = Smoketest::builder()
             .without_discovery()
             .postgres(proxied.clone())
-            .check(from_fn("select_one", |ctx| {
-                Box::pin(async move {
-                    let one: i32 = sqlx::query_scalar("SELECT 1")
-                        .fetch_one(ctx.postgres().await?)
-                        .await?;
-                    ensure_eq!(one, 1, "SELECT 1");
-                    Ok(Outcome::Pass)
-                })
-            }))
+            // The built-in `SELECT 1` check.
+            .check(smoketest::db::postgres::ping())
             .build()
             .unwrap();
         // Warm: the connection is open and its statements are prepared.
@@ -1044,15 +1037,8 @@ async fn an_idle_connection_that_died_does_not_fail_the_check() {
         let smoke = Smoketest::builder()
             .without_discovery()
             .postgres(pool.clone())
-            .check(from_fn("select_one", |ctx| {
-                Box::pin(async move {
-                    let one: i32 = sqlx::query_scalar("SELECT 1")
-                        .fetch_one(ctx.postgres().await?)
-                        .await?;
-                    ensure_eq!(one, 1, "SELECT 1");
-                    Ok(Outcome::Pass)
-                })
-            }))
+            // The built-in `SELECT 1` check.
+            .check(smoketest::db::postgres::ping())
             .build()
             .unwrap();
         let report = smoke.run(&Selection::all()).await.unwrap();
