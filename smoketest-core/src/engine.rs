@@ -131,7 +131,7 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use http::StatusCode;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior, timeout_at};
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::group::{Probe, ResolvedGroup};
 use crate::history::History;
@@ -585,11 +585,11 @@ impl Smoketest {
                 task.await
                     .map_err(|e| Arc::<str>::from(format!("the run's task ended abnormally: {e}")))
             };
-            match timeout_at(rescue.answer_by(), task).await {
-                Ok(result) => result,
-                // A check blocks the run's thread: answer from what the checks recorded.
-                Err(_) => Ok(Arc::new(smoke.record_run(index, rescue.rescue()))),
-            }
+            // Should a check block the run's thread, the report made from what the checks
+            // recorded is recorded like the run's own.
+            rescue
+                .answer(task, |report| Arc::new(smoke.record_run(index, report)))
+                .await
         }
         .boxed()
         .shared()

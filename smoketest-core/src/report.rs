@@ -148,11 +148,7 @@ impl CheckReport {
             steps: self
                 .steps
                 .iter()
-                .map(|step| StepReport {
-                    message: None,
-                    error: step.error.as_ref().map(ErrorReport::kind_only),
-                    ..step.clone_without_texts()
-                })
+                .map(StepReport::without_messages)
                 .collect(),
         }
     }
@@ -169,8 +165,8 @@ impl ErrorReport {
 }
 
 impl StepReport {
-    /// A copy without its message and error (the caller sets what it may show).
-    fn clone_without_texts(&self) -> StepReport {
+    /// A copy at [`Detail::Checks`]: no message, the error's kind only.
+    fn without_messages(&self) -> StepReport {
         StepReport {
             name: self.name.clone(),
             status: self.status,
@@ -180,7 +176,7 @@ impl StepReport {
             method: self.method.clone(),
             path: self.path.clone(),
             status_code: self.status_code,
-            error: None,
+            error: self.error.as_ref().map(ErrorReport::kind_only),
             message: None,
         }
     }

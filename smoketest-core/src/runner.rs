@@ -93,7 +93,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
@@ -178,10 +178,12 @@ impl Smoketest {
     pub(crate) async fn run_selected(&self, entries: Vec<Arc<Entry>>) -> Report {
         let (run, future) = self.prepare_run(entries, None);
         let handle = tokio::spawn(future);
-        run.answer(handle).await.unwrap_or_else(|e| {
-            // Only a bug in the runner itself could get here: checks are isolated below.
-            std::panic::resume_unwind(e.into_panic())
-        })
+        run.answer(handle, |report| report)
+            .await
+            .unwrap_or_else(|e| {
+                // Only a bug in the runner itself could get here: checks are isolated below.
+                std::panic::resume_unwind(e.into_panic())
+            })
     }
 
     pub(crate) fn select(&self, selection: &Selection) -> Result<Vec<Arc<Entry>>, UnknownCheck> {
@@ -210,7 +212,7 @@ impl Smoketest {
     #[cfg(test)]
     pub(crate) async fn run_entries(&self, entries: Vec<Arc<Entry>>, hold: Option<Hold>) -> Report {
         let (run, future) = self.prepare_run(entries, hold);
-        run.answer(tokio::spawn(future))
+        run.answer(tokio::spawn(future), |report| report)
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
@@ -244,6 +246,7 @@ impl Smoketest {
             started_at: SystemTime::now(),
             start,
             deadline: start + config.deadline,
+            polling: AtomicUsize::new(NOT_POLLING),
             rescued: AtomicBool::new(false),
         });
         let span = tracing::info_span!(
@@ -284,9 +287,15 @@ pub(crate) struct Run {
     started_at: SystemTime,
     start: Instant,
     deadline: Instant,
+    /// The check the run's task is polling in place now ([`NOT_POLLING`] when none): the
+    /// one that blocks the thread, should a caller have to answer without the task.
+    polling: AtomicUsize,
     /// A caller answered without the run's task: checks not yet polled stay unstarted.
     rescued: AtomicBool,
 }
+
+/// [`Run::polling`] when the run's task polls no check in place.
+const NOT_POLLING: usize = usize::MAX;
 
 impl Run {
     /// When a caller stops waiting for the run's task and answers from the checks' records.
@@ -299,28 +308,28 @@ impl Run {
         self.rescued.load(Ordering::SeqCst)
     }
 
-    /// The run's report from its task, or by [`answer_by`](Self::answer_by) from what its
-    /// checks recorded.
-    pub(crate) async fn answer<E>(
+    /// What the run's task answers, or by [`answer_by`](Self::answer_by) the report made
+    /// from what its checks recorded ([`rescue`](Self::rescue)), as `rescued` makes it.
+    pub(crate) async fn answer<T, E>(
         &self,
-        task: impl Future<Output = Result<Report, E>>,
-    ) -> Result<Report, E> {
+        task: impl Future<Output = Result<T, E>>,
+        rescued: impl FnOnce(Report) -> T,
+    ) -> Result<T, E> {
         match timeout_at(self.answer_by(), task).await {
             Ok(result) => result,
-            Err(_) => Ok(self.rescue()),
+            Err(_) => Ok(rescued(self.rescue())),
         }
     }
 
     /// The report without the run's task, which is stuck in a check's first poll (the check
     /// blocks its thread): every check's own record, or why it has none.
-    pub(crate) fn rescue(&self) -> Report {
+    fn rescue(&self) -> Report {
         self.rescued.store(true, Ordering::SeqCst);
         let elapsed = self.start.elapsed();
-        let blocker = self.instances.iter().find_map(|instance| {
-            let state = lock(&instance.state);
-            (state.polled && !state.ended && matches!(state.phase, Phase::Check))
-                .then(|| instance.entry.name.clone())
-        });
+        let blocker = self
+            .instances
+            .get(self.polling.load(Ordering::SeqCst))
+            .map(|instance| instance.entry.name.clone());
         let checks = self
             .instances
             .iter()
@@ -357,6 +366,27 @@ impl Run {
             "smoketest: a check blocks the run's thread; answering without it"
         );
         self.report(checks)
+    }
+
+    /// A slot under the concurrency limit for one of its checks, held while it runs; `None`
+    /// when the run has no more checks than the limit (it can never reach it). Waits at most
+    /// until the run's deadline, and says how long it waited if no slot came.
+    async fn slot(
+        &self,
+        smoke: &Smoketest,
+    ) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, Duration> {
+        if self.instances.len() <= smoke.inner.config.concurrency {
+            return Ok(None);
+        }
+        if let Ok(permit) = self.permits.try_acquire() {
+            return Ok(Some(permit));
+        }
+        let queued = Instant::now();
+        // Boxed: a tokio timer is large, and most checks never wait for a slot.
+        match Box::pin(timeout_at(self.deadline, self.permits.acquire())).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            _ => Err(queued.elapsed()),
+        }
     }
 
     fn report(&self, checks: Vec<CheckReport>) -> Report {
@@ -454,7 +484,9 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
             Box::pin(run_one(run.clone(), i, hold.clone()).instrument(span))
         };
         if inline {
+            run.polling.store(i, Ordering::SeqCst);
             let poll = poll_once(task.as_mut());
+            run.polling.store(NOT_POLLING, Ordering::SeqCst);
             let now = std::time::Instant::now();
             inline = now.duration_since(last_poll) < INLINE_LIMIT;
             last_poll = now;
@@ -742,40 +774,24 @@ async fn check_report(
     let entry = &instance.entry;
     let run_deadline = run.deadline;
     let default_timeout = smoke.inner.config.default_timeout;
-    let mut queued = None;
-    // A run of no more checks than the concurrency limit can never reach it: no permit.
-    let unlimited = run.instances.len() <= smoke.inner.config.concurrency;
-    let permit = if unlimited {
-        Ok(Ok(None))
-    } else {
-        match run.permits.try_acquire() {
-            Ok(permit) => Ok(Ok(Some(permit))),
-            Err(_) => {
-                queued = Some(Instant::now());
-                // Boxed: a tokio timer is large, and most checks never wait for a slot.
-                Box::pin(timeout_at(run_deadline, run.permits.acquire()))
-                    .await
-                    .map(|acquired| acquired.map(Some))
-                    .map_err(|_| Elapsed)
-            }
-        }
-    };
-    let Ok(Ok(_permit)) = permit else {
-        let waited = queued.map_or(Duration::ZERO, |q| q.elapsed());
-        return failed(
-            entry,
-            Duration::ZERO,
-            CheckError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "never started: waited {} for a free slot before the run's deadline",
-                    humantime::format_duration(round_ms(waited))
+    let _slot = match run.slot(smoke).await {
+        Ok(slot) => slot,
+        Err(waited) => {
+            return failed(
+                entry,
+                Duration::ZERO,
+                CheckError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "never started: waited {} for a free slot before the run's deadline",
+                        humantime::format_duration(round_ms(waited))
+                    ),
+                )
+                .with_suggestion(
+                    "Raise the concurrency limit or the deadline, or shorten the slow checks.",
                 ),
-            )
-            .with_suggestion(
-                "Raise the concurrency limit or the deadline, or shorten the slow checks.",
-            ),
-        );
+            );
+        }
     };
 
     let start = Instant::now();
@@ -1469,11 +1485,19 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
+        // Without the rescue the run would answer only once the check is released: release
+        // it after 20 s, so that a run that waited for it fails below instead of hanging.
+        let watchdog = release.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(20));
+            let _ = watchdog.send(());
+        });
         let asked = std::time::Instant::now();
         let report = runtime.block_on(smoke.run(&Selection::all())).unwrap();
         assert!(
-            asked.elapsed() < Duration::from_secs(30),
-            "the answer waited for the blocked thread"
+            asked.elapsed() < Duration::from_secs(15),
+            "the answer waited for the blocked thread: {:?}",
+            asked.elapsed()
         );
         assert_eq!(report.checks[0].status, Status::Pass, "{report:?}");
         assert_eq!(report.checks[1].error.as_ref().unwrap().kind, "timeout");

@@ -840,7 +840,10 @@ mod engine {
             if !matches!(outcome, Some(Ok(()))) {
                 // The connection is closed below; first stop whatever it still runs on the
                 // server (a closed socket alone does not stop a running statement).
-                if let Some(cancel) = make_cancel(&open.session).filter(|_| !cancel_started) {
+                if let Some(cancel) = (!cancel_started)
+                    .then(|| make_cancel(&open.session))
+                    .flatten()
+                {
                     run_cancel::<D>(cancel, close_by, ending.redactor, &name).await;
                 }
             }
