@@ -489,7 +489,7 @@ impl ResolvedGroup {
     /// reported status changed. The engine calls it once per run, before the run's report
     /// is published.
     pub(crate) fn record(&self, mut report: Report) -> Report {
-        let now = crate::report::rfc3339_millis(SystemTime::now());
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let mut state = self.history.lock().unwrap_or_else(|e| e.into_inner());
         for check in &report.checks {
             let history = state.checks.entry(check.name.clone()).or_default();

@@ -108,7 +108,7 @@ fn unix_ms(at: SystemTime) -> u64 {
 }
 
 fn rfc3339(ms: u64) -> String {
-    crate::report::rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms))
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 impl History {

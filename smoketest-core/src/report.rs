@@ -328,7 +328,7 @@ impl Report {
             service: None,
             version: None,
             release_id: None,
-            started_at: rfc3339_millis(started_at),
+            started_at: humantime::format_rfc3339_millis(started_at).to_string(),
             duration_ms: millis(duration),
             cached: false,
             overrunning: 0,
@@ -436,46 +436,6 @@ impl Report {
     }
 }
 
-/// `t` as RFC 3339 UTC with milliseconds (`2026-12-02T19:57:01.123Z`), what
-/// `humantime::format_rfc3339_millis` writes, in one allocation of the exact size (every
-/// report carries one: this is on every run's path).
-pub(crate) fn rfc3339_millis(t: std::time::SystemTime) -> String {
-    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let mut out = String::with_capacity(24);
-    let digits = |out: &mut String, n: u64, width: u32| {
-        for i in (0..width).rev() {
-            out.push(char::from(b'0' + (n / 10u64.pow(i) % 10) as u8));
-        }
-    };
-    digits(&mut out, year as u64, 4);
-    out.push('-');
-    digits(&mut out, month as u64, 2);
-    out.push('-');
-    digits(&mut out, day as u64, 2);
-    out.push('T');
-    digits(&mut out, rest / 3_600, 2);
-    out.push(':');
-    digits(&mut out, rest % 3_600 / 60, 2);
-    out.push(':');
-    digits(&mut out, rest % 60, 2);
-    out.push('.');
-    digits(&mut out, u64::from(since.subsec_millis()), 3);
-    out.push('Z');
-    out
-}
-
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
@@ -485,36 +445,4 @@ pub fn millis(d: std::time::Duration) -> f64 {
     // Through u64 where it fits: the same value, without the slow u128 conversion.
     let micros = d.as_micros();
     u64::try_from(micros).map_or(micros as f64, |m| m as f64) / 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::{Duration, UNIX_EPOCH};
-
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn started_at_is_written_as_humantime_writes_it(ms in 0u64..253_402_300_799_999) {
-            let t = UNIX_EPOCH + Duration::from_millis(ms) + Duration::from_nanos(ms % 1_000_000);
-            prop_assert_eq!(
-                super::rfc3339_millis(t),
-                humantime::format_rfc3339_millis(t).to_string()
-            );
-        }
-    }
-
-    #[test]
-    fn started_at_on_known_days() {
-        for (ms, text) in [
-            (0, "1970-01-01T00:00:00.000Z"),
-            (951_782_400_000, "2000-02-29T00:00:00.000Z"),
-            (1_796_241_421_123, "2026-12-02T19:57:01.123Z"),
-        ] {
-            assert_eq!(
-                super::rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)),
-                text
-            );
-        }
-    }
 }

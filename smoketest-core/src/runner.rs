@@ -1252,6 +1252,15 @@ mod tests {
         assert_eq!(fields["in_span"], "smoketest.check");
     }
 
+    /// Two worker threads: one a blocked check holds, one for everything else.
+    fn two_workers() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     fn paused_runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -1409,11 +1418,7 @@ mod tests {
             }))
             .build()
             .unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = two_workers();
         let hold: super::Hold = Arc::new(());
         let entries = smoke.select(&Selection::all()).unwrap();
         let first = runtime.block_on(smoke.run_entries(entries.clone(), Some(hold.clone())));
@@ -1480,11 +1485,7 @@ mod tests {
             }))
             .build()
             .unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = two_workers();
         // Without the rescue the run would answer only once the check is released: release
         // it after 20 s, so that a run that waited for it fails below instead of hanging.
         let watchdog = release.clone();
