@@ -83,55 +83,11 @@ impl Writer {
     }
 
     fn number(&mut self, n: f64) {
-        // Durations are whole microseconds in milliseconds (`report::millis`): their
-        // shortest form is the decimal with at most three places, which is what serde_json
-        // writes too (a test holds them equal). Anything else goes through serde_json.
-        let micros = n * 1000.0;
-        if n.is_sign_positive()
-            && (0.0..1e15).contains(&micros)
-            && micros.fract() == 0.0
-            && micros / 1000.0 == n
-        {
-            let micros = micros as u64;
-            let (whole, mut fraction) = (micros / 1000, micros % 1000);
-            self.unsigned_fast(whole);
-            self.out.push(b'.');
-            if fraction == 0 {
-                self.out.push(b'0');
-                return;
-            }
-            let mut digits = 3;
-            while fraction % 10 == 0 {
-                fraction /= 10;
-                digits -= 1;
-            }
-            let text = [
-                b'0' + (fraction / 100 % 10) as u8,
-                b'0' + (fraction / 10 % 10) as u8,
-                b'0' + (fraction % 10) as u8,
-            ];
-            self.raw(&text[3 - digits..]);
-        } else {
-            self.serde(&n);
-        }
-    }
-
-    fn unsigned_fast(&mut self, mut n: u64) {
-        let mut text = [0u8; 20];
-        let mut at = text.len();
-        loop {
-            at -= 1;
-            text[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.raw(&text[at..]);
+        self.serde(&n);
     }
 
     fn unsigned(&mut self, n: u64) {
-        self.unsigned_fast(n);
+        self.serde(&n);
     }
 
     fn boolean(&mut self, b: bool) {
@@ -384,33 +340,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_duration_up_to_ten_seconds_in_steps_of_a_tenth_ms_is_written_as_serde_json_writes_it()
-    {
-        for micros in (0..100_000).chain((0..100_000).map(|m| m * 100)) {
-            let mut w = super::Writer { out: Vec::new() };
-            let value = crate::report::millis(std::time::Duration::from_micros(micros));
-            w.number(value);
-            assert_eq!(
-                String::from_utf8(w.out).unwrap(),
-                serde_json::to_string(&value).unwrap(),
-                "{micros} µs"
-            );
-        }
-    }
-
     proptest! {
-        #[test]
-        fn durations_are_written_as_serde_json_writes_them(micros in 0u64..10_000_000_000_000) {
-            let mut w = super::Writer { out: Vec::new() };
-            let value = crate::report::millis(std::time::Duration::from_micros(micros));
-            w.number(value);
-            prop_assert_eq!(
-                String::from_utf8(w.out).unwrap(),
-                serde_json::to_string(&value).unwrap()
-            );
-        }
-
         #[test]
         fn any_names_tags_and_messages_are_written_as_serde_json_writes_them(
             name in any::<String>(),
