@@ -344,21 +344,16 @@ impl Run {
                     state.taken |= !state.polled;
                     !state.polled
                 };
-                if unstarted {
-                    let mut report = failed(
-                        &instance.entry,
-                        Duration::ZERO,
-                        never_polled(blocker.as_deref(), self.smoke.inner.config.deadline),
-                    );
-                    self.smoke.inner.redactor.redact_check(&mut report);
-                    return report;
-                }
-                let mut report = instance
-                    .give_up(&self.smoke.inner.config, elapsed)
-                    .or_else(|| lock(&instance.state).report.clone())
-                    .unwrap_or_else(|| abnormal(&instance.entry, elapsed, "it left no report"));
-                self.smoke.inner.redactor.redact_check(&mut report);
-                report
+                let report = if unstarted {
+                    let error = never_polled(blocker.as_deref(), self.smoke.inner.config.deadline);
+                    failed(&instance.entry, Duration::ZERO, error)
+                } else {
+                    instance
+                        .give_up(&self.smoke.inner.config, elapsed)
+                        .or_else(|| lock(&instance.state).report.clone())
+                        .unwrap_or_else(|| abnormal(&instance.entry, elapsed, "it left no report"))
+                };
+                self.smoke.redacted(report)
             })
             .collect();
         tracing::warn!(
@@ -497,7 +492,8 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
                     // Only a bug in the runner could get here: the check's own panic is
                     // caught inside `run_one`.
                     drop(task);
-                    instance.finish(abnormal(&instance.entry, run.start.elapsed(), panic));
+                    let report = abnormal(&instance.entry, run.start.elapsed(), panic);
+                    instance.finish(smoke.redacted(report));
                     continue;
                 }
             }
@@ -512,13 +508,12 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
         match timeout_at(run.deadline + VERDICT_GRACE, handle).await {
             Ok(Ok(())) => {}
             Ok(Err(join_error)) => {
-                instance.finish(abnormal(&instance.entry, run.start.elapsed(), join_error))
+                let report = abnormal(&instance.entry, run.start.elapsed(), join_error);
+                instance.finish(smoke.redacted(report));
             }
             Err(_) => {
-                if let Some(mut report) = instance.give_up(&smoke.inner.config, run.start.elapsed())
-                {
-                    smoke.inner.redactor.redact_check(&mut report);
-                    instance.finish(report);
+                if let Some(report) = instance.give_up(&smoke.inner.config, run.start.elapsed()) {
+                    instance.finish(smoke.redacted(report));
                 }
             }
         }
@@ -736,8 +731,16 @@ async fn run_one(run: Arc<Run>, index: usize, hold: Option<Hold>) {
         over_budget(&mut report, budget);
     }
     // Once, before anything (report, format, log line) can show it.
-    smoke.inner.redactor.redact_check(&mut report);
-    instance.finish(report);
+    instance.finish(smoke.redacted(report));
+}
+
+impl Smoketest {
+    /// `report` redacted, as every check report is once before anything (a report, a
+    /// format, a log line) can show it.
+    fn redacted(&self, mut report: CheckReport) -> CheckReport {
+        self.inner.redactor.redact_check(&mut report);
+        report
+    }
 }
 
 /// A check that passed slower than its latency budget warns with kind `slow`.
