@@ -852,10 +852,12 @@ async fn server_errors_carry_their_sqlstate_and_say_what_to_fix() {
 /// Before issue 19's round 2: `BEGIN; SET LOCAL …` (1), the start marker (pid and
 /// transaction start, 1), the check's `SELECT 1` (1), the commit detection (1), `ROLLBACK`
 /// (1) — four around the check, plus the pool's ping on acquire when it tests connections.
-/// Now three and no ping on acquire: `BEGIN`, the `SET LOCAL`s, the marker and the
+/// Then three and no ping on acquire: `BEGIN`, the `SET LOCAL`s, the marker and the
 /// session's name (which stands in for the pid, for a cancel) travel in one string; the
-/// detection; sqlx's `ROLLBACK`.
-const PG_ROUND_TRIPS_AROUND_A_CHECK: u64 = 3;
+/// detection; sqlx's `ROLLBACK`. Now two: the detection, the `ROLLBACK` and an empty
+/// `BEGIN` in one string, and sqlx's `ROLLBACK` of that empty transaction queued for the
+/// pool's ping on release (the same round trip as before).
+const PG_ROUND_TRIPS_AROUND_A_CHECK: u64 = 2;
 
 /// The round trips one run of a `SELECT 1` check pays through a counting proxy, on a warm
 /// connection (statements already prepared), with the pool set to test connections on
@@ -962,6 +964,14 @@ async fn no_transaction_or_check_name_stays_on_a_pooled_connection() {
                 Ok(Outcome::Pass)
             })
         }))
+        .check(from_fn("commits_and_begins_again", |ctx| {
+            Box::pin(async move {
+                sqlx::raw_sql("COMMIT; BEGIN")
+                    .execute(ctx.postgres().await?)
+                    .await?;
+                Ok(Outcome::Pass)
+            })
+        }))
         .check(from_fn("leaks_a_savepoint", |ctx| {
             Box::pin(async move {
                 use smoketest::db::sqlx::Connection;
@@ -977,10 +987,11 @@ async fn no_transaction_or_check_name_stays_on_a_pooled_connection() {
         "passes",
         "leaves_its_transaction_aborted",
         "commits",
+        "commits_and_begins_again",
         "leaks_a_savepoint",
     ] {
         let report = smoke.run(&Selection::one(name)).await.unwrap();
-        let expected = if name == "commits" {
+        let expected = if name.starts_with("commits") {
             Status::Fail
         } else {
             Status::Pass
@@ -1016,6 +1027,82 @@ async fn no_transaction_or_check_name_stays_on_a_pooled_connection() {
     }
     assert_eq!(db.sessions("idle in transaction%").await, 0);
     assert_eq!(count(&db.pool).await, 3, "a write survived");
+    db.drop_schema().await;
+}
+
+/// Inserts row 60 and updates row 1 (a row lock) in the check's transaction.
+async fn writes(ctx: &mut Context) -> Result<&mut sqlx::PgConnection, CheckError> {
+    let conn = ctx.postgres().await?;
+    sqlx::query("INSERT INTO items VALUES (60, 'smoke')")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE items SET note = 'smoke' WHERE id = 1")
+        .execute(&mut *conn)
+        .await?;
+    Ok(conn)
+}
+
+/// DESIGN §4, "rollback before verdict": when `run` answers, the check's transaction has
+/// ended on the server — its row locks are free and its insert gone — on the one-round-trip
+/// path (a passing check) and the long one (a check that left a savepoint open). The check's
+/// pool reaches Postgres through a proxy that is stalled the moment `run` answers, so
+/// nothing sent after the answer (sqlx's ping on release, anything queued for it) reaches
+/// the server; then another session that may not wait for a lock at all
+/// (`lock_timeout = 1ms`) writes the same rows.
+#[tokio::test]
+async fn a_checks_locks_are_free_when_its_verdict_is_given() {
+    let Some(db) = database(1).await else { return };
+    let options = db.pool.connect_options();
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    let target = tokio::net::lookup_host(target)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(target).await;
+    let proxied = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*options).clone().host("127.0.0.1").port(proxy.addr.port()))
+        .await
+        .unwrap();
+    let smoke = Smoketest::builder()
+        .without_discovery()
+        .postgres(proxied.clone())
+        .check(from_fn("writes", |ctx| {
+            Box::pin(async move {
+                writes(ctx).await?;
+                Ok(Outcome::Pass)
+            })
+        }))
+        .check(from_fn("writes_and_leaks_a_savepoint", |ctx| {
+            Box::pin(async move {
+                use smoketest::db::sqlx::Connection;
+                let conn = writes(ctx).await?;
+                std::mem::forget(conn.begin().await?);
+                Ok(Outcome::Pass)
+            })
+        }))
+        .build()
+        .unwrap();
+    for name in ["writes", "writes_and_leaks_a_savepoint"] {
+        for _ in 0..5 {
+            let report = smoke.run(&Selection::one(name)).await.unwrap();
+            proxy.stall();
+            assert_eq!(report.status, Status::Pass, "{report:?}");
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "BEGIN; SET LOCAL search_path = {}; SET LOCAL lock_timeout = '1ms';
+                 INSERT INTO items VALUES (60, 'app'); UPDATE items SET note = 'app' WHERE id = 1;
+                 ROLLBACK",
+                db.schema
+            )))
+            .execute(&db.admin)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the check's transaction was still open: {e}"));
+            proxy.resume();
+        }
+    }
+    proxied.close().await;
+    proxy.down().await;
     db.drop_schema().await;
 }
 

@@ -9,7 +9,8 @@
 //! round-trip test uses (`tests/db_postgres.rs`). Each turn's frontend messages are parsed
 //! (the protocol is plain text once the startup is over: connect with `sslmode=disable`):
 //! a simple `Query` carries its SQL, an extended-protocol `Bind` the SQL its statement was
-//! prepared with, and a turn of a lone `Sync` is sqlx's ping.
+//! prepared with, and a turn of a `Sync` (after nothing but queued `ROLLBACK`s) is sqlx's
+//! ping.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,9 +31,12 @@ pub struct Turn {
 }
 
 impl Turn {
-    /// sqlx's ping (`Connection::ping`): a `Sync` alone.
+    /// sqlx's ping (`Connection::ping`): a `Sync` alone, or after the `ROLLBACK`s sqlx queued
+    /// for it to flush (`TransactionManager::start_rollback`: the runner leaves it the
+    /// `ROLLBACK` of an empty transaction), all in the same write.
     pub fn is_ping(&self) -> bool {
-        self.statements.is_empty() && self.exchanges == 1
+        self.statements.iter().all(|s| s == "ROLLBACK")
+            && self.exchanges == self.statements.len() + 1
     }
 }
 
@@ -259,5 +263,9 @@ mod tests {
         let mut ping = Turn::default();
         parser.feed(&message(b'S', b""), &mut ping, &mut prepared);
         assert!(ping.is_ping());
+        let mut flushing = Turn::default();
+        parser.feed(&message(b'Q', b"ROLLBACK\0"), &mut flushing, &mut prepared);
+        parser.feed(&message(b'S', b""), &mut flushing, &mut prepared);
+        assert!(flushing.is_ping(), "{flushing:?}");
     }
 }

@@ -52,7 +52,7 @@ pub struct RoundTrips {
     pub total: f64,
     /// Those carrying the check's own statements.
     pub own: f64,
-    /// sqlx's pings (a lone `Sync`): the pool's, not the runner's.
+    /// sqlx's pings (a `Sync`, after any `ROLLBACK` queued for it): the pool's round trip.
     pub pings: f64,
     /// The rest: what the runner adds around the check.
     pub around: f64,
@@ -79,8 +79,10 @@ impl RoundTrips {
         };
         let mut kinds: Vec<(String, usize, &'static str)> = Vec::new();
         for t in turns {
-            let label = if t.is_ping() {
+            let label = if t.is_ping() && t.statements.is_empty() {
                 "(Sync alone)".to_string()
+            } else if t.is_ping() {
+                format!("{} ⏎ (Sync)", t.statements.join(" ⏎ "))
             } else {
                 t.statements
                     .iter()
@@ -1028,8 +1030,9 @@ fn postgres_section(md: &mut String, f: &Figures) {
          round trip is a turn — the client sends, then waits for the answer (the definition \
          of the round-trip test `a_minimal_check_pays_a_known_number_of_round_trips` in \
          `tests/db_postgres.rs`) — and each is sorted by what it carried: the check's own \
-         statements (on `{}`), sqlx's ping (a `Sync` alone, sent by the pool when a \
-         connection comes back), and the rest, which is what the runner adds around the \
+         statements (on `{}`), sqlx's ping (a `Sync`, sent by the pool when a \
+         connection comes back, with the `ROLLBACK` of an empty transaction that sqlx \
+         queued for it to flush in the same write), and the rest, which is what the runner adds around the \
          check. Goal: at most {} around the check.\n",
         crate::servers::TABLE,
         goal::ROUND_TRIPS

@@ -509,7 +509,8 @@ async fn postgres(plan: &Plan, db: &Db) -> Result<report::Postgres, String> {
 /// Round trips per run of the Postgres check, counted on the wire by a proxy between the
 /// server (one pooled connection) and Postgres, over sequential requests on a warm
 /// connection, and sorted by what each carried: the check's own statements (on the
-/// benchmark's table), sqlx's pings (a lone `Sync`), and the rest — what the runner adds
+/// benchmark's table), sqlx's pings (a `Sync`, after any `ROLLBACK` queued for it to
+/// flush), and the rest — what the runner adds
 /// around the check.
 async fn round_trips(plan: &Plan, db: &Db) -> Result<report::RoundTrips, String> {
     let unresolved = crate::pg::via_proxy(&db.url, SocketAddr::from(([127, 0, 0, 1], 0)))

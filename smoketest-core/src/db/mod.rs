@@ -397,6 +397,18 @@ mod engine {
             session: &Self::Session,
         ) -> impl Future<Output = Option<bool>> + Send;
 
+        /// The detection and the rollback in one round trip, for a check that ended before
+        /// its deadline: what `still_open` would have said (`None`: unknown) and how the
+        /// rollback went; the transaction has ended when the future is ready, like after
+        /// `rollback`. `None` sends the runner down the two-step path: the database has no
+        /// such path, or nothing it sent got as far as ending the transaction.
+        fn detect_and_roll_back(
+            _conn: &mut Conn<Self>,
+            _session: &Self::Session,
+        ) -> impl Future<Output = Option<(Option<bool>, Result<(), sqlx::Error>)>> + Send {
+            std::future::ready(None)
+        }
+
         /// Roll back and restore what `begin` changed in the session.
         fn rollback(
             conn: &mut Conn<Self>,
@@ -776,21 +788,32 @@ mod engine {
         let outcome = {
             let Open { held, session } = &mut open;
             let conn = held.get()?;
+            let record = |still_open: Option<bool>| {
+                let seen_now = match still_open {
+                    None => 0,
+                    Some(true) => 1,
+                    Some(false) => 2,
+                };
+                seen.store(seen_now, Ordering::SeqCst);
+            };
             let work = async {
+                // A check that ended in time: one round trip where the database allows.
+                // Not after a cut-off, where the error of a cancelled statement can surface
+                // on the query and leave unknown whether its rollback ran.
+                if !cut_off
+                    && let Some((still_open, rolled_back)) =
+                        D::detect_and_roll_back(conn, session).await
+                {
+                    record(still_open);
+                    return rolled_back;
+                }
                 let mut still_open = D::still_open(conn, session).await;
                 if still_open.is_none() {
                     // The error of the statement the cancel stopped can surface on this
                     // query; ask once more rather than lose a `committed`.
                     still_open = D::still_open(conn, session).await;
                 }
-                seen.store(
-                    match still_open {
-                        None => 0,
-                        Some(true) => 1,
-                        Some(false) => 2,
-                    },
-                    Ordering::SeqCst,
-                );
+                record(still_open);
                 D::rollback(conn, session).await
             };
             // A driver can panic on a connection whose query future was dropped half-way;

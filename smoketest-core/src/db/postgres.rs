@@ -24,14 +24,24 @@
 //! the commit detection resets it for a check that committed. It holds nothing on the
 //! server that could outlive the check (no lock), behind a transaction-pooling proxy too.
 //!
-//! Around the check's own statements that is three round trips: that string, sent through
-//! sqlx's transaction manager (so that sqlx counts the transaction, and a nested
-//! `conn.begin()` in the check is a savepoint); the commit detection; sqlx's `ROLLBACK`.
-//! Folding the detection into the `ROLLBACK`'s round trip would need sqlx 0.9 to send a
-//! statement of ours with its `ROLLBACK`, or to expose the transaction status it reads from
-//! `ReadyForQuery`; it does neither, and a `ROLLBACK` sqlx does not know of would leave it
-//! counting a transaction that is gone. The pool's ping on acquire is not paid (the runner
-//! takes an idle connection with `try_acquire`); its ping on release is, after the verdict.
+//! Around the check's own statements that is two round trips. The first is that string,
+//! sent through sqlx's transaction manager (so that sqlx counts the transaction, and a
+//! nested `conn.begin()` in the check is a savepoint). The second, for a check that ended
+//! in time, is
+//!
+//! ```sql
+//! SELECT coalesce(current_setting('smoketest.transaction', true) = '<key>', false);
+//! ROLLBACK; BEGIN
+//! ```
+//!
+//! the commit detection and the `ROLLBACK`, read to the end before the verdict. The empty
+//! `BEGIN` stands for the transaction sqlx still counts (it cannot be told that a
+//! `ROLLBACK` of ours ended it); sqlx's own `ROLLBACK` of it is queued and travels with the
+//! ping sqlx always sends when a connection goes back to the pool, in the same write. The
+//! empty transaction takes no snapshot, transaction id or lock. A check cut off at its
+//! deadline, one that left its transaction aborted or a savepoint open, takes the long way:
+//! the detection, then sqlx's `ROLLBACK`s. The pool's ping on acquire is not paid (the
+//! runner takes an idle connection with `try_acquire`).
 //!
 //! # Example
 //!
@@ -179,11 +189,61 @@ impl Dialect for Pg {
         }
     }
 
+    async fn detect_and_roll_back(
+        conn: &mut PgConnection,
+        session: &PgSession,
+    ) -> Option<(Option<bool>, Result<(), sqlx::Error>)> {
+        // Only at the runner's own level: a savepoint the check leaked takes the long way.
+        if PgTransactionManager::get_transaction_depth(conn) != 1 {
+            return None;
+        }
+        // One round trip: the detection, the ROLLBACK that ends the check's transaction
+        // (its writes and locks are gone when the answer is read), and an empty `BEGIN`
+        // for the transaction sqlx still counts. sqlx's own ROLLBACK of that one is queued,
+        // not awaited: it travels with the ping sqlx sends when the connection goes back to
+        // the pool (one write, one answer). An empty transaction takes no snapshot, no
+        // transaction id and no lock until a statement runs in it, and none does.
+        let sql = format!(
+            "SELECT coalesce(current_setting('{MARKER}', true) = '{}', false); ROLLBACK; BEGIN",
+            session.marker(),
+        );
+        // Every answer is read (`fetch_all`), up to the server's ReadyForQuery: the
+        // ROLLBACK has run when this returns.
+        let open = match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await
+        {
+            Ok(rows) => rows
+                .first()
+                .and_then(|row| sqlx::Row::try_get::<bool, _>(row, 0).ok()),
+            // "current transaction is aborted": the string stopped at the SELECT, nothing
+            // else ran; still the runner's transaction (as in `still_open`).
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("25P02") => {
+                return Some((Some(true), rollback_all::<Postgres>(conn).await));
+            }
+            // The string stops at its first error, and every error it can meet comes before
+            // its ROLLBACK: the SELECT's own, or one left by a statement the check dropped
+            // half-way, which surfaces before the string is even sent. The runner's
+            // transaction is still there: the two-step path asks again.
+            Err(_) => return None,
+        };
+        if open == Some(false) {
+            // The check committed: the session's name was committed with it. End the empty
+            // transaction, then restore the name outside any transaction.
+            let restored = async {
+                rollback_all::<Postgres>(conn).await?;
+                sqlx::raw_sql("RESET application_name")
+                    .execute(&mut *conn)
+                    .await
+                    .map(drop)
+            };
+            return Some((open, restored.await));
+        }
+        PgTransactionManager::start_rollback(conn);
+        Some((open, Ok(())))
+    }
+
     async fn rollback(conn: &mut PgConnection, _session: &PgSession) -> Result<(), sqlx::Error> {
-        // Not folded into `still_open`'s query: sqlx counts the transaction it began as open
-        // until its own ROLLBACK, so a raw `…; ROLLBACK` would need a second ROLLBACK (a
-        // warning in the server's log) or an empty `BEGIN` for it to end, and that one stays
-        // "idle in transaction" until sqlx's ping on release flushes it.
         rollback_all::<Postgres>(conn).await
     }
 
