@@ -36,7 +36,7 @@ impl State {
                     .filter(|c| c.status == Status::Fail)
                     .map(|c| {
                         let kind = c.error.as_ref().map_or("error", |e| e.kind.as_str());
-                        (c.name.clone(), kind.to_string())
+                        (c.name.to_string(), kind.to_string())
                     })
                     .collect(),
                 count: report.summary.failed,
@@ -135,7 +135,7 @@ fn human_line(url: &str, fetched: &Fetched, style: Style) -> String {
                         Some(m) => format!("{} ({}: {m})", c.name, e.kind),
                         None => format!("{} ({})", c.name, e.kind),
                     },
-                    None => c.name.clone(),
+                    None => c.name.to_string(),
                 })
                 .collect();
             let what = if failed.is_empty() {

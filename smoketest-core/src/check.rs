@@ -165,11 +165,18 @@ impl SmokeCheck for RegisteredFn {
         self.registration.warn_after_ms.map(Duration::from_millis)
     }
 
-    async fn run(&self, ctx: &mut Context) -> Result {
+    // Written out rather than `async fn`: the fn's own boxed future is returned as it is,
+    // not boxed a second time inside the trait's.
+    fn run<'s, 'c, 'f>(&'s self, ctx: &'c mut Context) -> CheckFuture<'f>
+    where
+        's: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
         if let Some(persona) = &self.persona {
             ctx.set_persona(Some(persona.clone()));
         }
-        (self.registration.run)(ctx).await
+        (self.registration.run)(ctx)
     }
 }
 
@@ -257,7 +264,14 @@ where
         self.warn_after
     }
 
-    async fn run(&self, ctx: &mut Context) -> Result {
-        (self.f)(ctx).await
+    // Written out rather than `async fn`: the closure's boxed future is returned as it is,
+    // not boxed a second time inside the trait's.
+    fn run<'s, 'c, 'f>(&'s self, ctx: &'c mut Context) -> CheckFuture<'f>
+    where
+        's: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        (self.f)(ctx)
     }
 }

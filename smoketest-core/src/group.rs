@@ -492,7 +492,7 @@ impl ResolvedGroup {
         let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let mut state = self.history.lock().unwrap_or_else(|e| e.into_inner());
         for check in &report.checks {
-            let history = state.checks.entry(check.name.clone()).or_default();
+            let history = state.checks.entry(check.name.to_string()).or_default();
             match check.status {
                 Status::Fail => {
                     history.consecutive_failures = history.consecutive_failures.saturating_add(1);
@@ -508,7 +508,7 @@ impl ResolvedGroup {
         if report.status == Status::Fail {
             let over_threshold = report.checks.iter().any(|c| {
                 c.status == Status::Fail
-                    && state.checks[&c.name].consecutive_failures >= self.failure_threshold
+                    && state.checks[&*c.name].consecutive_failures >= self.failure_threshold
             });
             if !over_threshold {
                 report.status = Status::Pass;
@@ -518,7 +518,7 @@ impl ResolvedGroup {
         report.history = report
             .checks
             .iter()
-            .map(|c| (c.name.clone(), state.checks[&c.name].clone()))
+            .map(|c| (c.name.to_string(), state.checks[&*c.name].clone()))
             .collect();
         let previous = state.status.replace(report.status);
         drop(state);

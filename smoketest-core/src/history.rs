@@ -149,7 +149,7 @@ impl History {
     pub(crate) fn record(&self, report: &Report, finished: SystemTime) {
         let at = unix_ms(finished);
         for check in &report.checks {
-            let Some(track) = self.tracks.get(check.name.as_str()) else {
+            let Some(track) = self.tracks.get(&*check.name) else {
                 continue;
             };
             let kind = check.error.as_ref().map(|e| self.intern(&e.kind));
@@ -184,7 +184,7 @@ impl History {
     /// the report has none of its own (a group's report has the group's).
     pub(crate) fn attach(&self, report: &mut Report) {
         for check in &report.checks {
-            let Some(track) = self.tracks.get(check.name.as_str()) else {
+            let Some(track) = self.tracks.get(&*check.name) else {
                 continue;
             };
             let track = lock(track);
@@ -200,7 +200,7 @@ impl History {
                 .collect();
             let entry = report
                 .history
-                .entry(check.name.clone())
+                .entry(check.name.to_string())
                 .or_insert_with(|| CheckHistory {
                     consecutive_failures: track.consecutive_failures,
                     last_success: track.last_success_ms.map(rfc3339),

@@ -16,7 +16,7 @@ use crate::{Report, Status};
 /// Record `report` with the installed recorder (a no-op when none is installed).
 pub(crate) fn emit(report: &Report) {
     for c in &report.checks {
-        let check = c.name.clone();
+        let check = std::sync::Arc::<str>::from(c.name.clone());
         if c.status != Status::Skip {
             let success = if c.status == Status::Fail { 0.0 } else { 1.0 };
             metrics::gauge!("smoketest_check_success", "check" => check.clone()).set(success);

@@ -26,6 +26,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -105,11 +106,128 @@ pub struct ErrorReport {
     pub suggestion: Option<String>,
 }
 
+/// A check's name in a report, used like a `&str`: shared with the registry, so that a
+/// report (one per check and run) costs no copy of the text.
+///
+/// # Example
+///
+/// ```
+/// use smoketest_core::report::CheckName;
+///
+/// let name = CheckName::from("orders::db_write");
+/// assert_eq!(name, "orders::db_write");
+/// assert!(name.starts_with("orders::"));
+/// assert_eq!(name.as_str(), "orders::db_write");
+/// assert_eq!(name.to_string(), "orders::db_write");
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CheckName(Arc<str>);
+
+impl CheckName {
+    /// The name as a `&str`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for CheckName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for CheckName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for CheckName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for CheckName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for CheckName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for CheckName {
+    fn from(name: &str) -> Self {
+        CheckName(name.into())
+    }
+}
+
+impl From<String> for CheckName {
+    fn from(name: String) -> Self {
+        CheckName(name.into())
+    }
+}
+
+impl From<Arc<str>> for CheckName {
+    fn from(name: Arc<str>) -> Self {
+        CheckName(name)
+    }
+}
+
+impl From<CheckName> for Arc<str> {
+    fn from(name: CheckName) -> Self {
+        name.0
+    }
+}
+
+impl PartialEq<str> for CheckName {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for CheckName {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<String> for CheckName {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<CheckName> for str {
+    fn eq(&self, other: &CheckName) -> bool {
+        *self == *other.0
+    }
+}
+
+impl PartialEq<CheckName> for &str {
+    fn eq(&self, other: &CheckName) -> bool {
+        **self == *other.0
+    }
+}
+
+impl PartialEq<CheckName> for String {
+    fn eq(&self, other: &CheckName) -> bool {
+        **self == *other.0
+    }
+}
+
 /// One check's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckReport {
     /// The check's name.
-    pub name: String,
+    pub name: CheckName,
     /// Its status.
     pub status: Status,
     /// How long it ran, in milliseconds.

@@ -104,7 +104,7 @@ use tokio::time::{Instant, timeout_at};
 use tracing::Instrument;
 
 use crate::registry::Entry;
-use crate::report::{CheckReport, ErrorReport, Report, Status, millis};
+use crate::report::{CheckName, CheckReport, ErrorReport, Report, Status, millis};
 use crate::{CheckError, Context, ErrorKind, Outcome, Smoketest};
 
 /// What a run's tasks keep until they end: the engine's in-flight permit.
@@ -192,6 +192,10 @@ impl Smoketest {
             if !inner.by_name.contains_key(name.as_str()) {
                 return Err(UnknownCheck { name: name.clone() });
             }
+        }
+        if selection.checks.is_empty() && selection.tags.is_empty() && selection.exclude.is_empty()
+        {
+            return Ok(inner.entries.to_vec());
         }
         Ok(inner
             .entries
@@ -439,6 +443,9 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
     let mut waiting: Vec<(usize, tokio::task::JoinHandle<()>)> = Vec::new();
     let mut spans = Vec::with_capacity(run.instances.len());
 
+    // The checks polled in place below run on this thread: marked once for all of them.
+    // (Nothing in the loop awaits, so no other task runs here under the mark.)
+    let marked = Marked::new(smoke);
     for (i, instance) in run.instances.iter().enumerate() {
         // No span at all when no subscriber takes INFO: with tracing's `log` feature even a
         // disabled span checks the `log` crate when it is made, entered and dropped.
@@ -502,6 +509,7 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
         // is. The task's first poll registers its own waker.
         waiting.push((i, tokio::spawn(task)));
     }
+    drop(marked);
 
     for (i, handle) in waiting {
         let instance = &run.instances[i];
@@ -731,7 +739,8 @@ async fn run_one(run: Arc<Run>, index: usize, hold: Option<Hold>) {
         over_budget(&mut report, budget);
     }
     // Once, before anything (report, format, log line) can show it.
-    instance.finish(smoke.redacted(report));
+    smoke.inner.redactor.redact_check(&mut report);
+    instance.finish(report);
 }
 
 impl Smoketest {
@@ -927,7 +936,7 @@ fn verdict(
                 Outcome::Skip(m) => (Status::Skip, Some(m)),
             };
             CheckReport {
-                name: String::from(&*entry.name),
+                name: CheckName::from(entry.name.clone()),
                 status,
                 duration_ms: millis(duration),
                 tags: entry.tags.clone(),
@@ -969,7 +978,7 @@ fn log_finished(span: &tracing::Span, report: &CheckReport) {
 
 fn failed(entry: &Entry, duration: Duration, error: CheckError) -> CheckReport {
     CheckReport {
-        name: String::from(&*entry.name),
+        name: CheckName::from(entry.name.clone()),
         status: Status::Fail,
         duration_ms: millis(duration),
         tags: entry.tags.clone(),
@@ -1042,6 +1051,34 @@ thread_local! {
     static IN_CHECK: std::cell::RefCell<Option<Smoketest>> = const { std::cell::RefCell::new(None) };
 }
 
+/// Marks this thread as polling `smoke`'s checks (for the panic hook) until dropped, then
+/// restores the mark that was there, also when a panic unwinds through. Nothing to do (and
+/// no clone of the service) when the thread is marked for `smoke` already: the run's task
+/// marks itself once for all the checks it polls in place.
+struct Marked(Option<Smoketest>);
+
+impl Marked {
+    fn new(smoke: &Smoketest) -> Option<Marked> {
+        IN_CHECK.with(|c| {
+            let mut current = c.borrow_mut();
+            if current
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(&s.inner, &smoke.inner))
+            {
+                return None;
+            }
+            Some(Marked(current.replace(smoke.clone())))
+        })
+    }
+}
+
+impl Drop for Marked {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        IN_CHECK.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
 impl<F: std::future::Future + Unpin> std::future::Future for InCheck<'_, F> {
     type Output = F::Output;
 
@@ -1049,16 +1086,7 @@ impl<F: std::future::Future + Unpin> std::future::Future for InCheck<'_, F> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
-        let previous = IN_CHECK.with(|c| c.replace(Some(self.smoke.clone())));
-        // Restored by a guard, so a panic unwinding through here leaves no stale mark.
-        struct Restore(Option<Option<Smoketest>>);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                let previous = self.0.take().flatten();
-                IN_CHECK.with(|c| *c.borrow_mut() = previous);
-            }
-        }
-        let _restore = Restore(Some(previous));
+        let _marked = Marked::new(self.smoke);
         std::pin::Pin::new(&mut self.future).poll(cx)
     }
 }

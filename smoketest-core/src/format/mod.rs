@@ -460,7 +460,7 @@ pub(crate) mod fixtures {
 
     pub(crate) fn check(name: &str, status: Status) -> CheckReport {
         CheckReport {
-            name: name.to_string(),
+            name: name.into(),
             status,
             duration_ms: 3.25,
             tags: vec!["db".to_string()],

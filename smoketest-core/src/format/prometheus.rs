@@ -476,7 +476,7 @@ mod tests {
     #[test]
     fn hostile_check_names_are_escaped_and_still_parse() {
         let mut report = fixtures::passing();
-        report.checks[0].name = "a\"b\\c\nd".to_string();
+        report.checks[0].name = "a\"b\\c\nd".into();
         report.version = Some("1.0 \"beta\"".to_string());
         let text = String::from_utf8(write(&report, Dialect::Text004)).unwrap();
         assert!(
