@@ -91,6 +91,7 @@
 //! ```
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -253,12 +254,17 @@ impl Smoketest {
             polling: AtomicUsize::new(NOT_POLLING),
             rescued: AtomicBool::new(false),
         });
-        let span = tracing::info_span!(
-            "smoketest.run",
-            checks = run.instances.len(),
-            status = tracing::field::Empty,
-            duration_ms = tracing::field::Empty,
-        );
+        // No span at all when no subscriber takes INFO (see the checks' spans in `sweep`).
+        let span = if tracing::level_enabled!(tracing::Level::INFO) {
+            tracing::info_span!(
+                "smoketest.run",
+                checks = run.instances.len(),
+                status = tracing::field::Empty,
+                duration_ms = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
         let future = sweep(run.clone(), hold).instrument(span);
         (run, future)
     }
@@ -619,6 +625,7 @@ impl Instance {
     }
 
     /// Record the check's final report (unless the run answered without it already).
+    #[inline]
     fn finish(&self, report: CheckReport) {
         let mut state = lock(&self.state);
         if !state.taken {
@@ -627,6 +634,7 @@ impl Instance {
     }
 
     /// The final report, if there is one; taken once.
+    #[inline]
     fn finished(&self) -> Option<CheckReport> {
         let mut state = lock(&self.state);
         let report = state.report.take();
@@ -863,12 +871,26 @@ async fn check_report(
     } else {
         Vec::new()
     };
-    let mut report = verdict(entry, duration, result, transaction_failures);
-    report.observed = ctx.take_observed();
+    let observed = ctx.take_observed();
     if !ctx.has_cleanups() {
-        report.steps = ctx.take_steps();
-        return report;
+        let steps = ctx.take_steps();
+        return verdict(
+            entry,
+            duration,
+            result,
+            transaction_failures,
+            observed,
+            steps,
+        );
     }
+    let report = verdict(
+        entry,
+        duration,
+        result,
+        transaction_failures,
+        observed,
+        Vec::new(),
+    );
     // Boxed, with the context and the report moved in: the check's own future then holds
     // neither across this await, and stays small enough for the allocator's fast path.
     Box::pin(with_cleanups(instance, smoke, ctx, report, duration)).await
@@ -913,12 +935,15 @@ async fn with_cleanups(
 }
 
 /// The check's report from its result and what ending its transactions found; a check that
-/// committed says so even if it also failed otherwise.
+/// committed says so even if it also failed otherwise. Built whole, with what the check
+/// observed and its steps: no field is made twice.
 fn verdict(
     entry: &Entry,
     duration: Duration,
     result: crate::Result,
     mut transaction_failures: Vec<CheckError>,
+    observed: BTreeMap<String, serde_json::Value>,
+    steps: Vec<crate::report::StepReport>,
 ) -> CheckReport {
     let result = match transaction_failures
         .iter()
@@ -928,7 +953,12 @@ fn verdict(
         None => result,
     };
     match (result, transaction_failures.into_iter().next()) {
-        (Err(e), _) | (Ok(_), Some(e)) => failed(entry, duration, e),
+        (Err(e), _) | (Ok(_), Some(e)) => {
+            let mut report = failed(entry, duration, e);
+            report.observed = observed;
+            report.steps = steps;
+            report
+        }
         (Ok(outcome), None) => {
             let (status, message) = match outcome {
                 Outcome::Pass => (Status::Pass, None),
@@ -939,11 +969,15 @@ fn verdict(
                 name: CheckName::from(entry.name.clone()),
                 status,
                 duration_ms: millis(duration),
-                tags: entry.tags.clone(),
+                tags: if entry.tags.is_empty() {
+                    Vec::new()
+                } else {
+                    entry.tags.clone()
+                },
                 error: None,
                 message,
-                observed: Default::default(),
-                steps: Vec::new(),
+                observed,
+                steps,
             }
         }
     }

@@ -48,6 +48,32 @@ macro_rules! key {
 /// Two spaces per level, as serde_json's pretty printer.
 const INDENT: &[u8] = b"                                ";
 
+/// Whether `bytes` can be written between quotes as they are: no control character, quote or
+/// backslash (what serde_json escapes). Eight bytes at a time: a word has a byte below 0x20
+/// when `(w - 0x20…) & !w & 0x80…` is not zero, a byte equal to `c` when the same holds
+/// for `w ^ c…` and 0x01; neither test misses one (it may flag a word that has none, which
+/// then takes serde_json's escaping path, whose output is the same).
+fn plain(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        if below(w, 0x20)
+            | below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1)
+            != 0
+        {
+            return false;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+}
+
 impl Writer {
     fn raw(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
@@ -70,8 +96,7 @@ impl Writer {
     }
 
     fn string(&mut self, s: &str) {
-        let plain = s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-        if plain {
+        if plain(s.as_bytes()) {
             self.out.reserve(s.len() + 2);
             self.out.push(b'"');
             self.raw(s.as_bytes());
@@ -83,7 +108,56 @@ impl Writer {
     }
 
     fn number(&mut self, n: f64) {
+        // A duration is whole microseconds in milliseconds (`report::millis`): the double
+        // nearest to m / 1000. Below 10^12 its shortest round-trip text — what serde_json
+        // writes — is the decimal m / 1000 itself (any other decimal of as many digits or
+        // fewer is at least 0.001 away, far more than half the double's spacing), written
+        // here from its integer digits. Anything else goes through serde_json.
+        if n.is_sign_positive() && n < 1e12 {
+            let m = (n * 1000.0).round();
+            if m / 1000.0 == n {
+                self.thousandths(m as u64);
+                return;
+            }
+        }
         self.serde(&n);
+    }
+
+    /// `m / 1000` as a decimal with the trailing zeros of its fraction cut, and at least one
+    /// fractional digit (`12.0`, `12.5`, `0.125`), in one write.
+    fn thousandths(&mut self, m: u64) {
+        let mut text = [0u8; 24];
+        let mut end = text.len();
+        let fraction = m % 1000;
+        if fraction == 0 {
+            end -= 1;
+            text[end] = b'0';
+        } else {
+            let mut fraction = fraction;
+            let mut skipping = true;
+            for _ in 0..3 {
+                let digit = (fraction % 10) as u8;
+                fraction /= 10;
+                if skipping && digit == 0 {
+                    continue;
+                }
+                skipping = false;
+                end -= 1;
+                text[end] = b'0' + digit;
+            }
+        }
+        end -= 1;
+        text[end] = b'.';
+        let mut whole = m / 1000;
+        loop {
+            end -= 1;
+            text[end] = b'0' + (whole % 10) as u8;
+            whole /= 10;
+            if whole == 0 {
+                break;
+            }
+        }
+        self.raw(&text[end..]);
     }
 
     fn unsigned(&mut self, n: u64) {
@@ -356,6 +430,70 @@ mod tests {
             let mut report = Report::from_checks(SystemTime::UNIX_EPOCH, Duration::ZERO, vec![one]);
             report.service = service;
             prop_assert_eq!(super::write(&report), serde(&report));
+        }
+
+        #[test]
+        fn durations_in_whole_microseconds_are_written_as_serde_json_writes_them(
+            micros in prop_oneof![0u64..10_000, 0u64..10_000_000_000, 0u64..2_000_000_000_000_000],
+        ) {
+            let mut report = Report::from_checks(SystemTime::UNIX_EPOCH, Duration::ZERO, vec![]);
+            report.duration_ms = crate::report::millis(Duration::from_micros(micros));
+            prop_assert_eq!(super::write(&report), serde(&report));
+        }
+    }
+
+    #[test]
+    fn a_byte_to_escape_is_found_at_every_position() {
+        let clean = "abcdefghijklmnopqrsé".as_bytes();
+        assert!(super::plain(clean));
+        for at in 0..clean.len() {
+            for bad in (0u8..0x20).chain([b'"', b'\\']) {
+                let mut text = clean.to_vec();
+                text[at] = bad;
+                assert!(!super::plain(&text), "{bad:#x} at {at}");
+            }
+        }
+        let every_plain_byte: Vec<u8> = (0x20u8..=0xff).filter(|b| !b"\"\\".contains(b)).collect();
+        assert!(super::plain(&every_plain_byte));
+    }
+
+    #[test]
+    fn edge_durations_are_written_as_serde_json_writes_them() {
+        for n in [
+            0.0,
+            -0.0,
+            0.001,
+            0.01,
+            0.1,
+            0.5,
+            1.0,
+            1.5,
+            10.25,
+            999.999,
+            1000.0,
+            123_456.789,
+            999_999_999_999.999,
+            1e12,
+            1e12 + 0.5,
+            1e15,
+            1e16,
+            1e17,
+            0.0005,
+            0.1 + 0.2,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::NAN,
+            f64::INFINITY,
+            -1.0,
+            -0.001,
+        ] {
+            let mut report = Report::from_checks(SystemTime::UNIX_EPOCH, Duration::ZERO, vec![]);
+            report.duration_ms = n;
+            assert_eq!(
+                String::from_utf8(super::write(&report)).unwrap(),
+                String::from_utf8(serde(&report)).unwrap(),
+                "{n:?}"
+            );
         }
     }
 }

@@ -229,6 +229,11 @@ impl Format {
         let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
             return Ok(Format::Json);
         };
+        if accept == "*/*" {
+            // What curl and most HTTP libraries send: every format matches alike, and the
+            // first in preference order wins.
+            return Ok(Format::ALL[0]);
+        }
         let ranges: Vec<MediaRange<'_>> = parse_accept(accept).collect();
         // (q, specificity, earlier range first, preference order) — larger is better.
         let mut best: Option<((f32, u8, usize, usize), Format)> = None;
