@@ -380,11 +380,8 @@ impl Run {
         &self,
         smoke: &Smoketest,
     ) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, Duration> {
-        if self.instances.len() <= smoke.inner.config.concurrency {
-            return Ok(None);
-        }
-        if let Ok(permit) = self.permits.try_acquire() {
-            return Ok(Some(permit));
+        if let Some(slot) = self.slot_now(smoke) {
+            return Ok(slot);
         }
         let queued = Instant::now();
         // Boxed: a tokio timer is large, and most checks never wait for a slot.
@@ -392,6 +389,15 @@ impl Run {
             Ok(Ok(permit)) => Ok(Some(permit)),
             _ => Err(queued.elapsed()),
         }
+    }
+
+    /// [`Run::slot`] if it needs no wait: `None` when every slot is taken.
+    #[allow(clippy::option_option)]
+    fn slot_now(&self, smoke: &Smoketest) -> Option<Option<tokio::sync::SemaphorePermit<'_>>> {
+        if self.instances.len() <= smoke.inner.config.concurrency {
+            return Some(None);
+        }
+        self.permits.try_acquire().ok().map(Some)
     }
 
     fn report(&self, checks: Vec<CheckReport>) -> Report {
@@ -445,7 +451,9 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
     let config = &smoke.inner.config;
     let mut inline = true;
     // When the previous first poll ended (one clock reading per check).
-    let mut last_poll = std::time::Instant::now();
+    // When the previous first poll ended: the start of the next check polled in place
+    // (one clock reading per check serves both).
+    let mut last_poll = Instant::now();
     let mut waiting: Vec<(usize, tokio::task::JoinHandle<()>)> = Vec::new();
     let mut spans = Vec::with_capacity(run.instances.len());
 
@@ -487,15 +495,22 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
         // Without a subscriber that wants the span, the check's future goes without one:
         // entering and leaving a disabled span on every poll is pure cost.
         let mut task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = if span.is_disabled() {
-            Box::pin(run_one(run.clone(), i, hold.clone()))
+            Box::pin(run_one(
+                run.clone(),
+                i,
+                hold.clone(),
+                inline.then_some(last_poll),
+            ))
         } else {
-            Box::pin(run_one(run.clone(), i, hold.clone()).instrument(span))
+            Box::pin(
+                run_one(run.clone(), i, hold.clone(), inline.then_some(last_poll)).instrument(span),
+            )
         };
         if inline {
             run.polling.store(i, Ordering::SeqCst);
             let poll = poll_once(task.as_mut());
             run.polling.store(NOT_POLLING, Ordering::SeqCst);
-            let now = std::time::Instant::now();
+            let now = Instant::now();
             inline = now.duration_since(last_poll) < INLINE_LIMIT;
             last_poll = now;
             match poll {
@@ -624,6 +639,18 @@ impl Instance {
         lock(&self.state).phase = phase;
     }
 
+    /// Record the report a check's own run made: its latency budget applied, redacted once
+    /// before anything (report, format, log line) can show it. (Made where it is recorded:
+    /// a report is moved as few times as possible.)
+    #[inline]
+    fn record(&self, smoke: &Smoketest, mut report: CheckReport) {
+        if let Some(budget) = self.entry.warn_after {
+            over_budget(&mut report, budget);
+        }
+        smoke.inner.redactor.redact_check(&mut report);
+        self.finish(report);
+    }
+
     /// Record the check's final report (unless the run answered without it already).
     #[inline]
     fn finish(&self, report: CheckReport) {
@@ -733,7 +760,9 @@ impl Drop for Live {
 }
 
 /// Check `index` of `run`, its context finished, its report recorded.
-async fn run_one(run: Arc<Run>, index: usize, hold: Option<Hold>) {
+/// `now`: the time, when the caller has just read the clock (the run's task, about to poll
+/// this check in place); the check's start if it gets its slot without waiting.
+async fn run_one(run: Arc<Run>, index: usize, hold: Option<Hold>, now: Option<Instant>) {
     // Kept until this task ends, whatever the run did meanwhile.
     let _hold = hold.clone();
     let _live = Live {
@@ -742,13 +771,7 @@ async fn run_one(run: Arc<Run>, index: usize, hold: Option<Hold>) {
     };
     let instance = &run.instances[index];
     let smoke = &run.smoke;
-    let mut report = check_report(instance, &run, smoke, hold).await;
-    if let Some(budget) = instance.entry.warn_after {
-        over_budget(&mut report, budget);
-    }
-    // Once, before anything (report, format, log line) can show it.
-    smoke.inner.redactor.redact_check(&mut report);
-    instance.finish(report);
+    check_report(instance, &run, smoke, hold, now).await;
 }
 
 impl Smoketest {
@@ -784,37 +807,43 @@ fn over_budget(report: &mut CheckReport, budget: Duration) {
     });
 }
 
-/// Run one check in its context and finish the context: the check's report.
+/// Run one check in its context, finish the context, and record the check's report.
 async fn check_report(
     instance: &Instance,
     run: &Run,
     smoke: &Smoketest,
     hold: Option<Hold>,
-) -> CheckReport {
+    now: Option<Instant>,
+) {
     let entry = &instance.entry;
     let run_deadline = run.deadline;
     let default_timeout = smoke.inner.config.default_timeout;
-    let _slot = match run.slot(smoke).await {
-        Ok(slot) => slot,
-        Err(waited) => {
-            return failed(
-                entry,
-                Duration::ZERO,
-                CheckError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "never started: waited {} for a free slot before the run's deadline",
-                        humantime::format_duration(round_ms(waited))
+    let (_slot, start) = match run.slot_now(smoke) {
+        Some(slot) => (slot, now.unwrap_or_else(Instant::now)),
+        None => match run.slot(smoke).await {
+            Ok(slot) => (slot, Instant::now()),
+            Err(waited) => {
+                return instance.record(
+                    smoke,
+                    failed(
+                    entry,
+                    Duration::ZERO,
+                    CheckError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "never started: waited {} for a free slot before the run's deadline",
+                            humantime::format_duration(round_ms(waited))
+                        ),
+                    )
+                    .with_suggestion(
+                        "Raise the concurrency limit or the deadline, or shorten the slow checks.",
                     ),
-                )
-                .with_suggestion(
-                    "Raise the concurrency limit or the deadline, or shorten the slow checks.",
-                ),
-            );
-        }
+                    ),
+                );
+            }
+        },
     };
 
-    let start = Instant::now();
     let limit = entry.timeout.unwrap_or(default_timeout);
     let check_deadline = (start + limit).min(run_deadline);
     let mut ctx = Context::in_run(
@@ -874,13 +903,16 @@ async fn check_report(
     let observed = ctx.take_observed();
     if !ctx.has_cleanups() {
         let steps = ctx.take_steps();
-        return verdict(
-            entry,
-            duration,
-            result,
-            transaction_failures,
-            observed,
-            steps,
+        return instance.record(
+            smoke,
+            verdict(
+                entry,
+                duration,
+                result,
+                transaction_failures,
+                observed,
+                steps,
+            ),
         );
     }
     let report = verdict(
@@ -893,7 +925,8 @@ async fn check_report(
     );
     // Boxed, with the context and the report moved in: the check's own future then holds
     // neither across this await, and stays small enough for the allocator's fast path.
-    Box::pin(with_cleanups(instance, smoke, ctx, report, duration)).await
+    let report = Box::pin(with_cleanups(instance, smoke, ctx, report, duration)).await;
+    instance.record(smoke, report);
 }
 
 /// The cleanups of a check that registered any, and its report after them.
