@@ -446,7 +446,13 @@ impl Report {
             service: None,
             version: None,
             release_id: None,
-            started_at: humantime::format_rfc3339_millis(started_at).to_string(),
+            started_at: {
+                // Sized once: `to_string` would grow it as it is written.
+                use std::fmt::Write;
+                let mut text = String::with_capacity(24);
+                let _ = write!(text, "{}", humantime::format_rfc3339_millis(started_at));
+                text
+            },
             duration_ms: millis(duration),
             cached: false,
             overrunning: 0,

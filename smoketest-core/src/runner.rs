@@ -253,6 +253,8 @@ impl Smoketest {
             deadline: start + config.deadline,
             polling: AtomicUsize::new(NOT_POLLING),
             rescued: AtomicBool::new(false),
+            caller: Mutex::new(None),
+            answered: AtomicBool::new(false),
         });
         // No span at all when no subscriber takes INFO (see the checks' spans in `sweep`).
         let span = if tracing::level_enabled!(tracing::Level::INFO) {
@@ -302,6 +304,12 @@ pub(crate) struct Run {
     polling: AtomicUsize,
     /// A caller answered without the run's task: checks not yet polled stay unstarted.
     rescued: AtomicBool,
+    /// The caller waiting in [`Run::answer`]: when the watchdog wakes it (real time) and
+    /// how.
+    caller: Mutex<Option<(std::time::Instant, std::task::Waker)>>,
+    /// The caller stopped waiting (answered, rescued, or its future dropped): the watchdog
+    /// forgets the run.
+    answered: AtomicBool,
 }
 
 /// [`Run::polling`] when the run's task polls no check in place.
@@ -320,14 +328,71 @@ impl Run {
 
     /// What the run's task answers, or by [`answer_by`](Self::answer_by) the report made
     /// from what its checks recorded ([`rescue`](Self::rescue)), as `rescued` makes it.
+    ///
+    /// The wait needs a wake-up at `answer_by` only for a run whose task is stuck, and runs
+    /// nearly always end before it: the process's [`watchdog`] thread gives that wake-up
+    /// rather than a tokio timer per run, which would be armed and disarmed again on tokio's
+    /// timer wheel for every run (more instructions than the rest of a run's bookkeeping).
+    /// Woken, the caller reads tokio's own clock; where that is behind the watchdog's (time
+    /// paused in a test), it waits the rest on a tokio timer, as it does if the watchdog
+    /// thread could not be started.
     pub(crate) async fn answer<T, E>(
-        &self,
+        self: &Arc<Self>,
         task: impl Future<Output = Result<T, E>>,
         rescued: impl FnOnce(Report) -> T,
     ) -> Result<T, E> {
-        match timeout_at(self.answer_by(), task).await {
-            Ok(result) => result,
-            Err(_) => Ok(rescued(self.rescue())),
+        /// Marks the wait over however it ends, the caller's future dropped included.
+        struct Answered<'a>(&'a Run);
+        impl Drop for Answered<'_> {
+            fn drop(&mut self) {
+                self.0.answered.store(true, Ordering::Release);
+            }
+        }
+        let _answered = Answered(self);
+        let answer_by = self.answer_by();
+        let mut task = std::pin::pin!(task);
+        let mut watched = false;
+        let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        let answered = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = task.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            if let Some(timer) = &mut timer {
+                return timer.as_mut().poll(cx).map(|()| None);
+            }
+            let now = Instant::now();
+            if now >= answer_by {
+                return Poll::Ready(None);
+            }
+            let real_now = std::time::Instant::now();
+            if !watched {
+                *lock(&self.caller) = Some((real_now + (answer_by - now), cx.waker().clone()));
+                watched = watchdog::watch(self);
+            } else {
+                match &mut *lock(&self.caller) {
+                    // The watchdog's time has come, tokio's has not: its clock is paused.
+                    Some((due, _)) if *due <= real_now => watched = false,
+                    Some((_, waker)) => {
+                        if !waker.will_wake(cx.waker()) {
+                            *waker = cx.waker().clone();
+                        }
+                    }
+                    None => watched = false,
+                }
+            }
+            if !watched {
+                lock(&self.caller).take();
+                let mut sleep = Box::pin(tokio::time::sleep_until(answer_by));
+                let poll = sleep.as_mut().poll(cx);
+                timer = Some(sleep);
+                return poll.map(|()| None);
+            }
+            Poll::Pending
+        })
+        .await;
+        match answered {
+            Some(result) => result,
+            None => Ok(rescued(self.rescue())),
         }
     }
 
@@ -450,30 +515,31 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
     let smoke = &run.smoke;
     let config = &smoke.inner.config;
     let mut inline = true;
-    // When the previous first poll ended (one clock reading per check).
     // When the previous first poll ended: the start of the next check polled in place
     // (one clock reading per check serves both).
     let mut last_poll = Instant::now();
     let mut waiting: Vec<(usize, tokio::task::JoinHandle<()>)> = Vec::new();
-    let mut spans = Vec::with_capacity(run.instances.len());
+    // No span at all when no subscriber takes INFO: with tracing's `log` feature even a
+    // disabled span checks the `log` crate when it is made, entered and dropped.
+    let traced = tracing::level_enabled!(tracing::Level::INFO);
+    let mut spans = Vec::with_capacity(if traced { run.instances.len() } else { 0 });
 
     // The checks polled in place below run on this thread: marked once for all of them.
     // (Nothing in the loop awaits, so no other task runs here under the mark.)
     let marked = Marked::new(smoke);
     for (i, instance) in run.instances.iter().enumerate() {
-        // No span at all when no subscriber takes INFO: with tracing's `log` feature even a
-        // disabled span checks the `log` crate when it is made, entered and dropped.
-        let span = if tracing::level_enabled!(tracing::Level::INFO) {
-            tracing::info_span!(
+        let span = if traced {
+            let span = tracing::info_span!(
                 "smoketest.check",
                 check = %instance.entry.name,
                 status = tracing::field::Empty,
                 duration_ms = tracing::field::Empty,
-            )
+            );
+            spans.push(span.clone());
+            span
         } else {
             tracing::Span::none()
         };
-        spans.push(span.clone());
         let overrunning = instance.overrun_before;
         if overrunning > 0 {
             instance.finish(failed(
@@ -549,7 +615,9 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
     }
 
     let mut checks = Vec::with_capacity(run.instances.len());
-    for (instance, span) in run.instances.iter().zip(spans) {
+    let untraced = tracing::Span::none();
+    for (i, instance) in run.instances.iter().enumerate() {
+        let span = spans.get(i).unwrap_or(&untraced);
         let report = instance.finished().unwrap_or_else(|| {
             // Not polled: a caller answered for the run meanwhile (see `Run::rescue`).
             failed(
@@ -560,7 +628,7 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
         });
         // Logged here rather than in the check's task: a task left behind may still
         // finish later, and must not log a second time.
-        log_finished(&span, &report);
+        log_finished(span, &report);
         checks.push(report);
     }
     let report = run.report(checks);
@@ -1155,6 +1223,77 @@ impl<F: std::future::Future + Unpin> std::future::Future for InCheck<'_, F> {
     ) -> std::task::Poll<F::Output> {
         let _marked = Marked::new(self.smoke);
         std::pin::Pin::new(&mut self.future).poll(cx)
+    }
+}
+
+/// One thread for the process that wakes the callers of runs still unanswered at their
+/// answer time (see [`Run::answer`]). It ticks every [`watchdog::TICK`] while it watches
+/// some run and sleeps otherwise: at most a few dozen wake-ups a second under any load,
+/// none when no run is waiting.
+mod watchdog {
+    use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+    use std::time::Duration;
+
+    use super::{Run, lock};
+
+    /// How often the thread looks at the runs it watches: a rescue comes at most this late.
+    pub(super) const TICK: Duration = Duration::from_millis(25);
+
+    /// The runs watched (a run's memory is freed when its last `Arc` goes; the entry
+    /// goes at the next tick).
+    static RUNS: Mutex<Vec<Weak<Run>>> = Mutex::new(Vec::new());
+    /// Wakes the thread when the first run comes to an empty list.
+    static TICKER: Condvar = Condvar::new();
+    /// Whether the thread runs.
+    static STARTED: OnceLock<bool> = OnceLock::new();
+
+    /// Watch `run` until its caller stopped waiting: wake the caller's waker once the time
+    /// it stored in `run.caller` has come, and every tick after that. `false` when the
+    /// thread could not be started: the caller must set a timer of its own.
+    pub(super) fn watch(run: &Arc<Run>) -> bool {
+        let started = *STARTED.get_or_init(|| {
+            std::thread::Builder::new()
+                .name("smoketest-watchdog".to_string())
+                .spawn(watch_runs)
+                .is_ok()
+        });
+        if started {
+            let mut runs = lock(&RUNS);
+            runs.push(Arc::downgrade(run));
+            if runs.len() == 1 {
+                TICKER.notify_one();
+            }
+        }
+        started
+    }
+
+    fn watch_runs() {
+        let mut runs = lock(&RUNS);
+        loop {
+            let now = std::time::Instant::now();
+            runs.retain(|run| {
+                let Some(run) = run.upgrade() else {
+                    return false;
+                };
+                if run.answered.load(std::sync::atomic::Ordering::Acquire) {
+                    return false;
+                }
+                if let Some((at, waker)) = &*lock(&run.caller)
+                    && *at <= now
+                {
+                    waker.wake_by_ref();
+                }
+                true
+            });
+            runs = if runs.is_empty() {
+                TICKER.wait(runs).unwrap_or_else(|e| e.into_inner())
+            } else {
+                TICKER
+                    .wait_timeout(runs, TICK)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            };
+        }
     }
 }
 
