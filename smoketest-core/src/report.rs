@@ -571,5 +571,5 @@ fn is_zero(n: &usize) -> bool {
 pub fn millis(d: std::time::Duration) -> f64 {
     // Through u64 where it fits: the same value, without the slow u128 conversion.
     let micros = d.as_micros();
-    u64::try_from(micros).map_or(micros as f64, |m| m as f64) / 1000.0
+    u64::try_from(micros).map_or_else(|_| micros as f64, |m| m as f64) / 1000.0
 }

@@ -114,9 +114,11 @@ impl Writer {
         // fewer is at least 0.001 away, far more than half the double's spacing), written
         // here from its integer digits. Anything else goes through serde_json.
         if n.is_sign_positive() && n < 1e12 {
-            let m = (n * 1000.0).round();
-            if m / 1000.0 == n {
-                self.thousandths(m as u64);
+            // The nearest whole number of thousandths; should that be off, the check below
+            // fails and serde_json writes the number.
+            let m = (n * 1000.0 + 0.5) as u64;
+            if m as f64 / 1000.0 == n {
+                self.thousandths(m);
                 return;
             }
         }
@@ -124,40 +126,37 @@ impl Writer {
     }
 
     /// `m / 1000` as a decimal with the trailing zeros of its fraction cut, and at least one
-    /// fractional digit (`12.0`, `12.5`, `0.125`), in one write.
+    /// fractional digit (`12.0`, `12.5`, `0.125`).
     fn thousandths(&mut self, m: u64) {
-        let mut text = [0u8; 24];
-        let mut end = text.len();
-        let fraction = m % 1000;
-        if fraction == 0 {
-            end -= 1;
-            text[end] = b'0';
+        let whole = m / 1000;
+        if whole < 10 {
+            self.out.push(b'0' + whole as u8);
         } else {
-            let mut fraction = fraction;
-            let mut skipping = true;
-            for _ in 0..3 {
-                let digit = (fraction % 10) as u8;
-                fraction /= 10;
-                if skipping && digit == 0 {
-                    continue;
-                }
-                skipping = false;
-                end -= 1;
-                text[end] = b'0' + digit;
+            let mut digits = [0u8; 20];
+            let mut start = digits.len();
+            let mut rest = whole;
+            while rest > 0 {
+                start -= 1;
+                digits[start] = b'0' + (rest % 10) as u8;
+                rest /= 10;
             }
+            self.raw(&digits[start..]);
         }
-        end -= 1;
-        text[end] = b'.';
-        let mut whole = m / 1000;
-        loop {
-            end -= 1;
-            text[end] = b'0' + (whole % 10) as u8;
-            whole /= 10;
-            if whole == 0 {
-                break;
-            }
+        let fraction = (m % 1000) as u16;
+        let shown = if fraction % 100 == 0 {
+            1
+        } else if fraction % 10 == 0 {
+            2
+        } else {
+            3
+        };
+        self.out.push(b'.');
+        for digit in [fraction / 100, fraction / 10 % 10, fraction % 10]
+            .into_iter()
+            .take(shown)
+        {
+            self.out.push(b'0' + digit as u8);
         }
-        self.raw(&text[end..]);
     }
 
     fn unsigned(&mut self, n: u64) {
