@@ -143,9 +143,9 @@ impl Writer {
             self.raw(&digits[start..]);
         }
         let fraction = (m % 1000) as u16;
-        let shown = if fraction % 100 == 0 {
+        let shown = if fraction.is_multiple_of(100) {
             1
-        } else if fraction % 10 == 0 {
+        } else if fraction.is_multiple_of(10) {
             2
         } else {
             3
