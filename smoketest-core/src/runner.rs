@@ -100,6 +100,7 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
+use futures_util::future::OptionFuture;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 use tracing::Instrument;
@@ -518,7 +519,11 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
     // When the previous first poll ended: the start of the next check polled in place
     // (one clock reading per check serves both).
     let mut last_poll = Instant::now();
-    let mut waiting: Vec<(usize, tokio::task::JoinHandle<()>)> = Vec::new();
+    let mut waiting: Vec<(usize, tokio::task::JoinHandle<Option<()>>)> = Vec::new();
+    // One allocation for the checks polled in place: each is written into it in turn, and
+    // only a check that has to wait takes it along onto its own task (the next check
+    // polled in place gets a new one then). A box per check cost an allocation and a free
+    // on every check.
     // No span at all when no subscriber takes INFO: with tracing's `log` feature even a
     // disabled span checks the `log` crate when it is made, entered and dropped.
     let traced = tracing::level_enabled!(tracing::Level::INFO);
@@ -527,6 +532,7 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
     // The checks polled in place below run on this thread: marked once for all of them.
     // (Nothing in the loop awaits, so no other task runs here under the mark.)
     let marked = Marked::new(smoke);
+    let mut slot = None;
     for (i, instance) in run.instances.iter().enumerate() {
         let span = if traced {
             let span = tracing::info_span!(
@@ -558,50 +564,54 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
             }
             state.polled = true;
         }
-        // Without a subscriber that wants the span, the check's future goes without one:
-        // entering and leaving a disabled span on every poll is pure cost.
-        let mut task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = if span.is_disabled() {
-            Box::pin(run_one(
-                run.clone(),
-                i,
-                hold.clone(),
-                inline.then_some(last_poll),
-            ))
+        // Without a subscriber that wants the span, the check's future goes with none:
+        // entering and leaving a disabled span (not `Span::none()`) on every poll asks the
+        // `log` crate each time.
+        let span = if span.is_disabled() {
+            tracing::Span::none()
         } else {
-            Box::pin(
-                run_one(run.clone(), i, hold.clone(), inline.then_some(last_poll)).instrument(span),
-            )
+            span
         };
-        if inline {
-            run.polling.store(i, Ordering::SeqCst);
-            let poll = poll_once(task.as_mut());
-            run.polling.store(NOT_POLLING, Ordering::SeqCst);
-            let now = Instant::now();
-            inline = now.duration_since(last_poll) < INLINE_LIMIT;
-            last_poll = now;
-            match poll {
-                Ok(Poll::Ready(())) => continue,
-                Ok(Poll::Pending) => {}
-                Err(panic) => {
-                    // Only a bug in the runner could get here: the check's own panic is
-                    // caught inside `run_one`.
-                    drop(task);
-                    let report = abnormal(&instance.entry, run.start.elapsed(), panic);
-                    instance.finish(smoke.redacted(report));
-                    continue;
-                }
+        let check = OptionFuture::from(Some(
+            run_one(run.clone(), i, hold.clone(), inline.then_some(last_poll)).instrument(span),
+        ));
+        if !inline {
+            // The thread may be blocked by an earlier check: its own task at once.
+            waiting.push((i, tokio::spawn(check)));
+            continue;
+        }
+        let task = place(&mut slot, check);
+        run.polling.store(i, Ordering::SeqCst);
+        let poll = poll_once(task.as_mut());
+        run.polling.store(NOT_POLLING, Ordering::SeqCst);
+        let now = Instant::now();
+        inline = now.duration_since(last_poll) < INLINE_LIMIT;
+        last_poll = now;
+        match poll {
+            Ok(Poll::Ready(_)) => continue,
+            Ok(Poll::Pending) => {}
+            Err(panic) => {
+                // Only a bug in the runner could get here: the check's own panic is caught
+                // inside `run_one`.
+                slot = None;
+                let report = abnormal(&instance.entry, run.start.elapsed(), panic);
+                instance.finish(smoke.redacted(report));
+                continue;
             }
         }
-        // It waits (or the thread may be blocked by an earlier check): its own task, as it
-        // is. The task's first poll registers its own waker.
-        waiting.push((i, tokio::spawn(task)));
+        // It waits: its own task, as it is, in its box. The task's first poll registers
+        // its own waker.
+        if let Some(task) = slot.take() {
+            waiting.push((i, tokio::spawn(task)));
+        }
     }
+    drop(slot);
     drop(marked);
 
     for (i, handle) in waiting {
         let instance = &run.instances[i];
         match timeout_at(run.deadline + VERDICT_GRACE, handle).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(_)) => {}
             Ok(Err(join_error)) => {
                 let report = abnormal(&instance.entry, run.start.elapsed(), join_error);
                 instance.finish(smoke.redacted(report));
@@ -641,12 +651,21 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
     report
 }
 
+/// `future` in `slot`'s box, made if there is none (the future in it before is dropped).
+fn place<F>(slot: &mut Option<std::pin::Pin<Box<F>>>, future: F) -> &mut std::pin::Pin<Box<F>> {
+    match slot {
+        Some(task) => {
+            task.set(future);
+            task
+        }
+        None => slot.insert(Box::pin(future)),
+    }
+}
+
 /// Poll `future` once, in place, with a waker that does nothing: if it is pending it moves
 /// onto a task of its own, whose first poll registers the task's waker. A panic (a bug in
 /// the runner: checks' panics are caught inside) comes back as its message.
-fn poll_once(
-    future: std::pin::Pin<&mut (impl Future<Output = ()> + ?Sized)>,
-) -> Result<Poll<()>, String> {
+fn poll_once<F: Future + ?Sized>(future: std::pin::Pin<&mut F>) -> Result<Poll<F::Output>, String> {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx)))
         .map_err(|panic| panic_message(&*panic))
