@@ -81,6 +81,21 @@ async fn database(max_connections: u32) -> Option<Db> {
     })
 }
 
+/// A counting, stallable proxy in front of `db`'s server, and the pool's connect options
+/// pointed at it.
+async fn behind_a_proxy(db: &Db) -> (Arc<Proxy>, PgConnectOptions) {
+    let options = db.pool.connect_options();
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    let target = tokio::net::lookup_host(target)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(target).await;
+    let proxied = (*options).clone().host("127.0.0.1").port(proxy.addr.port());
+    (proxy, proxied)
+}
+
 async fn count(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM items")
         .fetch_one(pool)
@@ -453,17 +468,10 @@ async fn a_check_that_commits_is_reported_as_committed() {
 #[tokio::test]
 async fn an_unreachable_database_fails_fast_as_unavailable_and_recovers() {
     let Some(db) = database(2).await else { return };
-    let options = db.pool.connect_options();
-    let target = format!("{}:{}", options.get_host(), options.get_port());
-    let target = tokio::net::lookup_host(target)
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(target).await;
+    let (proxy, proxied_options) = behind_a_proxy(&db).await;
     let proxied = PgPoolOptions::new()
         .max_connections(2)
-        .connect_lazy_with((*options).clone().host("127.0.0.1").port(proxy.addr.port()));
+        .connect_lazy_with(proxied_options);
     let smoke = Smoketest::builder()
         .without_discovery()
         .postgres(proxied.clone())
@@ -866,15 +874,7 @@ const PG_ROUND_TRIPS_AROUND_A_CHECK: u64 = 2;
 #[tokio::test]
 async fn a_minimal_check_pays_a_known_number_of_round_trips() {
     let Some(db) = database(1).await else { return };
-    let options = db.pool.connect_options();
-    let target = format!("{}:{}", options.get_host(), options.get_port());
-    let target = tokio::net::lookup_host(target)
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(target).await;
-    let proxied_options = (*options).clone().host("127.0.0.1").port(proxy.addr.port());
+    let (proxy, proxied_options) = behind_a_proxy(&db).await;
     for ping_on_acquire in [false, true] {
         let proxied = PgPoolOptions::new()
             .max_connections(1)
@@ -1052,17 +1052,10 @@ async fn writes(ctx: &mut Context) -> Result<&mut sqlx::PgConnection, CheckError
 #[tokio::test]
 async fn a_checks_locks_are_free_when_its_verdict_is_given() {
     let Some(db) = database(1).await else { return };
-    let options = db.pool.connect_options();
-    let target = format!("{}:{}", options.get_host(), options.get_port());
-    let target = tokio::net::lookup_host(target)
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(target).await;
+    let (proxy, proxied_options) = behind_a_proxy(&db).await;
     let proxied = PgPoolOptions::new()
         .max_connections(1)
-        .connect_with((*options).clone().host("127.0.0.1").port(proxy.addr.port()))
+        .connect_with(proxied_options)
         .await
         .unwrap();
     let smoke = Smoketest::builder()
