@@ -344,7 +344,7 @@ fn waiting_state(endpoints: &[Endpoint]) -> String {
                     .checks
                     .iter()
                     .filter(|c| c.status == Status::Fail)
-                    .map(|c| &*c.name)
+                    .map(|c| c.name.as_str())
                     .collect();
                 if failed.is_empty() {
                     "fail".to_string()

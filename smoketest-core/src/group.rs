@@ -508,7 +508,7 @@ impl ResolvedGroup {
         if report.status == Status::Fail {
             let over_threshold = report.checks.iter().any(|c| {
                 c.status == Status::Fail
-                    && state.checks[&*c.name].consecutive_failures >= self.failure_threshold
+                    && state.checks[c.name.as_str()].consecutive_failures >= self.failure_threshold
             });
             if !over_threshold {
                 report.status = Status::Pass;
@@ -518,7 +518,7 @@ impl ResolvedGroup {
         report.history = report
             .checks
             .iter()
-            .map(|c| (c.name.to_string(), state.checks[&*c.name].clone()))
+            .map(|c| (c.name.to_string(), state.checks[c.name.as_str()].clone()))
             .collect();
         let previous = state.status.replace(report.status);
         drop(state);

@@ -149,7 +149,7 @@ impl History {
     pub(crate) fn record(&self, report: &Report, finished: SystemTime) {
         let at = unix_ms(finished);
         for check in &report.checks {
-            let Some(track) = self.tracks.get(&*check.name) else {
+            let Some(track) = self.tracks.get(check.name.as_str()) else {
                 continue;
             };
             let kind = check.error.as_ref().map(|e| self.intern(&e.kind));
@@ -184,7 +184,7 @@ impl History {
     /// the report has none of its own (a group's report has the group's).
     pub(crate) fn attach(&self, report: &mut Report) {
         for check in &report.checks {
-            let Some(track) = self.tracks.get(&*check.name) else {
+            let Some(track) = self.tracks.get(check.name.as_str()) else {
                 continue;
             };
             let track = lock(track);

@@ -520,10 +520,6 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
     // (one clock reading per check serves both).
     let mut last_poll = Instant::now();
     let mut waiting: Vec<(usize, tokio::task::JoinHandle<Option<()>>)> = Vec::new();
-    // One allocation for the checks polled in place: each is written into it in turn, and
-    // only a check that has to wait takes it along onto its own task (the next check
-    // polled in place gets a new one then). A box per check cost an allocation and a free
-    // on every check.
     // No span at all when no subscriber takes INFO: with tracing's `log` feature even a
     // disabled span checks the `log` crate when it is made, entered and dropped.
     let traced = tracing::level_enabled!(tracing::Level::INFO);
@@ -532,6 +528,10 @@ async fn sweep(run: Arc<Run>, hold: Option<Hold>) -> Report {
     // The checks polled in place below run on this thread: marked once for all of them.
     // (Nothing in the loop awaits, so no other task runs here under the mark.)
     let marked = Marked::new(smoke);
+    // One allocation for the checks polled in place: each is written into it in turn, and
+    // only a check that has to wait takes it along onto its own task (the next check
+    // polled in place gets a new one then). A box per check cost an allocation and a free
+    // on every check.
     let mut slot = None;
     for (i, instance) in run.instances.iter().enumerate() {
         let span = if traced {
@@ -910,23 +910,7 @@ async fn check_report(
         None => match run.slot(smoke).await {
             Ok(slot) => (slot, Instant::now()),
             Err(waited) => {
-                return instance.record(
-                    smoke,
-                    failed(
-                    entry,
-                    Duration::ZERO,
-                    CheckError::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "never started: waited {} for a free slot before the run's deadline",
-                            humantime::format_duration(round_ms(waited))
-                        ),
-                    )
-                    .with_suggestion(
-                        "Raise the concurrency limit or the deadline, or shorten the slow checks.",
-                    ),
-                    ),
-                );
+                return instance.record(smoke, failed(entry, Duration::ZERO, no_slot(waited)));
             }
         },
     };
@@ -988,28 +972,24 @@ async fn check_report(
         Vec::new()
     };
     let observed = ctx.take_observed();
-    if !ctx.has_cleanups() {
-        let steps = ctx.take_steps();
-        return instance.record(
-            smoke,
-            verdict(
-                entry,
-                duration,
-                result,
-                transaction_failures,
-                observed,
-                steps,
-            ),
-        );
-    }
+    let cleanups = ctx.has_cleanups();
+    // A check with cleanups gets its steps after them (the teardowns are steps too).
+    let steps = if cleanups {
+        Vec::new()
+    } else {
+        ctx.take_steps()
+    };
     let report = verdict(
         entry,
         duration,
         result,
         transaction_failures,
         observed,
-        Vec::new(),
+        steps,
     );
+    if !cleanups {
+        return instance.record(smoke, report);
+    }
     // Boxed, with the context and the report moved in: the check's own future then holds
     // neither across this await, and stays small enough for the allocator's fast path.
     let report = Box::pin(with_cleanups(instance, smoke, ctx, report, duration)).await;
@@ -1054,6 +1034,18 @@ async fn with_cleanups(
     report
 }
 
+/// Why a check never started: no slot under the concurrency limit came before the deadline.
+fn no_slot(waited: Duration) -> CheckError {
+    CheckError::new(
+        ErrorKind::Timeout,
+        format!(
+            "never started: waited {} for a free slot before the run's deadline",
+            humantime::format_duration(round_ms(waited))
+        ),
+    )
+    .with_suggestion("Raise the concurrency limit or the deadline, or shorten the slow checks.")
+}
+
 /// The check's report from its result and what ending its transactions found; a check that
 /// committed says so even if it also failed otherwise. Built whole, with what the check
 /// observed and its steps: no field is made twice.
@@ -1089,11 +1081,7 @@ fn verdict(
                 name: CheckName::from(entry.name.clone()),
                 status,
                 duration_ms: millis(duration),
-                tags: if entry.tags.is_empty() {
-                    Vec::new()
-                } else {
-                    entry.tags.clone()
-                },
+                tags: entry.tags.clone(),
                 error: None,
                 message,
                 observed,

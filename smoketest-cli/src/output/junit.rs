@@ -109,7 +109,7 @@ pub fn render(decision: &Decision) -> String {
                             status
                         }
                     };
-                    let mut case = TestCase::new(&*check.name, status);
+                    let mut case = TestCase::new(check.name.as_str(), status);
                     case.set_classname(classname.as_str());
                     case.set_time(Duration::from_secs_f64(check.duration_ms.max(0.0) / 1000.0));
                     if check.status == Status::Warn

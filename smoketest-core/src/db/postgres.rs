@@ -227,15 +227,11 @@ impl Dialect for Pg {
             Ok(rows) => rows
                 .first()
                 .and_then(|row| sqlx::Row::try_get::<bool, _>(row, 0).ok()),
-            // "current transaction is aborted": the string stopped at the SELECT, nothing
-            // else ran; still the runner's transaction (as in `still_open`).
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("25P02") => {
-                return Some((Some(true), rollback_all::<Postgres>(conn).await));
-            }
             // The string stops at its first error, and every error it can meet comes before
-            // its ROLLBACK: the SELECT's own, or one left by a statement the check dropped
-            // half-way, which surfaces before the string is even sent. The runner's
-            // transaction is still there: the two-step path asks again.
+            // its ROLLBACK: the SELECT's own (a transaction the check left aborted), or one
+            // left by a statement the check dropped half-way, which surfaces before the
+            // string is even sent. The runner's transaction is still there: the two-step
+            // path asks again.
             Err(_) => return None,
         };
         if open == Some(false) {

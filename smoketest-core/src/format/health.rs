@@ -74,7 +74,7 @@ pub fn write(report: &Report) -> Vec<u8> {
             .checks
             .iter()
             .filter(|c| c.status == Status::Fail)
-            .map(|c| &*c.name)
+            .map(|c| c.name.as_str())
             .collect();
         let output = if failed.is_empty() {
             format!("{} checks failed", s.failed)

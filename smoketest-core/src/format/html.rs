@@ -169,7 +169,7 @@ pub fn write_page(report: &Report, refresh: Option<u32>) -> Vec<u8> {
                 let tags: Vec<_> = c.tags.iter().map(|t| escape(t)).collect();
                 let _ = write!(out, " · {}", tags.join(", "));
             }
-            if let Some(h) = report.history.get(&*c.name) {
+            if let Some(h) = report.history.get(c.name.as_str()) {
                 if h.consecutive_failures > 1 {
                     let _ = write!(out, " · failed {} runs in a row", h.consecutive_failures);
                 }
@@ -200,7 +200,7 @@ pub fn write_page(report: &Report, refresh: Option<u32>) -> Vec<u8> {
             if let Some(m) = &c.message {
                 let _ = write!(out, "\n<p class=\"note\">{}</p>", escape(m));
             }
-            if let Some(h) = report.history.get(&*c.name) {
+            if let Some(h) = report.history.get(c.name.as_str()) {
                 history_strip(&mut out, h);
             }
             if !c.observed.is_empty() {

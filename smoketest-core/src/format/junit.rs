@@ -92,7 +92,7 @@ pub fn write(report: &Report) -> Vec<u8> {
             }
             Status::Fail => failure(c.error.as_ref()),
         };
-        let mut case = TestCase::new(&*c.name, status);
+        let mut case = TestCase::new(c.name.as_str(), status);
         case.set_classname(name);
         case.set_time(duration(c.duration_ms));
         if c.status == Status::Warn {
@@ -167,7 +167,7 @@ fn step_cases(c: &crate::report::CheckReport) -> Vec<TestCase> {
                 format!("{} / {number}. {}", c.name, s.name)
             };
             let mut case = TestCase::new(name, status);
-            case.set_classname(&*c.name);
+            case.set_classname(c.name.as_str());
             case.set_time(duration(s.duration_ms));
             if let (Some(method), Some(path)) = (&s.method, &s.path) {
                 case.add_property(Property::new("request", format!("{method} {path}")));
@@ -205,7 +205,7 @@ mod tests {
         suite
             .test_cases
             .iter()
-            .find(|c| &*c.name == name)
+            .find(|c| c.name.as_str() == name)
             .unwrap_or_else(|| panic!("no test case {name}"))
     }
 
